@@ -1,0 +1,1 @@
+//! Portico's controller: sources → translate → publish.

@@ -1,0 +1,170 @@
+//! Backends (a Service port's endpoints) and targets (what a matched route sends traffic to).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::metrics::RouteStats;
+
+/// Where a route sends a request: the backend plus what logs, metrics and policies need.
+#[derive(Debug)]
+pub struct Target {
+    /// Namespace of the Ingress (and of the Service).
+    pub namespace: String,
+    /// Name of the Ingress that declared the route.
+    pub ingress: String,
+    /// The Service and port, as `name:port`.
+    pub service: String,
+    pub backend: Arc<Backend>,
+    /// Plain-HTTP requests are redirected to HTTPS (the host has a TLS section).
+    pub redirect_https: bool,
+    /// Counters for this route, attached when the snapshot is published.
+    pub stats: OnceLock<Arc<RouteStats>>,
+}
+
+impl Target {
+    pub fn new(
+        namespace: impl Into<String>,
+        ingress: impl Into<String>,
+        service: impl Into<String>,
+        backend: Arc<Backend>,
+        redirect_https: bool,
+    ) -> Self {
+        Target {
+            namespace: namespace.into(),
+            ingress: ingress.into(),
+            service: service.into(),
+            backend,
+            redirect_https,
+            stats: OnceLock::new(),
+        }
+    }
+}
+
+/// How a backend's addresses are found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoints {
+    /// Ready endpoints from EndpointSlices (possibly empty: the proxy answers 503).
+    Static(Vec<SocketAddr>),
+    /// An `ExternalName` Service: resolved by the proxy per request, if allowed.
+    ExternalName { host: String, port: u16 },
+}
+
+/// A Service port with its endpoints and its load-balancing state.
+#[derive(Debug)]
+pub struct Backend {
+    /// `namespace/service:port`, for logs.
+    pub name: String,
+    pub endpoints: Endpoints,
+    balancer: Balancer,
+}
+
+/// The choice among endpoints. Only the backend knows how it picks, so new strategies
+/// (least-loaded, consistent hashing, sticky) change this type and nothing on the request path.
+#[derive(Debug)]
+enum Balancer {
+    /// The next endpoint to start from. A snapshot swap starts it again at zero, which is harmless.
+    RoundRobin(AtomicUsize),
+}
+
+impl Backend {
+    pub fn new(name: impl Into<String>, endpoints: Endpoints) -> Self {
+        Backend {
+            name: name.into(),
+            endpoints,
+            balancer: Balancer::RoundRobin(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The static endpoints, in the order translate produced them.
+    pub fn addresses(&self) -> &[SocketAddr] {
+        match &self.endpoints {
+            Endpoints::Static(a) => a,
+            Endpoints::ExternalName { .. } => &[],
+        }
+    }
+
+    /// Picks the endpoint order for one request: the first is tried first, the rest are
+    /// alternatives after a connection failure. Empty when there is no endpoint.
+    #[inline]
+    pub fn pick(&self) -> Pick<'_> {
+        let addrs = self.addresses();
+        let start = match &self.balancer {
+            Balancer::RoundRobin(_) if addrs.is_empty() => 0,
+            Balancer::RoundRobin(next) => next.fetch_add(1, Ordering::Relaxed) % addrs.len(),
+        };
+        Pick {
+            addrs,
+            start,
+            taken: 0,
+        }
+    }
+}
+
+/// Endpoints of one request in the order they should be tried.
+#[derive(Debug)]
+pub struct Pick<'a> {
+    addrs: &'a [SocketAddr],
+    start: usize,
+    taken: usize,
+}
+
+impl Iterator for Pick<'_> {
+    type Item = SocketAddr;
+
+    fn next(&mut self) -> Option<SocketAddr> {
+        if self.taken >= self.addrs.len() {
+            return None;
+        }
+        let addr = self.addrs[(self.start + self.taken) % self.addrs.len()];
+        self.taken += 1;
+        Some(addr)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub(crate) fn target(service: &str) -> Arc<Target> {
+        Arc::new(Target::new(
+            "default",
+            "ing",
+            service,
+            Arc::new(Backend::new(service, Endpoints::Static(vec![]))),
+            false,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pick_visits_every_endpoint_once() {
+        let addrs: Vec<SocketAddr> = (1..=3)
+            .map(|i| SocketAddr::from(([127, 0, 0, i], 80)))
+            .collect();
+        let b = Backend::new("b", Endpoints::Static(addrs.clone()));
+        let mut seen: Vec<SocketAddr> = b.pick().collect();
+        seen.sort();
+        assert_eq!(seen, addrs);
+    }
+
+    #[test]
+    fn round_robin_spreads_first_choice() {
+        let addrs: Vec<SocketAddr> = (1..=4)
+            .map(|i| SocketAddr::from(([127, 0, 0, i], 80)))
+            .collect();
+        let b = Backend::new("b", Endpoints::Static(addrs));
+        let firsts: std::collections::HashSet<_> = (0..4).map(|_| b.pick().next()).collect();
+        assert_eq!(firsts.len(), 4);
+    }
+
+    #[test]
+    fn empty_backend_picks_nothing() {
+        let b = Backend::new("b", Endpoints::Static(vec![]));
+        assert_eq!(b.pick().next(), None);
+    }
+}

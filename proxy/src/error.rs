@@ -1,0 +1,81 @@
+//! Errors of the data plane, and the one place where request failures become HTTP statuses.
+
+use http::StatusCode;
+
+/// Why a certificate or key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("no certificate found in tls.crt")]
+    NoCertificate,
+    #[error("no private key found in tls.key")]
+    NoKey,
+    #[error("invalid PEM: {0}")]
+    Pem(String),
+    #[error("unusable private key: {0}")]
+    Key(String),
+    #[error("the private key does not match the certificate")]
+    KeyMismatch,
+    #[error("invalid certificate: {0}")]
+    Parse(String),
+}
+
+/// A request that could not be forwarded, classified once.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// Upstream: the backend has no endpoint to send to.
+    #[error("no ready endpoint")]
+    NoEndpoint,
+    /// Upstream: every endpoint tried refused or failed to connect.
+    #[error("connecting to the backend failed: {0}")]
+    Connect(String),
+    /// Upstream: the backend did not answer within the response timeout.
+    #[error("the backend did not answer in time")]
+    Timeout,
+    /// Upstream: the backend broke the exchange (reset, malformed response).
+    #[error("the backend failed: {0}")]
+    Upstream(String),
+    /// Upstream: an ExternalName could not be resolved, or resolved to a refused address.
+    #[error("resolving the external name failed: {0}")]
+    Resolve(String),
+    /// Downstream: the client's request cannot be forwarded.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+}
+
+impl ForwardError {
+    /// The status the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ForwardError::NoEndpoint => StatusCode::SERVICE_UNAVAILABLE,
+            ForwardError::Connect(_) | ForwardError::Upstream(_) | ForwardError::Resolve(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            ForwardError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ForwardError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A short label for metrics (`portico_upstream_errors_total{kind=…}`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ForwardError::NoEndpoint => "no_endpoint",
+            ForwardError::Connect(_) => "connect",
+            ForwardError::Timeout => "timeout",
+            ForwardError::Upstream(_) => "upstream",
+            ForwardError::Resolve(_) => "resolve",
+            ForwardError::BadRequest(_) => "bad_request",
+        }
+    }
+}
+
+/// A listener or server that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cert(#[from] CertError),
+}

@@ -1,0 +1,334 @@
+//! The routing table: hosts (exact, single-label wildcard, any) to paths to targets.
+//!
+//! Built once per snapshot by the controller's translate step; read lock-free on every request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::backend::Target;
+
+/// How a rule's path is compared with a request's path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    /// `pathType: Exact`: the whole path, case-sensitive.
+    Exact(String),
+    /// `pathType: Prefix`: element by element. Stored without a trailing slash (`/` is stored empty).
+    Prefix(String),
+    /// `pathType: ImplementationSpecific`: a plain string prefix, as ingress-nginx does.
+    StringPrefix(String),
+}
+
+impl PathMatch {
+    /// A `Prefix` rule from its path as written in the Ingress (trailing slashes ignored).
+    pub fn prefix(path: &str) -> Self {
+        PathMatch::Prefix(path.trim_end_matches('/').to_string())
+    }
+
+    /// Does this rule match a request path (without its query)?
+    #[inline]
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => match path.strip_prefix(p.as_str()) {
+                Some(rest) => rest.is_empty() || rest.starts_with('/'),
+                None => false,
+            },
+            PathMatch::StringPrefix(p) => path.starts_with(p.as_str()),
+        }
+    }
+
+    /// The rule's path as written in the table (for logs and the routes view).
+    pub fn path(&self) -> &str {
+        match self {
+            PathMatch::Exact(p) | PathMatch::StringPrefix(p) => p,
+            PathMatch::Prefix(p) if p.is_empty() => "/",
+            PathMatch::Prefix(p) => p,
+        }
+    }
+
+    /// The Kubernetes name of the path type.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PathMatch::Exact(_) => "Exact",
+            PathMatch::Prefix(_) => "Prefix",
+            PathMatch::StringPrefix(_) => "ImplementationSpecific",
+        }
+    }
+
+    /// Ordering key: longer paths first; at equal length Exact, then Prefix, then string prefix.
+    fn precedence(&self) -> (std::cmp::Reverse<usize>, u8) {
+        let (len, rank) = match self {
+            PathMatch::Exact(p) => (p.len(), 0),
+            PathMatch::Prefix(p) => (p.len(), 1),
+            PathMatch::StringPrefix(p) => (p.len(), 2),
+        };
+        (std::cmp::Reverse(len), rank)
+    }
+}
+
+/// One path rule of a host and where it sends requests.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub path: PathMatch,
+    pub target: Arc<Target>,
+}
+
+/// All path rules of one host (merged across Ingresses), longest first.
+#[derive(Clone, Debug, Default)]
+pub struct HostRoutes {
+    routes: Vec<Route>,
+    /// Where requests for this host that match no path go (an Ingress `defaultBackend`).
+    pub fallback: Option<Arc<Target>>,
+}
+
+impl HostRoutes {
+    /// Builds the path table; routes are sorted into precedence order (stable, so the caller's
+    /// order decides among identical paths — translate removes those first).
+    pub fn new(mut routes: Vec<Route>, fallback: Option<Arc<Target>>) -> Self {
+        routes.sort_by(|a, b| a.path.precedence().cmp(&b.path.precedence()));
+        HostRoutes { routes, fallback }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    #[inline]
+    fn find(&self, path: &str) -> Option<&Arc<Target>> {
+        self.routes
+            .iter()
+            .find(|r| r.path.matches(path))
+            .map(|r| &r.target)
+            .or(self.fallback.as_ref())
+    }
+}
+
+/// Host patterns as the table keys them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HostPattern {
+    /// `foo.com` (lowercase).
+    Exact(String),
+    /// `*.foo.com`, stored as the suffix `foo.com`.
+    Wildcard(String),
+    /// A rule without a host.
+    Any,
+}
+
+impl HostPattern {
+    /// Parses a host as written in an Ingress rule (already validated by translate).
+    pub fn parse(host: Option<&str>) -> Self {
+        match host {
+            None | Some("") => HostPattern::Any,
+            Some(h) => {
+                let h = h.to_ascii_lowercase();
+                match h.strip_prefix("*.") {
+                    Some(suffix) => HostPattern::Wildcard(suffix.to_string()),
+                    None => HostPattern::Exact(h),
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostPattern::Exact(h) => f.write_str(h),
+            HostPattern::Wildcard(s) => write!(f, "*.{s}"),
+            HostPattern::Any => f.write_str("*"),
+        }
+    }
+}
+
+/// Hosts to path tables, plus the catch-all default backend.
+#[derive(Clone, Debug, Default)]
+pub struct RouteTable {
+    exact: HashMap<String, HostRoutes>,
+    wildcard: HashMap<String, HostRoutes>,
+    any: Option<HostRoutes>,
+    /// Requests that no host table takes (the oldest rule-less Ingress's `defaultBackend`, or
+    /// the controller-wide default backend).
+    pub default: Option<Arc<Target>>,
+}
+
+impl RouteTable {
+    pub fn new(hosts: Vec<(HostPattern, HostRoutes)>, default: Option<Arc<Target>>) -> Self {
+        let mut table = RouteTable {
+            default,
+            ..RouteTable::default()
+        };
+        for (pattern, routes) in hosts {
+            match pattern {
+                HostPattern::Exact(h) => {
+                    table.exact.insert(h, routes);
+                }
+                HostPattern::Wildcard(s) => {
+                    table.wildcard.insert(s, routes);
+                }
+                HostPattern::Any => table.any = Some(routes),
+            }
+        }
+        table
+    }
+
+    /// The path table for a host: exact beats wildcard beats any-host. `host` must be lowercase
+    /// and without a port.
+    #[inline]
+    pub fn host(&self, host: &str) -> Option<&HostRoutes> {
+        if let Some(r) = self.exact.get(host) {
+            return Some(r);
+        }
+        if let Some((first, suffix)) = host.split_once('.') {
+            if !first.is_empty() {
+                if let Some(r) = self.wildcard.get(suffix) {
+                    return Some(r);
+                }
+            }
+        }
+        self.any.as_ref()
+    }
+
+    /// The target for a request. `host` lowercase without port, `path` without query.
+    #[inline]
+    pub fn find(&self, host: &str, path: &str) -> Option<&Arc<Target>> {
+        match self.host(host) {
+            Some(routes) => routes.find(path).or(self.default.as_ref()),
+            None => self.default.as_ref(),
+        }
+    }
+
+    /// Every host table, sorted by pattern (for the routes view and tests).
+    pub fn hosts(&self) -> Vec<(HostPattern, &HostRoutes)> {
+        let mut out: Vec<(HostPattern, &HostRoutes)> = self
+            .exact
+            .iter()
+            .map(|(h, r)| (HostPattern::Exact(h.clone()), r))
+            .chain(
+                self.wildcard
+                    .iter()
+                    .map(|(h, r)| (HostPattern::Wildcard(h.clone()), r)),
+            )
+            .chain(self.any.iter().map(|r| (HostPattern::Any, r)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// How many path rules the table holds.
+    pub fn route_count(&self) -> usize {
+        self.exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(self.any.iter())
+            .map(|h| h.routes.len())
+            .sum()
+    }
+}
+
+/// Lowercases a request's host and strips a port, borrowing when nothing changes.
+#[inline]
+pub fn normalize_host(raw: &str) -> std::borrow::Cow<'_, str> {
+    let without_port = if let Some(rest) = raw.strip_prefix('[') {
+        // IPv6 literal: keep the brackets' content.
+        match rest.split_once(']') {
+            Some((addr, _)) => addr,
+            None => raw,
+        }
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => raw,
+        }
+    };
+    let trimmed = without_port.strip_suffix('.').unwrap_or(without_port);
+    if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(trimmed.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(trimmed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::testing::target;
+
+    fn table(rules: &[(&str, PathMatch, &str)]) -> RouteTable {
+        let mut by_host: std::collections::BTreeMap<HostPattern, Vec<Route>> = Default::default();
+        for (host, path, name) in rules {
+            let host = if host.is_empty() { None } else { Some(*host) };
+            by_host
+                .entry(HostPattern::parse(host))
+                .or_default()
+                .push(Route {
+                    path: path.clone(),
+                    target: target(name),
+                });
+        }
+        RouteTable::new(
+            by_host
+                .into_iter()
+                .map(|(h, r)| (h, HostRoutes::new(r, None)))
+                .collect(),
+            None,
+        )
+    }
+
+    fn hit(t: &RouteTable, host: &str, path: &str) -> Option<String> {
+        t.find(host, path).map(|t| t.service.clone())
+    }
+
+    #[test]
+    fn prefix_matches_element_by_element() {
+        let p = PathMatch::prefix("/foo");
+        assert!(p.matches("/foo"));
+        assert!(p.matches("/foo/"));
+        assert!(p.matches("/foo/bar"));
+        assert!(!p.matches("/foobar"));
+        let p = PathMatch::prefix("/foo/");
+        assert!(p.matches("/foo"));
+        let root = PathMatch::prefix("/");
+        assert!(root.matches("/"));
+        assert!(root.matches("/anything"));
+    }
+
+    #[test]
+    fn string_prefix_is_plain() {
+        let p = PathMatch::StringPrefix("/foo".into());
+        assert!(p.matches("/foobar"));
+        assert!(!p.matches("/fo"));
+    }
+
+    #[test]
+    fn host_precedence() {
+        let t = table(&[
+            ("foo.com", PathMatch::prefix("/"), "exact"),
+            ("*.foo.com", PathMatch::prefix("/"), "wild"),
+            ("", PathMatch::prefix("/"), "any"),
+        ]);
+        assert_eq!(hit(&t, "foo.com", "/").as_deref(), Some("exact"));
+        assert_eq!(hit(&t, "bar.foo.com", "/").as_deref(), Some("wild"));
+        assert_eq!(hit(&t, "baz.bar.foo.com", "/").as_deref(), Some("any"));
+        assert_eq!(hit(&t, "other.org", "/").as_deref(), Some("any"));
+    }
+
+    #[test]
+    fn longest_path_then_exact_wins() {
+        let t = table(&[
+            ("h", PathMatch::prefix("/"), "root"),
+            ("h", PathMatch::prefix("/aaa"), "aaa-prefix"),
+            ("h", PathMatch::Exact("/aaa".into()), "aaa-exact"),
+        ]);
+        assert_eq!(hit(&t, "h", "/aaa").as_deref(), Some("aaa-exact"));
+        assert_eq!(hit(&t, "h", "/aaa/ccc").as_deref(), Some("aaa-prefix"));
+        assert_eq!(hit(&t, "h", "/aaab").as_deref(), Some("root"));
+    }
+
+    #[test]
+    fn normalizes_hosts() {
+        assert_eq!(normalize_host("Foo.COM:8443"), "foo.com");
+        assert_eq!(normalize_host("foo.com."), "foo.com");
+        assert_eq!(normalize_host("[::1]:80"), "::1");
+        assert!(matches!(normalize_host("foo.com"), std::borrow::Cow::Borrowed(_)));
+    }
+}

@@ -1,0 +1,34 @@
+//! One immutable configuration: routes, backends and certificates together, swapped as a whole.
+
+use std::sync::Arc;
+
+use crate::backend::Target;
+use crate::routing::RouteTable;
+use crate::tls::TlsTable;
+
+/// Everything the data plane needs to serve, produced by the controller's translate step.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub routes: RouteTable,
+    pub tls: TlsTable,
+    /// How many per-object problems translate reported while building this snapshot.
+    pub problems: usize,
+}
+
+impl Snapshot {
+    /// Every target the table can send requests to (each once per route).
+    pub fn targets(&self) -> impl Iterator<Item = &Arc<Target>> {
+        self.routes
+            .hosts()
+            .into_iter()
+            .flat_map(|(_, host)| {
+                host.routes()
+                    .iter()
+                    .map(|r| &r.target)
+                    .chain(host.fallback.iter())
+            })
+            .chain(self.routes.default.iter())
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+}

@@ -1,0 +1,63 @@
+//! The rustls server configuration of one snapshot. Session caches and ticket keys live outside
+//! the snapshot so that resumption survives configuration changes.
+
+use std::sync::Arc;
+
+use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+
+use crate::error::CertError;
+use crate::snapshot::Snapshot;
+
+/// Resumption state shared by every snapshot's configuration.
+#[derive(Clone, Debug)]
+pub struct SessionState {
+    cache: Arc<dyn StoresServerSessions>,
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+}
+
+impl SessionState {
+    pub fn new() -> Result<Self, CertError> {
+        Ok(SessionState {
+            cache: rustls::server::ServerSessionMemoryCache::new(64 * 1024),
+            ticketer: rustls::crypto::aws_lc_rs::Ticketer::new()
+                .map_err(|e| CertError::Key(e.to_string()))?,
+        })
+    }
+}
+
+/// Resolves certificates from one snapshot's table: a hash lookup, nothing parsed.
+#[derive(Debug)]
+struct SnapshotResolver(Arc<Snapshot>);
+
+impl ResolvesServerCert for SnapshotResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = hello.server_name().map(crate::routing::normalize_host);
+        Some(
+            self.0
+                .tls
+                .resolve(sni.as_deref())
+                .certified
+                .clone(),
+        )
+    }
+}
+
+/// TLS 1.2 and 1.3 with rustls' default (modern, AEAD-only) cipher suites; ALPN `h2` then
+/// `http/1.1`.
+pub fn server_config(
+    snapshot: Arc<Snapshot>,
+    sessions: &SessionState,
+) -> Result<Arc<ServerConfig>, CertError> {
+    let mut config = ServerConfig::builder_with_provider(crate::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| CertError::Key(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SnapshotResolver(snapshot)));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = sessions.cache.clone();
+    config.ticketer = sessions.ticketer.clone();
+    config.ignore_client_order = true;
+    Ok(Arc::new(config))
+}

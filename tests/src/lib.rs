@@ -1,0 +1,1 @@
+//! Harnesses for Portico end-to-end tests.
