@@ -5,14 +5,26 @@
 //! per TLS handshake and once per request, so a swap never tears and never drops a connection.
 //! This crate knows nothing about Kubernetes.
 
+pub mod access_log;
+pub mod admin;
 pub mod backend;
+pub mod body;
+pub mod client_addr;
+pub mod config;
 pub mod error;
+mod forward;
+pub mod headers;
 pub mod metrics;
+pub mod respond;
 pub mod routing;
+pub mod server;
 pub mod snapshot;
 pub mod tls;
 
 pub use backend::{Backend, Endpoints, Target};
+pub use client_addr::TrustedProxies;
+pub use config::ProxyConfig;
 pub use routing::{HostPattern, HostRoutes, PathMatch, Route, RouteTable};
+pub use server::{Drain, Listeners, Live, Proxy};
 pub use snapshot::Snapshot;
 pub use tls::{TlsCertificate, TlsTable};

@@ -144,7 +144,9 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        out.push_str("# HELP portico_requests_total Responses sent, by ingress, service and status class.\n");
+        out.push_str(
+            "# HELP portico_requests_total Responses sent, by ingress, service and status class.\n",
+        );
         out.push_str("# TYPE portico_requests_total counter\n");
         let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"];
         if let Ok(routes) = self.routes.lock() {
@@ -169,7 +171,9 @@ impl Metrics {
             );
         }
 
-        out.push_str("# HELP portico_request_duration_seconds Time from request head to response head.\n");
+        out.push_str(
+            "# HELP portico_request_duration_seconds Time from request head to response head.\n",
+        );
         out.push_str("# TYPE portico_request_duration_seconds histogram\n");
         let mut cumulative = 0;
         for (i, le) in DURATION_BUCKETS.iter().enumerate() {
@@ -191,7 +195,9 @@ impl Metrics {
         );
         let _ = writeln!(out, "portico_request_duration_seconds_count {count}");
 
-        out.push_str("# HELP portico_upstream_errors_total Requests that could not be forwarded, by kind.\n");
+        out.push_str(
+            "# HELP portico_upstream_errors_total Requests that could not be forwarded, by kind.\n",
+        );
         out.push_str("# TYPE portico_upstream_errors_total counter\n");
         for (i, kind) in UPSTREAM_ERROR_KINDS.iter().enumerate() {
             let _ = writeln!(
@@ -202,15 +208,60 @@ impl Metrics {
         }
 
         let gauges: [(&str, &str, &str, String); 9] = [
-            ("portico_config_generation", "gauge", "Generation of the live configuration.", self.generation.load(Ordering::Relaxed).to_string()),
-            ("portico_config_build_seconds", "gauge", "Time the last configuration took to build.", (self.build_micros.load(Ordering::Relaxed) as f64 / 1e6).to_string()),
-            ("portico_config_problems", "gauge", "Problems reported while building the live configuration.", self.problems.load(Ordering::Relaxed).to_string()),
-            ("portico_routes", "gauge", "Path rules in the live configuration.", self.route_count.load(Ordering::Relaxed).to_string()),
-            ("portico_certificates", "gauge", "Distinct certificates in the live configuration, the default included.", self.certificates.load(Ordering::Relaxed).to_string()),
-            ("portico_certificate_earliest_expiry_timestamp_seconds", "gauge", "Earliest notAfter among configured certificates (0 when none).", self.earliest_expiry.load(Ordering::Relaxed).to_string()),
-            ("portico_connections_open", "gauge", "Client connections open now.", self.connections_open.load(Ordering::Relaxed).to_string()),
-            ("portico_connections_total", "counter", "Client connections accepted.", self.connections_total.load(Ordering::Relaxed).to_string()),
-            ("portico_build_info", "gauge", "Portico's version.", "1".to_string()),
+            (
+                "portico_config_generation",
+                "gauge",
+                "Generation of the live configuration.",
+                self.generation.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "portico_config_build_seconds",
+                "gauge",
+                "Time the last configuration took to build.",
+                (self.build_micros.load(Ordering::Relaxed) as f64 / 1e6).to_string(),
+            ),
+            (
+                "portico_config_problems",
+                "gauge",
+                "Problems reported while building the live configuration.",
+                self.problems.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "portico_routes",
+                "gauge",
+                "Path rules in the live configuration.",
+                self.route_count.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "portico_certificates",
+                "gauge",
+                "Distinct certificates in the live configuration, the default included.",
+                self.certificates.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "portico_certificate_earliest_expiry_timestamp_seconds",
+                "gauge",
+                "Earliest notAfter among configured certificates (0 when none).",
+                self.earliest_expiry.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "portico_connections_open",
+                "gauge",
+                "Client connections open now.",
+                self.connections_open.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "portico_connections_total",
+                "counter",
+                "Client connections accepted.",
+                self.connections_total.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "portico_build_info",
+                "gauge",
+                "Portico's version.",
+                "1".to_string(),
+            ),
         ];
         for (name, kind, help, value) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

@@ -85,7 +85,7 @@ impl HostRoutes {
     /// Builds the path table; routes are sorted into precedence order (stable, so the caller's
     /// order decides among identical paths — translate removes those first).
     pub fn new(mut routes: Vec<Route>, fallback: Option<Arc<Target>>) -> Self {
-        routes.sort_by(|a, b| a.path.precedence().cmp(&b.path.precedence()));
+        routes.sort_by_key(|r| r.path.precedence());
         HostRoutes { routes, fallback }
     }
 
@@ -329,6 +329,9 @@ mod tests {
         assert_eq!(normalize_host("Foo.COM:8443"), "foo.com");
         assert_eq!(normalize_host("foo.com."), "foo.com");
         assert_eq!(normalize_host("[::1]:80"), "::1");
-        assert!(matches!(normalize_host("foo.com"), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(
+            normalize_host("foo.com"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

@@ -73,7 +73,9 @@ impl TlsCertificate {
             Err(rustls::Error::InconsistentKeys(_)) => return Err(CertError::KeyMismatch),
             Err(e) => return Err(CertError::Key(e.to_string())),
         }
-        let leaf = certified.end_entity_cert().map_err(|_| CertError::NoCertificate)?;
+        let leaf = certified
+            .end_entity_cert()
+            .map_err(|_| CertError::NoCertificate)?;
         let (_, x509) = x509_parser::parse_x509_certificate(leaf.as_ref())
             .map_err(|e| CertError::Parse(e.to_string()))?;
         let mut dns_names = Vec::new();
@@ -141,10 +143,9 @@ mod tests {
 
     fn pem_pair(names: &[&str]) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(
-            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
         let cert = params.self_signed(&key).unwrap();
         (cert.pem(), key.serialize_pem())
     }

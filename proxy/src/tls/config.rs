@@ -34,13 +34,7 @@ struct SnapshotResolver(Arc<Snapshot>);
 impl ResolvesServerCert for SnapshotResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let sni = hello.server_name().map(crate::routing::normalize_host);
-        Some(
-            self.0
-                .tls
-                .resolve(sni.as_deref())
-                .certified
-                .clone(),
-        )
+        Some(self.0.tls.resolve(sni.as_deref()).certified.clone())
     }
 }
 

@@ -1,0 +1,52 @@
+//! Settings of the data plane that come from the command line, not from Kubernetes objects.
+
+use std::time::Duration;
+
+use crate::client_addr::TrustedProxies;
+
+/// Listener and forwarding settings. Defaults follow what ingress-nginx users expect.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Port written into HTTPS redirects (omitted when 443).
+    pub https_redirect_port: u16,
+    /// Resolve and forward to `ExternalName` Services.
+    pub allow_external_name: bool,
+    /// Longest time a client may take to send a request's head; on HTTP/1.1 it also bounds how
+    /// long a keep-alive connection may sit idle between requests.
+    pub client_header_timeout: Duration,
+    /// Longest time an HTTP/2 connection may stay without a ping answer.
+    pub idle_timeout: Duration,
+    /// Upstream TCP connect timeout, per endpoint tried.
+    pub upstream_connect_timeout: Duration,
+    /// Longest wait for a backend's response head.
+    pub upstream_response_timeout: Duration,
+    /// Upstream pooled connections are closed after this long unused (below typical backend
+    /// keep-alive timeouts, so Portico closes first).
+    pub upstream_idle_timeout: Duration,
+    /// Most request header bytes accepted (ingress-nginx: 4 × 8k large buffers).
+    pub max_header_bytes: usize,
+    /// Most request headers accepted.
+    pub max_headers: usize,
+    /// Emit one access-log line per request.
+    pub access_log: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            trusted_proxies: TrustedProxies::default(),
+            https_redirect_port: 443,
+            allow_external_name: false,
+            client_header_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(75),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_response_timeout: Duration::from_secs(60),
+            upstream_idle_timeout: Duration::from_secs(30),
+            max_header_bytes: 32 * 1024,
+            max_headers: 200,
+            access_log: true,
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! One request through the proxy: route, redirect or forward, answer, count, log.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HOST, UPGRADE};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tracing::{debug, warn};
+
+use crate::access_log::{LoggedBody, Record};
+use crate::backend::{Endpoints, Target};
+use crate::body::ProxyBody;
+use crate::error::ForwardError;
+use crate::headers::{self, Forwarded, X_REQUEST_ID};
+use crate::respond;
+use crate::routing::normalize_host;
+use crate::server::Shared;
+
+/// What the proxy knows about the client connection a request came on.
+#[derive(Debug)]
+pub(crate) struct ConnInfo {
+    /// The TCP peer, with `::ffff:` mapping removed.
+    pub peer: SocketAddr,
+    pub peer_trusted: bool,
+    /// The listener's port (for `X-Forwarded-Port`).
+    pub local_port: u16,
+    pub tls: bool,
+}
+
+const ACME_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// The service function of every client connection.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<LoggedBody>, Infallible> {
+    let start = Instant::now();
+    let request_id = headers::request_id(req.headers());
+    let client = crate::client_addr::client_ip(
+        conn.peer.ip(),
+        req.headers(),
+        &shared.config.trusted_proxies,
+    );
+    let log_head = shared.config.access_log.then(|| {
+        (
+            req.method().clone(),
+            req.uri().clone(),
+            req.headers().get(HOST).cloned(),
+            http_body::Body::size_hint(req.body()).lower(),
+        )
+    });
+
+    let (resp, target, upstream) =
+        route_and_forward(&shared, &conn, req, client, &request_id).await;
+    let (mut parts, body) = resp.into_parts();
+    parts
+        .headers
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
+    let status = parts.status.as_u16();
+    shared.metrics.request(
+        target
+            .as_ref()
+            .and_then(|t| t.stats.get())
+            .map(|s| s.as_ref()),
+        status,
+        start.elapsed(),
+    );
+    let record = log_head.map(|(method, uri, host, bytes_in)| {
+        Box::new(Record {
+            client,
+            host: host.or_else(|| {
+                uri.authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            }),
+            method,
+            uri,
+            status,
+            start,
+            bytes_in,
+            upstream,
+            target,
+            request_id,
+            tls: conn.tls,
+        })
+    });
+    Ok(Response::from_parts(parts, LoggedBody::new(body, record)))
+}
+
+type Outcome = (Response<ProxyBody>, Option<Arc<Target>>, Option<SocketAddr>);
+
+async fn route_and_forward(
+    shared: &Shared,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    client: IpAddr,
+    request_id: &HeaderValue,
+) -> Outcome {
+    let Some(live) = shared.live.load_full() else {
+        return (
+            respond::status_page(StatusCode::SERVICE_UNAVAILABLE),
+            None,
+            None,
+        );
+    };
+    // HTTP/2 carries the host in :authority; HTTP/1.1 in Host.
+    let host_value = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(HOST).cloned(),
+    };
+    let Some(host_value) = host_value else {
+        return (respond::status_page(StatusCode::BAD_REQUEST), None, None);
+    };
+    let Ok(host_str) = host_value.to_str() else {
+        return (respond::status_page(StatusCode::BAD_REQUEST), None, None);
+    };
+    let host = normalize_host(host_str);
+    let path = req.uri().path();
+    let Some(target) = live.snapshot.routes.find(&host, path).cloned() else {
+        return (respond::status_page(StatusCode::NOT_FOUND), None, None);
+    };
+
+    if target.redirect_https && !conn.tls && !path.starts_with(ACME_PREFIX) {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let resp = match respond::https_location(&host, shared.config.https_redirect_port, pq) {
+            Some(loc) => respond::redirect(StatusCode::PERMANENT_REDIRECT, loc),
+            None => respond::status_page(StatusCode::BAD_REQUEST),
+        };
+        return (resp, Some(target), None);
+    }
+    drop(host);
+
+    let forwarded = Forwarded {
+        peer: conn.peer.ip(),
+        peer_trusted: conn.peer_trusted,
+        client,
+        scheme: if conn.tls { "https" } else { "http" },
+        host: &host_value,
+        port: conn.local_port,
+    };
+    match forward(shared, &target, req, &forwarded, request_id).await {
+        Ok((resp, addr)) => (resp, Some(target), Some(addr)),
+        Err((e, addr)) => {
+            shared.metrics.upstream_error(e.kind());
+            warn!(
+                ingress = %format_args!("{}/{}", target.namespace, target.ingress),
+                service = %target.service,
+                upstream = ?addr,
+                error = %e,
+                "request not forwarded"
+            );
+            (respond::status_page(e.status()), Some(target), addr)
+        }
+    }
+}
+
+type Forwarding = Result<(Response<ProxyBody>, SocketAddr), (ForwardError, Option<SocketAddr>)>;
+
+async fn forward(
+    shared: &Shared,
+    target: &Target,
+    mut req: Request<Incoming>,
+    forwarded: &Forwarded<'_>,
+    request_id: &HeaderValue,
+) -> Forwarding {
+    let websocket =
+        req.version() == Version::HTTP_11 && headers::is_websocket_upgrade(req.headers());
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let method: Method = parts.method;
+    let mut headers = parts.headers;
+    headers::remove_hop_by_hop(&mut headers, websocket);
+    headers::set_forwarded(&mut headers, forwarded);
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    if !headers.contains_key(HOST) {
+        headers.insert(HOST, forwarded.host.clone());
+    }
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+
+    let resolved;
+    let addrs: Vec<SocketAddr> = match &target.backend.endpoints {
+        Endpoints::Static(_) => target.backend.pick().collect(),
+        Endpoints::ExternalName { host, port } => {
+            resolved = resolve_external(shared, host, *port)
+                .await
+                .map_err(|e| (e, None))?;
+            resolved
+        }
+    };
+    if addrs.is_empty() {
+        return Err((ForwardError::NoEndpoint, None));
+    }
+
+    let mut body = Some(ProxyBody::Stream(body));
+    // A request without a body can be sent again to another endpoint after a connect failure.
+    let replayable = body.as_ref().is_some_and(http_body::Body::is_end_stream);
+    let mut last: Option<(ForwardError, Option<SocketAddr>)> = None;
+    let attempts = addrs.len();
+    for (i, addr) in addrs.into_iter().enumerate() {
+        let b = match body.take() {
+            Some(b) => b,
+            None if replayable => ProxyBody::empty(),
+            None => break,
+        };
+        let uri = upstream_uri(addr, &path_and_query).map_err(|e| (e, Some(addr)))?;
+        let mut up = Request::new(b);
+        *up.method_mut() = method.clone();
+        *up.uri_mut() = uri;
+        *up.version_mut() = Version::HTTP_11;
+        *up.headers_mut() = if replayable && i + 1 < attempts {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
+        };
+
+        let sent = tokio::time::timeout(
+            shared.config.upstream_response_timeout,
+            shared.upstream.request(up),
+        )
+        .await;
+        match sent {
+            Err(_elapsed) => return Err((ForwardError::Timeout, Some(addr))),
+            Ok(Err(e)) if e.is_connect() => {
+                debug!(upstream = %addr, error = %e, "connect failed");
+                last = Some((ForwardError::Connect(error_chain(&e)), Some(addr)));
+                continue;
+            }
+            Ok(Err(e)) => return Err((ForwardError::Upstream(error_chain(&e)), Some(addr))),
+            Ok(Ok(mut resp)) => {
+                let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+                if switching {
+                    match client_upgrade {
+                        Some(client_upgrade) => {
+                            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, addr));
+                        }
+                        None => {
+                            return Err((
+                                ForwardError::Upstream("unrequested protocol switch".into()),
+                                Some(addr),
+                            ))
+                        }
+                    }
+                }
+                let (mut parts, body) = resp.into_parts();
+                headers::remove_hop_by_hop(&mut parts.headers, switching);
+                if switching {
+                    parts
+                        .headers
+                        .insert(UPGRADE, HeaderValue::from_static("websocket"));
+                }
+                return Ok((Response::from_parts(parts, ProxyBody::Stream(body)), addr));
+            }
+        }
+    }
+    Err(last.unwrap_or((ForwardError::NoEndpoint, None)))
+}
+
+fn upstream_uri(addr: SocketAddr, pq: &PathAndQuery) -> Result<Uri, ForwardError> {
+    let authority = Authority::try_from(addr.to_string().as_str())
+        .map_err(|_| ForwardError::BadRequest("bad upstream address"))?;
+    Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(authority)
+        .path_and_query(pq.clone())
+        .build()
+        .map_err(|_| ForwardError::BadRequest("bad request target"))
+}
+
+/// Carries bytes both ways once client and backend have switched protocols.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    addr: SocketAddr,
+) {
+    match tokio::try_join!(client, upstream) {
+        Ok((c, u)) => {
+            let mut c = TokioIo::new(c);
+            let mut u = TokioIo::new(u);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                debug!(upstream = %addr, error = %e, "tunnel ended");
+            }
+        }
+        Err(e) => debug!(upstream = %addr, error = %e, "upgrade failed"),
+    }
+}
+
+/// Resolves an ExternalName, refusing addresses a backend must never have (SSRF guard).
+async fn resolve_external(
+    shared: &Shared,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, ForwardError> {
+    if !shared.config.allow_external_name {
+        return Err(ForwardError::Resolve(
+            "ExternalName backends are disabled (--allow-external-name)".into(),
+        ));
+    }
+    let found = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| ForwardError::Resolve(format!("{host}: {e}")))?;
+    let allowed: Vec<SocketAddr> = found.filter(|a| !forbidden_upstream(a.ip())).collect();
+    if allowed.is_empty() {
+        return Err(ForwardError::Resolve(format!(
+            "{host} resolves to no allowed address"
+        )));
+    }
+    Ok(allowed)
+}
+
+/// Loopback, link-local (cloud metadata lives there), unspecified and multicast addresses.
+pub(crate) fn forbidden_upstream(ip: IpAddr) -> bool {
+    match crate::client_addr::normalize(ip) {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.octets() == [100, 100, 100, 200]
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.segments() == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254]
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssrf_guard() {
+        for bad in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "::1",
+            "fe80::1",
+            "0.0.0.0",
+            "::ffff:127.0.0.1",
+            "fd00:ec2::254",
+        ] {
+            assert!(forbidden_upstream(bad.parse().unwrap()), "{bad}");
+        }
+        for good in ["10.0.0.1", "93.184.216.34", "2001:db8::1"] {
+            assert!(!forbidden_upstream(good.parse().unwrap()), "{good}");
+        }
+    }
+}

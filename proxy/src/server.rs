@@ -1,0 +1,315 @@
+//! The proxy: the live snapshot, the listeners, connection serving and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::body::ProxyBody;
+use crate::config::ProxyConfig;
+use crate::error::{CertError, ServeError};
+use crate::forward::{self, ConnInfo};
+use crate::metrics::Metrics;
+use crate::snapshot::Snapshot;
+use crate::tls::{server_config, SessionState};
+
+/// The configuration being served: one snapshot and the TLS settings built from it.
+#[derive(Debug)]
+pub struct Live {
+    pub snapshot: Arc<Snapshot>,
+    pub generation: u64,
+    tls: Arc<ServerConfig>,
+}
+
+/// State shared by every connection.
+pub(crate) struct Shared {
+    pub(crate) live: ArcSwapOption<Live>,
+    pub(crate) config: ProxyConfig,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) upstream: Client<HttpConnector, ProxyBody>,
+    sessions: SessionState,
+    generation: AtomicU64,
+    draining: AtomicBool,
+    http: auto::Builder<TokioExecutor>,
+}
+
+/// A handle on the data plane. Cheap to clone.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+/// Listening sockets, bound before serving so that callers can learn their ports.
+#[derive(Debug)]
+pub struct Listeners {
+    pub http: Option<TcpListener>,
+    pub https: Option<TcpListener>,
+}
+
+/// How shutdown proceeds once it is asked for.
+#[derive(Clone, Copy, Debug)]
+pub struct Drain {
+    /// Time between turning unready and closing the listeners (load balancers notice).
+    pub delay: Duration,
+    /// Time in-flight requests get to finish after the listeners close.
+    pub grace: Duration,
+}
+
+impl Proxy {
+    pub fn new(config: ProxyConfig) -> Result<Self, ServeError> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.upstream_connect_timeout));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let upstream = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.upstream_idle_timeout)
+            .pool_max_idle_per_host(256)
+            .retry_canceled_requests(true)
+            .set_host(false)
+            .build(connector);
+
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.client_header_timeout)
+            .max_buf_size(config.max_header_bytes.max(8192))
+            .max_headers(config.max_headers)
+            .keep_alive(true);
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(250)
+            .max_header_list_size(config.max_header_bytes as u32)
+            .keep_alive_interval(Some(config.idle_timeout / 3))
+            .keep_alive_timeout(Duration::from_secs(20));
+
+        Ok(Proxy {
+            shared: Arc::new(Shared {
+                live: ArcSwapOption::empty(),
+                metrics: Arc::new(Metrics::default()),
+                upstream,
+                sessions: SessionState::new()?,
+                generation: AtomicU64::new(0),
+                draining: AtomicBool::new(false),
+                http,
+                config,
+            }),
+        })
+    }
+
+    /// Makes `snapshot` the live configuration, atomically; returns its generation.
+    pub fn publish(&self, snapshot: Snapshot, build_time: Duration) -> Result<u64, CertError> {
+        let snapshot = Arc::new(snapshot);
+        let tls = server_config(snapshot.clone(), &self.shared.sessions)?;
+        let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.shared.metrics.bind(&snapshot, generation, build_time);
+        self.shared.live.store(Some(Arc::new(Live {
+            snapshot,
+            generation,
+            tls,
+        })));
+        Ok(generation)
+    }
+
+    /// The live configuration, if one was published.
+    pub fn live(&self) -> Option<Arc<Live>> {
+        self.shared.live.load_full()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Ready: a configuration is live and shutdown has not begun.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.shared.draining.load(Ordering::Relaxed) {
+            Err("shutting down")
+        } else if self.shared.live.load().is_none() {
+            Err("no configuration published yet")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Binds the HTTP and HTTPS listeners.
+    pub fn bind(
+        http: Option<SocketAddr>,
+        https: Option<SocketAddr>,
+    ) -> Result<Listeners, ServeError> {
+        Ok(Listeners {
+            http: http.map(bind).transpose()?,
+            https: https.map(bind).transpose()?,
+        })
+    }
+
+    /// Serves until `shutdown` resolves, then drains: unready, wait `drain.delay`, stop
+    /// accepting, let in-flight requests finish for up to `drain.grace`.
+    pub async fn serve(
+        self,
+        listeners: Listeners,
+        shutdown: impl std::future::Future<Output = ()>,
+        drain: Drain,
+    ) {
+        let graceful = Arc::new(GracefulShutdown::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut loops = Vec::new();
+        for (listener, tls) in [(listeners.http, false), (listeners.https, true)] {
+            if let Some(listener) = listener {
+                loops.push(tokio::spawn(accept_loop(
+                    self.shared.clone(),
+                    listener,
+                    tls,
+                    graceful.clone(),
+                    stop_rx.clone(),
+                )));
+            }
+        }
+        shutdown.await;
+        self.shared.draining.store(true, Ordering::Relaxed);
+        info!(delay = ?drain.delay, grace = ?drain.grace, "shutting down: draining");
+        tokio::time::sleep(drain.delay).await;
+        let _ = stop_tx.send(true);
+        for l in loops {
+            let _ = l.await;
+        }
+        let Ok(graceful) = Arc::try_unwrap(graceful) else {
+            warn!("connections still referenced; not waiting");
+            return;
+        };
+        match tokio::time::timeout(drain.grace, graceful.shutdown()).await {
+            Ok(()) => info!("all connections closed"),
+            Err(_) => warn!("grace period over; closing remaining connections"),
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    let err = |source| ServeError::Bind { addr, source };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        // `[::]` serves IPv4 clients too.
+        socket.set_only_v6(false).map_err(err)?;
+    }
+    socket.set_nonblocking(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(4096).map_err(err)?;
+    TcpListener::from_std(socket.into()).map_err(err)
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    tls: bool,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = SocketAddr::new(crate::client_addr::normalize(peer.ip()), peer.port());
+        let conn = Arc::new(ConnInfo {
+            peer,
+            peer_trusted: shared.config.trusted_proxies.contains(peer.ip()),
+            local_port,
+            tls,
+        });
+        let watcher = graceful.watcher();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            shared.metrics.connection_opened();
+            if tls {
+                serve_tls(&shared, stream, conn, watcher).await;
+            } else {
+                serve_http(&shared, TokioIo::new(stream), conn, watcher, None).await;
+            }
+            shared.metrics.connection_closed();
+        });
+    }
+}
+
+async fn serve_tls(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    conn: Arc<ConnInfo>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let acceptor =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+    let handshake = async {
+        let start = acceptor.await?;
+        // One snapshot decides the certificate of this handshake.
+        let Some(live) = shared.live.load_full() else {
+            return Err(std::io::Error::other("no configuration published yet"));
+        };
+        start.into_stream(live.tls.clone()).await
+    };
+    let stream = match tokio::time::timeout(shared.config.client_header_timeout, handshake).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            debug!(peer = %conn.peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    serve_http(shared, TokioIo::new(stream), conn, watcher, Some(alpn_h2)).await;
+}
+
+async fn serve_http<I>(
+    shared: &Arc<Shared>,
+    io: I,
+    conn: Arc<ConnInfo>,
+    watcher: hyper_util::server::graceful::Watcher,
+    alpn_h2: Option<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc_shared = shared.clone();
+    let peer = conn.peer;
+    let service = service_fn(move |req| forward::handle(svc_shared.clone(), conn.clone(), req));
+    let builder = match alpn_h2 {
+        Some(true) => shared.http.clone().http2_only(),
+        Some(false) => shared.http.clone().http1_only(),
+        None => shared.http.clone(),
+    };
+    let connection = builder
+        .serve_connection_with_upgrades(io, service)
+        .into_owned();
+    if let Err(e) = watcher.watch(connection).await {
+        debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
+}
