@@ -1,0 +1,1 @@
+//! Portico's benchmarks. See `bench/README.md`.
