@@ -29,6 +29,8 @@ pub struct ProxyConfig {
     pub max_header_bytes: usize,
     /// Most request headers accepted.
     pub max_headers: usize,
+    /// Expect a PROXY protocol (v1 or v2) header on connections from trusted peers.
+    pub proxy_protocol: bool,
     /// Emit one access-log line per request.
     pub access_log: bool,
 }
@@ -46,6 +48,7 @@ impl Default for ProxyConfig {
             upstream_idle_timeout: Duration::from_secs(30),
             max_header_bytes: 32 * 1024,
             max_headers: 200,
+            proxy_protocol: false,
             access_log: true,
         }
     }

@@ -15,6 +15,7 @@ pub mod error;
 mod forward;
 pub mod headers;
 pub mod metrics;
+pub mod proxy_protocol;
 pub mod respond;
 pub mod routing;
 pub mod server;

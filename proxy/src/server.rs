@@ -238,23 +238,56 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let peer = SocketAddr::new(crate::client_addr::normalize(peer.ip()), peer.port());
-        let conn = Arc::new(ConnInfo {
-            peer,
-            peer_trusted: shared.config.trusted_proxies.contains(peer.ip()),
-            local_port,
-            tls,
-        });
         let watcher = graceful.watcher();
         let shared = shared.clone();
         tokio::spawn(async move {
             shared.metrics.connection_opened();
-            if tls {
-                serve_tls(&shared, stream, conn, watcher).await;
-            } else {
-                serve_http(&shared, TokioIo::new(stream), conn, watcher, None).await;
-            }
+            serve_connection(&shared, stream, peer, local_port, tls, watcher).await;
             shared.metrics.connection_closed();
         });
+    }
+}
+
+async fn serve_connection(
+    shared: &Arc<Shared>,
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
+    local_port: u16,
+    tls: bool,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let trusted = &shared.config.trusted_proxies;
+    if shared.config.proxy_protocol && trusted.contains(peer.ip()) {
+        let header = tokio::time::timeout(
+            shared.config.client_header_timeout,
+            crate::proxy_protocol::read_header(&mut stream),
+        )
+        .await;
+        match header {
+            Ok(Ok(Some(source))) => {
+                peer = SocketAddr::new(crate::client_addr::normalize(source.ip()), source.port());
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "PROXY header refused");
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, "PROXY header timed out");
+                return;
+            }
+        }
+    }
+    let conn = Arc::new(ConnInfo {
+        peer,
+        peer_trusted: trusted.contains(peer.ip()),
+        local_port,
+        tls,
+    });
+    if tls {
+        serve_tls(shared, stream, conn, watcher).await;
+    } else {
+        serve_http(shared, TokioIo::new(stream), conn, watcher, None).await;
     }
 }
 
