@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::echo::EchoEndpoint;
 
 #[derive(Debug, Parser)]
-#[command(name = "portico", version, about = "Portico: a Kubernetes ingress controller")]
+#[command(
+    name = "portico",
+    version,
+    about = "Portico: a Kubernetes ingress controller"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -20,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the quickstart: demo backends plus Portico serving example manifests.
-    Quickstart(QuickstartArgs),
+    Quickstart(Box<QuickstartArgs>),
     /// Run demo echo backends (`ADDR=SERVICE`, repeatable).
     Echo {
         #[arg(long = "listen", required = true)]

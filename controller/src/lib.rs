@@ -1,1 +1,16 @@
 //! Portico's controller: sources → translate → publish.
+//!
+//! A source (the manifest directory, or Kubernetes watches) produces [`inputs::Inputs`]; the
+//! pure [`translate::translate`] turns them into one `portico_proxy::Snapshot` plus a list of
+//! per-object problems; [`publish`] makes the snapshot live in the embedded data plane.
+
+pub mod cli;
+pub mod duration;
+pub mod echo;
+pub mod error;
+pub mod inputs;
+pub mod problem;
+pub mod publish;
+pub mod quickstart;
+pub mod source;
+pub mod translate;

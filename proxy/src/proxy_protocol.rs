@@ -97,7 +97,11 @@ async fn read_v2<R: AsyncRead + Unpin>(io: &mut R) -> Result<Option<SocketAddr>,
 }
 
 /// Parses a v2 header after its signature: version/command, family/protocol, address block.
-pub fn parse_v2(ver_cmd: u8, family: u8, body: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError> {
+pub fn parse_v2(
+    ver_cmd: u8,
+    family: u8,
+    body: &[u8],
+) -> Result<Option<SocketAddr>, ProxyHeaderError> {
     if ver_cmd >> 4 != 2 {
         return Err(ProxyHeaderError::Malformed("v2 version"));
     }
@@ -116,10 +120,15 @@ pub fn parse_v2(ver_cmd: u8, family: u8, body: &[u8]) -> Result<Option<SocketAdd
             let mut octets = [0u8; 16];
             octets.copy_from_slice(&body[..16]);
             let port = u16::from_be_bytes([body[32], body[33]]);
-            Ok(Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(octets)), port)))
+            Ok(Some(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::from(octets)),
+                port,
+            )))
         }
         0x00 => Ok(None),
-        _ => Err(ProxyHeaderError::Malformed("v2 family or short address block")),
+        _ => Err(ProxyHeaderError::Malformed(
+            "v2 family or short address block",
+        )),
     }
 }
 
@@ -132,11 +141,17 @@ mod tests {
         let mut input = &b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 443\r\nGET / HTTP/1.1\r\n"[..];
         let addr = read_header(&mut input).await.unwrap();
         assert_eq!(addr, Some("203.0.113.7:51234".parse().unwrap()));
-        assert_eq!(input, b"GET / HTTP/1.1\r\n", "nothing past the header is consumed");
+        assert_eq!(
+            input, b"GET / HTTP/1.1\r\n",
+            "nothing past the header is consumed"
+        );
         let mut unknown = &b"PROXY UNKNOWN\r\n"[..];
         assert_eq!(read_header(&mut unknown).await.unwrap(), None);
         let mut v6 = &b"PROXY TCP6 2001:db8::1 ::1 1 2\r\n"[..];
-        assert_eq!(read_header(&mut v6).await.unwrap(), Some("[2001:db8::1]:1".parse().unwrap()));
+        assert_eq!(
+            read_header(&mut v6).await.unwrap(),
+            Some("[2001:db8::1]:1".parse().unwrap())
+        );
     }
 
     #[tokio::test]
@@ -155,9 +170,17 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_garbage() {
-        for bad in [&b"GET / HTTP/1.1\r\n\r\n"[..], b"PROXY TCP4 1.2.3.4\r\n", b"PROXY TCP4 x y 1 2\r\n"] {
+        for bad in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"PROXY TCP4 1.2.3.4\r\n",
+            b"PROXY TCP4 x y 1 2\r\n",
+        ] {
             let mut input = bad;
-            assert!(read_header(&mut input).await.is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                read_header(&mut input).await.is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let long = format!("PROXY {}\r\n", "1".repeat(200));
         let mut input = long.as_bytes();

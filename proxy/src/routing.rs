@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::backend::Target;
 
 /// How a rule's path is compared with a request's path.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PathMatch {
     /// `pathType: Exact`: the whole path, case-sensitive.
     Exact(String),

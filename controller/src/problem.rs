@@ -1,0 +1,118 @@
+//! Per-object problems: what translate or a source could not use, and why. A problem never
+//! fails the whole configuration; it becomes a log line (and, in a cluster, an Event).
+
+use std::fmt;
+
+/// The object a problem is about.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectRef {
+    /// `Ingress`, `Secret`, `Service`, … or `File` for a manifest file.
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn new(kind: &'static str, namespace: &str, name: &str) -> Self {
+        ObjectRef {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// Every kind of problem.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
+pub enum Reason {
+    #[error("document {document}{}: {message}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    Manifest {
+        document: usize,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("invalid host {host:?}: {why}")]
+    InvalidHost { host: String, why: &'static str },
+    #[error("invalid path {path:?} ({path_type}): {why}")]
+    InvalidPath {
+        path: String,
+        path_type: String,
+        why: &'static str,
+    },
+    #[error("unknown pathType {0:?}")]
+    UnknownPathType(String),
+    #[error("Service {service} not found")]
+    ServiceNotFound { service: String },
+    #[error("Service {service} has no port {port}")]
+    ServicePortNotFound { service: String, port: String },
+    #[error("a backend names no Service (resource backends are not supported)")]
+    UnsupportedBackend,
+    #[error("Service {service} is an ExternalName, and ExternalName backends are disabled (--allow-external-name)")]
+    ExternalNameDisabled { service: String },
+    #[error("TLS Secret {secret} not found; {host} is served with the default certificate")]
+    SecretNotFound { secret: String, host: String },
+    #[error(
+        "TLS Secret {secret} is invalid ({error}); {host} is served with the default certificate"
+    )]
+    InvalidCertificate {
+        secret: String,
+        host: String,
+        error: String,
+    },
+    #[error("the certificate of Secret {secret} does not cover {host}; it is served with the default certificate")]
+    CertificateMismatch { secret: String, host: String },
+    #[error("the certificate of Secret {secret} for {host} is expired or not yet valid")]
+    CertificateExpired { secret: String, host: String },
+    #[error("{host} {path} ({path_type}) is already served by Ingress {winner}")]
+    PathConflict {
+        host: String,
+        path: String,
+        path_type: String,
+        winner: String,
+    },
+    #[error("{host} already uses TLS Secret {winner_secret} of Ingress {winner}")]
+    TlsConflict {
+        host: String,
+        winner: String,
+        winner_secret: String,
+    },
+    #[error("host {host} belongs to namespace {owner} (first to claim it)")]
+    HostOwnedElsewhere { host: String, owner: String },
+    #[error("canary {host} {path} is not applied yet (traffic splitting comes later); the primary Ingress serves it")]
+    CanaryNotApplied { host: String, path: String },
+    #[error("its defaultBackend is not used: Ingress {winner} is older")]
+    DefaultBackendConflict { winner: String },
+    #[error("default certificate Secret not usable ({error}); a self-signed certificate is served instead")]
+    DefaultCertificate { error: String },
+    #[error("default backend Service not usable: {error}")]
+    DefaultBackendService { error: String },
+}
+
+/// One problem with one object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Problem {
+    pub object: ObjectRef,
+    pub reason: Reason,
+}
+
+impl Problem {
+    pub fn new(object: ObjectRef, reason: Reason) -> Self {
+        Problem { object, reason }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.object, self.reason)
+    }
+}

@@ -1,0 +1,3 @@
+//! Sources: where objects come from. Each ends in the same [`crate::inputs::Inputs`].
+
+pub mod manifests;

@@ -1,0 +1,223 @@
+//! Service backends: a Service port resolved to its endpoints through EndpointSlices.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::IngressServiceBackend;
+use portico_proxy::{Backend, Endpoints};
+
+use crate::inputs::Inputs;
+use crate::problem::Reason;
+
+/// The label linking an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+type BackendKey = (String, String, String);
+
+/// Resolves and shares backends: one `Arc<Backend>` per (namespace, service, port).
+pub struct Backends<'a> {
+    services: BTreeMap<(&'a str, &'a str), &'a Service>,
+    slices: BTreeMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    built: BTreeMap<BackendKey, (Arc<Backend>, Option<Reason>)>,
+    allow_external_name: bool,
+}
+
+impl<'a> Backends<'a> {
+    pub fn new(inputs: &'a Inputs, allow_external_name: bool) -> Self {
+        let services = inputs
+            .services
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    (
+                        s.metadata.namespace.as_deref()?,
+                        s.metadata.name.as_deref()?,
+                    ),
+                    s.as_ref(),
+                ))
+            })
+            .collect();
+        let mut slices: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+        for s in &inputs.endpoint_slices {
+            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+            if let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            {
+                slices.entry((ns, svc.as_str())).or_default().push(s);
+            }
+        }
+        Backends {
+            services,
+            slices,
+            built: BTreeMap::new(),
+            allow_external_name,
+        }
+    }
+
+    /// The backend for a Service reference in `namespace`. Problems come back beside a
+    /// backend without endpoints (the proxy answers 503 for it), so the route still exists.
+    pub fn resolve(
+        &mut self,
+        namespace: &str,
+        svc: &IngressServiceBackend,
+    ) -> (Arc<Backend>, Option<Reason>) {
+        let port_label = match svc.port.as_ref() {
+            Some(p) => match (p.number, p.name.as_deref()) {
+                (Some(n), _) => n.to_string(),
+                (None, Some(name)) => name.to_string(),
+                (None, None) => String::new(),
+            },
+            None => String::new(),
+        };
+        let key = (namespace.to_string(), svc.name.clone(), port_label.clone());
+        if let Some(built) = self.built.get(&key) {
+            return built.clone();
+        }
+        let (endpoints, problem) = self.endpoints(namespace, svc, &port_label);
+        let backend = Arc::new(Backend::new(
+            format!("{namespace}/{}:{port_label}", svc.name),
+            endpoints,
+        ));
+        self.built.insert(key, (backend.clone(), problem.clone()));
+        (backend, problem)
+    }
+
+    fn endpoints(
+        &self,
+        namespace: &str,
+        svc: &IngressServiceBackend,
+        port_label: &str,
+    ) -> (Endpoints, Option<Reason>) {
+        let service_name = format!("{namespace}/{}", svc.name);
+        let Some(service) = self.services.get(&(namespace, svc.name.as_str())) else {
+            return (
+                Endpoints::Static(vec![]),
+                Some(Reason::ServiceNotFound {
+                    service: service_name,
+                }),
+            );
+        };
+        let spec = service.spec.as_ref();
+        let ports: &[ServicePort] = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
+        let wanted = svc.port.as_ref();
+        let port = ports.iter().find(|p| match wanted {
+            Some(w) => match (w.number, w.name.as_deref()) {
+                (Some(n), _) => p.port == n,
+                (None, Some(name)) => p.name.as_deref() == Some(name),
+                (None, None) => ports.len() == 1,
+            },
+            None => ports.len() == 1,
+        });
+
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+            if !self.allow_external_name {
+                return (
+                    Endpoints::Static(vec![]),
+                    Some(Reason::ExternalNameDisabled {
+                        service: service_name,
+                    }),
+                );
+            }
+            let host = spec
+                .and_then(|s| s.external_name.clone())
+                .unwrap_or_default();
+            let number = port
+                .map(|p| p.port)
+                .or_else(|| wanted.and_then(|w| w.number));
+            return match number.and_then(|n| u16::try_from(n).ok()) {
+                Some(port) if !host.is_empty() => (Endpoints::ExternalName { host, port }, None),
+                _ => (
+                    Endpoints::Static(vec![]),
+                    Some(Reason::ServicePortNotFound {
+                        service: service_name,
+                        port: port_label.to_string(),
+                    }),
+                ),
+            };
+        }
+
+        let Some(port) = port else {
+            return (
+                Endpoints::Static(vec![]),
+                Some(Reason::ServicePortNotFound {
+                    service: service_name,
+                    port: port_label.to_string(),
+                }),
+            );
+        };
+        let family = spec
+            .and_then(|s| s.ip_families.as_ref())
+            .and_then(|f| f.first())
+            .map(String::as_str);
+        let port_name = port.name.as_deref().unwrap_or("");
+        let mut ready = BTreeSet::new();
+        let mut terminating = BTreeSet::new();
+        for slice in self
+            .slices
+            .get(&(namespace, svc.name.as_str()))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let fits = match family {
+                Some(f) => slice.address_type == f,
+                None => slice.address_type == "IPv4" || slice.address_type == "IPv6",
+            };
+            if !fits {
+                continue;
+            }
+            let slice_port = slice
+                .ports
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .find(|p| p.name.as_deref().unwrap_or("") == port_name);
+            let Some(number) = slice_port
+                .and_then(|p| p.port)
+                .and_then(|n| u16::try_from(n).ok())
+            else {
+                continue;
+            };
+            for ep in &slice.endpoints {
+                let c = ep.conditions.as_ref();
+                let is_ready = c.and_then(|c| c.ready).unwrap_or(true);
+                let serving = c.and_then(|c| c.serving).unwrap_or(is_ready);
+                let is_terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+                for a in &ep.addresses {
+                    let Ok(ip) = a.parse::<IpAddr>() else {
+                        continue;
+                    };
+                    let addr = SocketAddr::new(ip, number);
+                    if is_ready {
+                        ready.insert(addr);
+                    } else if serving && is_terminating {
+                        terminating.insert(addr);
+                    }
+                }
+            }
+        }
+        // Like kube-proxy: when nothing is ready, serving endpoints that are terminating still
+        // take traffic rather than none.
+        let chosen = if ready.is_empty() { terminating } else { ready };
+        (Endpoints::Static(chosen.into_iter().collect()), None)
+    }
+}
+
+impl Backends<'_> {
+    /// The first port of a Service, if it exists.
+    pub fn first_port(&self, namespace: &str, name: &str) -> Option<i32> {
+        self.services
+            .get(&(namespace, name))?
+            .spec
+            .as_ref()?
+            .ports
+            .as_ref()?
+            .first()
+            .map(|p| p.port)
+    }
+}

@@ -1,0 +1,151 @@
+//! translate: Kubernetes objects in, one snapshot plus per-object problems out.
+//!
+//! Pure and deterministic: no I/O, no clock (`Options::now`), no randomness; every map is
+//! ordered. A bad object becomes a [`Problem`] and is skipped; it never fails the whole table.
+
+mod backends;
+mod class;
+mod routes;
+mod tls;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::Ingress;
+use portico_proxy::{Snapshot, TlsCertificate};
+
+use crate::inputs::{Inputs, ObjectKey};
+use crate::problem::{ObjectRef, Problem};
+
+pub use class::{ClassFilter, DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION};
+
+/// The controller name Portico's IngressClasses carry in `spec.controller`.
+pub const CONTROLLER_NAME: &str = "portico.dev/ingress-controller";
+
+/// Annotations that mark an Ingress as a canary of another (ingress-nginx's and Portico's).
+pub const CANARY_ANNOTATIONS: [&str; 2] =
+    ["nginx.ingress.kubernetes.io/canary", "portico.dev/canary"];
+
+/// Settings of a translation that do not come from the objects.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `spec.controller` of the IngressClasses that are Portico's.
+    pub controller_name: String,
+    /// Serve Ingresses that name no class (manifest mode; `--watch-ingress-without-class`).
+    pub serve_classless: bool,
+    /// The Secret served when no other certificate matches.
+    pub default_certificate: Option<ObjectKey>,
+    /// Served when `default_certificate` is absent or unusable (generated at start).
+    pub fallback_certificate: Arc<TlsCertificate>,
+    /// The Service taking requests no rule matches (its first port).
+    pub default_backend_service: Option<ObjectKey>,
+    /// Forward to ExternalName Services.
+    pub allow_external_name: bool,
+    /// The first namespace to claim a host owns it; other namespaces' rules for it are refused.
+    pub exclusive_host_namespaces: bool,
+    /// Seconds since the Unix epoch, for certificate validity checks.
+    pub now: i64,
+}
+
+impl Options {
+    pub fn new(fallback_certificate: Arc<TlsCertificate>) -> Self {
+        Options {
+            controller_name: CONTROLLER_NAME.to_string(),
+            serve_classless: false,
+            default_certificate: None,
+            fallback_certificate,
+            default_backend_service: None,
+            allow_external_name: false,
+            exclusive_host_namespaces: true,
+            now: 0,
+        }
+    }
+}
+
+/// What translate produces.
+#[derive(Debug)]
+pub struct Output {
+    pub snapshot: Snapshot,
+    /// Sorted, without duplicates.
+    pub problems: Vec<Problem>,
+}
+
+/// An Ingress chosen for serving, with what every later step needs.
+pub(crate) struct Selected<'a> {
+    pub ingress: &'a Ingress,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub canary: bool,
+}
+
+impl Selected<'_> {
+    pub fn object(&self) -> ObjectRef {
+        ObjectRef::new("Ingress", self.namespace, self.name)
+    }
+
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Builds the snapshot for `inputs`.
+pub fn translate(inputs: &Inputs, options: &Options) -> Output {
+    let mut problems: Vec<Problem> = inputs.problems.clone();
+    let classes = ClassFilter::new(
+        &inputs.ingress_classes,
+        &options.controller_name,
+        options.serve_classless,
+    );
+
+    // Oldest first (a missing timestamp counts as oldest), then namespace/name: the order
+    // decides every conflict.
+    let mut selected: Vec<Selected<'_>> = inputs
+        .ingresses
+        .iter()
+        .filter(|i| classes.accepts(i))
+        .map(|i| Selected {
+            ingress: i,
+            namespace: i.metadata.namespace.as_deref().unwrap_or("default"),
+            name: i.metadata.name.as_deref().unwrap_or(""),
+            canary: i.metadata.annotations.as_ref().is_some_and(|a| {
+                CANARY_ANNOTATIONS
+                    .iter()
+                    .any(|k| a.get(*k).is_some_and(|v| v == "true"))
+            }),
+        })
+        .collect();
+    selected.sort_by(|a, b| {
+        let ta = a.ingress.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        let tb = b.ingress.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        (ta, a.namespace, a.name).cmp(&(tb, b.namespace, b.name))
+    });
+
+    let owners = routes::host_owners(&selected, options.exclusive_host_namespaces);
+    let tls::TlsBuild {
+        table: tls_table,
+        redirect_hosts,
+    } = tls::build(&selected, inputs, options, &owners, &mut problems);
+    let mut backends = backends::Backends::new(inputs, options.allow_external_name);
+    let routes = routes::build(
+        &selected,
+        &owners,
+        &redirect_hosts,
+        &mut backends,
+        options,
+        &mut problems,
+    );
+
+    problems.sort();
+    problems.dedup();
+    Output {
+        snapshot: Snapshot {
+            routes,
+            tls: tls_table,
+            problems: problems.len(),
+        },
+        problems,
+    }
+}
