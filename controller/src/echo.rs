@@ -68,7 +68,9 @@ pub async fn serve_listener(listener: TcpListener, service: String) {
                 let service = service.clone();
                 async move { Ok::<_, Infallible>(answer(req, &service, local).await) }
             });
-            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http1().max_headers(1000).max_buf_size(1024 * 1024);
+            if let Err(e) = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                 .await
             {

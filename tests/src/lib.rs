@@ -63,13 +63,17 @@ impl Portico {
         let log_dir = tempfile::tempdir().unwrap();
         let log = log_dir.path().join("portico.log");
         let log_file = std::fs::File::create(&log).unwrap();
+        let mut defaults: Vec<&str> = Vec::new();
+        if !extra.contains(&"--shutdown-delay") {
+            defaults.extend(["--shutdown-delay", "0s"]);
+        }
         let child = Command::new(portico_bin())
             .arg("--manifests")
             .arg(dir)
             .args(["--http-addr", &http.to_string()])
             .args(["--https-addr", &https.to_string()])
             .args(["--admin-addr", &admin.to_string()])
-            .args(["--shutdown-delay", "0s"])
+            .args(defaults)
             .args(extra)
             .env("PORTICO_LOG", "info,portico::access=info")
             .stdin(Stdio::null())
