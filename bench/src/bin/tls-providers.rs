@@ -21,7 +21,13 @@ fn configs(
         // rcgen cannot make RSA keys with every backend; openssl can.
         Err(_) => {
             let out = std::process::Command::new("openssl")
-                .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+                .args([
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                ])
                 .output()
                 .ok()?;
             let pem = String::from_utf8(out.stdout).ok()?;
@@ -53,7 +59,8 @@ fn configs(
 }
 
 fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) {
-    let mut c = ClientConnection::new(client.clone(), ServerName::try_from("bench.test").unwrap()).unwrap();
+    let mut c =
+        ClientConnection::new(client.clone(), ServerName::try_from("bench.test").unwrap()).unwrap();
     let mut s = ServerConnection::new(server.clone()).unwrap();
     let mut buf = Vec::with_capacity(8192);
     while c.is_handshaking() || s.is_handshaking() {
@@ -77,9 +84,13 @@ fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) {
 }
 
 fn main() {
-    let seconds: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    let seconds: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
     let budget = Duration::from_secs_f64(seconds);
-    let providers: [(&str, fn() -> CryptoProvider); 2] = [
+    type MakeProvider = fn() -> CryptoProvider;
+    let providers: [(&str, MakeProvider); 2] = [
         ("aws-lc-rs", rustls::crypto::aws_lc_rs::default_provider),
         ("ring", rustls::crypto::ring::default_provider),
     ];
@@ -89,7 +100,10 @@ fn main() {
     ];
     println!("full handshakes per second (client and server in one thread, {seconds} s each)");
     for (key_name, alg) in keys {
-        for (version_name, version) in [("TLS1.3", &rustls::version::TLS13), ("TLS1.2", &rustls::version::TLS12)] {
+        for (version_name, version) in [
+            ("TLS1.3", &rustls::version::TLS13),
+            ("TLS1.2", &rustls::version::TLS12),
+        ] {
             let mut rates = Vec::new();
             for (name, make) in providers {
                 let Some((server, client)) = configs(Arc::new(make()), alg, version) else {
