@@ -47,6 +47,36 @@ pub struct RunArgs {
     /// cluster.
     #[arg(long, env = "PORTICO_MANIFESTS")]
     pub manifests: Option<PathBuf>,
+    /// Kubeconfig file for cluster mode (default: in-cluster configuration, or $KUBECONFIG).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The class name matched by the legacy `kubernetes.io/ingress.class` annotation.
+    #[arg(long, default_value = "portico")]
+    pub ingress_class: String,
+    /// `spec.controller` of the IngressClasses that are Portico's.
+    #[arg(long, default_value = "portico.dev/ingress-controller")]
+    pub controller_name: String,
+    /// In cluster mode, also serve Ingresses that name no class.
+    #[arg(long)]
+    pub watch_ingress_without_class: bool,
+    /// Watch only this namespace (repeatable; default: the whole cluster).
+    #[arg(long = "watch-namespace")]
+    pub watch_namespaces: Vec<String>,
+    /// The Service (NAMESPACE/NAME) whose address is written into Ingress status.
+    #[arg(long)]
+    pub publish_service: Option<String>,
+    /// Addresses written into Ingress status (comma-separated IPs or host names).
+    #[arg(long, value_delimiter = ',')]
+    pub publish_status_address: Vec<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "portico-leader")]
+    pub election_id: String,
+    /// Namespace of the leader-election Lease (Portico's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub pod_namespace: String,
+    /// This replica's name in the leader election.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
     /// Plain HTTP listener.
     #[arg(long, default_value = "[::]:8080")]
     pub http_addr: SocketAddr,

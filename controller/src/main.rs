@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use clap::Parser as _;
 use portico_controller::cli::{self, Cli, Command, LogFormat, RunArgs};
 use portico_controller::inputs::Inputs;
-use portico_controller::{echo, publish, quickstart, source, translate};
+use portico_controller::publish::Report;
+use portico_controller::{echo, events, leader, publish, quickstart, source, status, translate};
 use portico_proxy::{admin, Drain, Proxy, ProxyConfig, TlsCertificate, TrustedProxies};
 use tokio::sync::watch;
 use tracing::info;
@@ -78,9 +79,6 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(args: RunArgs) -> anyhow::Result<()> {
-    let Some(dir) = args.manifests.clone() else {
-        bail!("no source: pass --manifests DIR (cluster mode is not available in this build yet)");
-    };
     let trusted = TrustedProxies::parse(&args.trusted_proxies)
         .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;
     let default_certificate = args
@@ -115,8 +113,10 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the admin listener {}", args.admin_addr))?;
     tokio::spawn(admin::serve(admin_listener, proxy.clone()));
 
-    let options = translate::Options {
+    let mut options = translate::Options {
         serve_classless: true,
+        ingress_class: args.ingress_class.clone(),
+        controller_name: args.controller_name.clone(),
         default_certificate,
         default_backend_service,
         allow_external_name: args.allow_external_name,
@@ -124,12 +124,53 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         ..translate::Options::new(Arc::new(TlsCertificate::self_signed(&["portico.invalid"])?))
     };
     let (tx, rx) = watch::channel(Arc::new(Inputs::default()));
-    tokio::spawn(async move {
-        if let Err(e) = source::manifests::run(dir, tx).await {
-            tracing::error!(error = %e, "the manifest source stopped; the last configuration keeps serving");
+    let (reports_tx, reports_rx) = watch::channel(Arc::new(Report::default()));
+    let mut lease = None;
+    match args.manifests.clone() {
+        Some(dir) => {
+            tokio::spawn(async move {
+                if let Err(e) = source::manifests::run(dir, tx).await {
+                    tracing::error!(error = %e, "the manifest source stopped; the last configuration keeps serving");
+                }
+            });
         }
-    });
-    tokio::spawn(publish::run(proxy.clone(), rx, options));
+        None => {
+            options.serve_classless = args.watch_ingress_without_class;
+            let client = kube_client(args.kubeconfig.as_deref()).await?;
+            let scope = source::cluster::WatchScope {
+                namespaces: args.watch_namespaces.clone(),
+            };
+            tokio::spawn(source::cluster::run(client.clone(), scope, tx));
+
+            let identity = args
+                .pod_name
+                .clone()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| format!("portico-{}", std::process::id()));
+            let config =
+                leader::LeaseConfig::new(&args.pod_namespace, &args.election_id, &identity);
+            let (leader_tx, leader_rx) = watch::channel(false);
+            tokio::spawn(leader::run(client.clone(), config.clone(), leader_tx));
+            let status = status::StatusConfig {
+                publish_service: args
+                    .publish_service
+                    .as_deref()
+                    .map(cli::object_key)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--publish-service: {e}"))?,
+                publish_addresses: args.publish_status_address.clone(),
+            };
+            tokio::spawn(status::run(
+                client.clone(),
+                status,
+                reports_rx.clone(),
+                leader_rx.clone(),
+            ));
+            tokio::spawn(events::run(client.clone(), identity, reports_rx, leader_rx));
+            lease = Some((client, config));
+        }
+    }
+    tokio::spawn(publish::run(proxy.clone(), rx, options, reports_tx));
 
     info!(
         http = %args.http_addr,
@@ -147,8 +188,27 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
             },
         )
         .await;
+    if let Some((client, config)) = lease {
+        leader::release(client, &config).await;
+    }
     info!("portico stopped");
     Ok(())
+}
+
+/// A client from `--kubeconfig`, else the in-cluster configuration or $KUBECONFIG.
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?
+        }
+        None => kube::Config::infer().await.context(
+            "no cluster configuration: run in a cluster, set KUBECONFIG or pass --manifests DIR",
+        )?,
+    };
+    Ok(kube::Client::try_from(config)?)
 }
 
 async fn shutdown_signal() {

@@ -3,7 +3,7 @@
 //! Bursts of changes are debounced; translation runs on the blocking pool (it is pure and can
 //! take a while at tens of thousands of hosts); problems are logged when they first appear.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,14 +11,70 @@ use portico_proxy::Proxy;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::inputs::Inputs;
+use k8s_openapi::api::networking::v1::IngressLoadBalancerStatus;
+
+use crate::inputs::{Inputs, ObjectKey};
+use crate::problem::Problem;
 use crate::translate::{self, Options};
+
+/// What the last publish did, for the status writer and the event recorder.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// 0 until the first configuration is live.
+    pub generation: u64,
+    pub problems: Vec<Problem>,
+    /// The Ingresses Portico serves.
+    pub served: BTreeMap<ObjectKey, IngressInfo>,
+    /// Every other Ingress (another class), so status Portico wrote can be cleared.
+    pub others: BTreeMap<ObjectKey, IngressInfo>,
+}
+
+/// What status and events need of an Ingress.
+#[derive(Debug, Default)]
+pub struct IngressInfo {
+    pub uid: Option<String>,
+    pub status: Option<IngressLoadBalancerStatus>,
+}
+
+fn report(
+    inputs: &Inputs,
+    problems: Vec<Problem>,
+    served: &BTreeSet<ObjectKey>,
+    generation: u64,
+) -> Report {
+    let mut r = Report {
+        generation,
+        problems,
+        ..Report::default()
+    };
+    for i in &inputs.ingresses {
+        let key = (
+            i.metadata.namespace.clone().unwrap_or_default(),
+            i.metadata.name.clone().unwrap_or_default(),
+        );
+        let info = IngressInfo {
+            uid: i.metadata.uid.clone(),
+            status: i.status.as_ref().and_then(|s| s.load_balancer.clone()),
+        };
+        if served.contains(&key) {
+            r.served.insert(key, info);
+        } else {
+            r.others.insert(key, info);
+        }
+    }
+    r
+}
 
 /// How long to wait for more changes before translating.
 pub const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// Publishes every change of `inputs` until the sender is dropped.
-pub async fn run(proxy: Proxy, mut inputs: watch::Receiver<Arc<Inputs>>, options: Options) {
+pub async fn run(
+    proxy: Proxy,
+    mut inputs: watch::Receiver<Arc<Inputs>>,
+    options: Options,
+    reports: watch::Sender<Arc<Report>>,
+) {
     let options = Arc::new(options);
     let mut reported: BTreeSet<String> = BTreeSet::new();
     loop {
@@ -29,10 +85,11 @@ pub async fn run(proxy: Proxy, mut inputs: watch::Receiver<Arc<Inputs>>, options
         let current = inputs.borrow_and_update().clone();
         let opts = options.clone();
         let started = Instant::now();
+        let for_translate = current.clone();
         let built = tokio::task::spawn_blocking(move || {
             let mut opts = (*opts).clone();
             opts.now = now();
-            translate::translate(&current, &opts)
+            translate::translate(&for_translate, &opts)
         })
         .await;
         let output = match built {
@@ -54,18 +111,26 @@ pub async fn run(proxy: Proxy, mut inputs: watch::Receiver<Arc<Inputs>>, options
         }
         reported = current_problems;
 
-        let routes = output.snapshot.routes.route_count();
-        let certificates = output.snapshot.tls.certificate_count();
-        let problems = output.problems.len();
-        match proxy.publish(output.snapshot, build_time) {
-            Ok(generation) => info!(
-                generation,
-                routes,
-                certificates,
-                problems,
-                build_ms = build_time.as_secs_f64() * 1000.0,
-                "configuration published"
-            ),
+        let translate::Output {
+            snapshot,
+            problems: found,
+            served,
+        } = output;
+        let routes = snapshot.routes.route_count();
+        let certificates = snapshot.tls.certificate_count();
+        let problems = found.len();
+        match proxy.publish(snapshot, build_time) {
+            Ok(generation) => {
+                let _ = reports.send(Arc::new(report(&current, found, &served, generation)));
+                info!(
+                    generation,
+                    routes,
+                    certificates,
+                    problems,
+                    build_ms = build_time.as_secs_f64() * 1000.0,
+                    "configuration published"
+                )
+            }
             Err(e) => error!(error = %e, "publishing failed; the last configuration keeps serving"),
         }
     }

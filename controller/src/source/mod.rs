@@ -1,3 +1,4 @@
 //! Sources: where objects come from. Each ends in the same [`crate::inputs::Inputs`].
 
+pub mod cluster;
 pub mod manifests;

@@ -1,0 +1,126 @@
+//! Kubernetes Events for problems: one Warning per problem when it first appears, and one
+//! Normal event when an Ingress is first served. Written by the leader only, capped per
+//! configuration so a bad rollout cannot flood the API server.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::Client;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::problem::Problem;
+use crate::publish::Report;
+
+/// Most events written for one configuration change.
+pub const MAX_EVENTS_PER_CHANGE: usize = 50;
+
+/// Writes events for each new report while this replica leads.
+pub async fn run(
+    client: Client,
+    instance: String,
+    mut reports: watch::Receiver<Arc<Report>>,
+    mut leader: watch::Receiver<bool>,
+) {
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: "portico".into(),
+            instance: Some(instance),
+        },
+    );
+    let mut seen_problems: BTreeSet<Problem> = BTreeSet::new();
+    let mut seen_served: Option<BTreeSet<(String, String)>> = None;
+    loop {
+        tokio::select! {
+            r = reports.changed() => if r.is_err() { return },
+            l = leader.changed() => if l.is_err() { return },
+        }
+        let report = reports.borrow().clone();
+        if !*leader.borrow() || report.generation == 0 {
+            continue;
+        }
+        let mut budget = MAX_EVENTS_PER_CHANGE;
+        for p in report
+            .problems
+            .iter()
+            .filter(|p| !seen_problems.contains(*p))
+        {
+            if p.object.kind != "Ingress" {
+                continue;
+            }
+            if budget == 0 {
+                warn!("more problems than events allowed for one change; see the log");
+                break;
+            }
+            budget -= 1;
+            let uid = report
+                .served
+                .get(&(p.object.namespace.clone(), p.object.name.clone()))
+                .and_then(|i| i.uid.clone());
+            publish(
+                &recorder,
+                EventType::Warning,
+                p.reason.code(),
+                &p.reason.to_string(),
+                &p.object.namespace,
+                &p.object.name,
+                uid,
+            )
+            .await;
+        }
+        seen_problems = report.problems.iter().cloned().collect();
+
+        let served: BTreeSet<(String, String)> = report.served.keys().cloned().collect();
+        if let Some(before) = &seen_served {
+            for (ns, name) in served.difference(before).take(budget) {
+                let uid = report
+                    .served
+                    .get(&(ns.clone(), name.clone()))
+                    .and_then(|i| i.uid.clone());
+                publish(
+                    &recorder,
+                    EventType::Normal,
+                    "Served",
+                    "Portico serves this Ingress",
+                    ns,
+                    name,
+                    uid,
+                )
+                .await;
+            }
+        }
+        seen_served = Some(served);
+    }
+}
+
+async fn publish(
+    recorder: &Recorder,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+    namespace: &str,
+    name: &str,
+    uid: Option<String>,
+) {
+    let reference = ObjectReference {
+        api_version: Some("networking.k8s.io/v1".into()),
+        kind: Some("Ingress".into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        uid,
+        ..ObjectReference::default()
+    };
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Configure".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &reference).await {
+        debug!(error = %e, ingress = %format_args!("{namespace}/{name}"), "writing an event failed");
+    }
+}

@@ -1,0 +1,268 @@
+//! The cluster source. Kubernetes watches: one kube-rs reflector per kind, stripped of what translate never reads,
+//! turned into [`Inputs`] whenever any store changes.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{self, BoxStream, StreamExt};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::inputs::{CertCache, Inputs};
+
+/// What to watch.
+#[derive(Clone, Debug, Default)]
+pub struct WatchScope {
+    /// Namespaces to watch; empty means the whole cluster.
+    pub namespaces: Vec<String>,
+}
+
+/// The reflector stores of every kind, several per kind when namespaces are listed.
+#[derive(Clone)]
+pub struct Stores {
+    ingresses: Vec<Store<Ingress>>,
+    classes: Store<IngressClass>,
+    services: Vec<Store<Service>>,
+    slices: Vec<Store<EndpointSlice>>,
+    secrets: Vec<Store<Secret>>,
+}
+
+impl Stores {
+    /// Waits until every store has its first full list. Returns the kinds still waiting when
+    /// `progress` is asked (for `/readyz`).
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        for s in &self.ingresses {
+            s.wait_until_ready().await?;
+        }
+        self.classes.wait_until_ready().await?;
+        for s in &self.services {
+            s.wait_until_ready().await?;
+        }
+        for s in &self.slices {
+            s.wait_until_ready().await?;
+        }
+        for s in &self.secrets {
+            s.wait_until_ready().await?;
+        }
+        Ok(())
+    }
+
+    /// Everything in the stores now.
+    fn snapshot(&self, certs: &mut CertCache) -> Inputs {
+        fn all<K: Resource + Clone>(stores: &[Store<K>]) -> Vec<Arc<K>>
+        where
+            K::DynamicType: Eq + Hash + Clone,
+        {
+            let mut v: Vec<Arc<K>> = stores.iter().flat_map(Store::state).collect();
+            v.sort_by(|a, b| {
+                (a.meta().namespace.as_deref(), a.meta().name.as_deref())
+                    .cmp(&(b.meta().namespace.as_deref(), b.meta().name.as_deref()))
+            });
+            v
+        }
+        let secrets = all(&self.secrets);
+        Inputs {
+            ingresses: all(&self.ingresses),
+            ingress_classes: all(std::slice::from_ref(&self.classes)),
+            services: all(&self.services),
+            endpoint_slices: all(&self.slices),
+            certificates: certs.certificates(&secrets),
+            secrets,
+            problems: Vec::new(),
+        }
+    }
+
+    /// A fingerprint of every object's identity and version: equal fingerprints, equal inputs.
+    fn fingerprint(&self) -> u64 {
+        fn add<K: Resource + Clone>(
+            h: &mut std::collections::hash_map::DefaultHasher,
+            stores: &[Store<K>],
+        ) where
+            K::DynamicType: Eq + Hash + Clone,
+        {
+            let mut keys: Vec<(String, String)> = stores
+                .iter()
+                .flat_map(Store::state)
+                .map(|o| {
+                    (
+                        o.meta().uid.clone().unwrap_or_default(),
+                        o.meta().resource_version.clone().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            keys.sort();
+            keys.hash(h);
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        add(&mut h, &self.ingresses);
+        add(&mut h, std::slice::from_ref(&self.classes));
+        add(&mut h, &self.services);
+        add(&mut h, &self.slices);
+        add(&mut h, &self.secrets);
+        h.finish()
+    }
+}
+
+/// Drops what translate never reads, so 10,000 objects stay small in memory.
+fn slim<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+fn reflect<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, BoxStream<'static, &'static str>)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let kind: &'static str = Box::leak(kind.into_boxed_str());
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(slim::<K>)
+        .reflect(writer)
+        .filter_map(move |event| async move {
+            match event {
+                Ok(_) => Some(kind),
+                Err(e) => {
+                    warn!(kind, error = %e, "watch failed; retrying with backoff");
+                    None
+                }
+            }
+        })
+        .boxed();
+    (reader, events)
+}
+
+fn apis<K>(client: &Client, scope: &WatchScope) -> Vec<Api<K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    if scope.namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        scope
+            .namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    }
+}
+
+/// Starts every watch; returns the stores and a stream that yields on every change.
+pub fn start(client: &Client, scope: &WatchScope) -> (Stores, BoxStream<'static, &'static str>) {
+    let mut streams = Vec::new();
+    let mut ingresses = Vec::new();
+    for api in apis::<Ingress>(client, scope) {
+        let (s, e) = reflect(api, watcher::Config::default());
+        ingresses.push(s);
+        streams.push(e);
+    }
+    let mut services = Vec::new();
+    for api in apis::<Service>(client, scope) {
+        let (s, e) = reflect(api, watcher::Config::default());
+        services.push(s);
+        streams.push(e);
+    }
+    let mut slices = Vec::new();
+    for api in apis::<EndpointSlice>(client, scope) {
+        let (s, e) = reflect(api, watcher::Config::default());
+        slices.push(s);
+        streams.push(e);
+    }
+    let mut secrets = Vec::new();
+    for api in apis::<Secret>(client, scope) {
+        let (s, e) = reflect(
+            api,
+            watcher::Config::default().fields("type=kubernetes.io/tls"),
+        );
+        secrets.push(s);
+        streams.push(e);
+    }
+    let (classes, e) = reflect(
+        Api::<IngressClass>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    streams.push(e);
+    (
+        Stores {
+            ingresses,
+            classes,
+            services,
+            slices,
+            secrets,
+        },
+        stream::select_all(streams).boxed(),
+    )
+}
+
+/// Runs the watches: waits for every store to sync, then sends [`Inputs`] on `tx` after each
+/// burst of changes (debounced) whose objects differ from the last sent.
+pub async fn run(client: Client, scope: WatchScope, tx: watch::Sender<Arc<Inputs>>) {
+    let (stores, mut events) = start(&client, &scope);
+    let waiting = stores.clone();
+    let mut ready = Box::pin(async move { waiting.wait_until_ready().await.is_ok() });
+    // Drive the watches while waiting for the first lists.
+    let ok = loop {
+        tokio::select! {
+            ok = &mut ready => break ok,
+            e = events.next() => if e.is_none() { break false },
+        }
+    };
+    if !ok {
+        warn!("watches ended before they synced");
+        return;
+    }
+    info!("every watch has synced");
+    let mut certs = CertCache::default();
+    let mut last = stores.fingerprint();
+    let _ = tx.send(Arc::new(stores.snapshot(&mut certs)));
+
+    let mut kinds: BTreeMap<&'static str, usize> = BTreeMap::new();
+    while let Some(kind) = events.next().await {
+        *kinds.entry(kind).or_default() += 1;
+        // Debounce: collect the rest of the burst.
+        let deadline = tokio::time::sleep(Duration::from_millis(30));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                e = events.next() => match e {
+                    Some(k) => *kinds.entry(k).or_default() += 1,
+                    None => return,
+                },
+            }
+        }
+        let fp = stores.fingerprint();
+        if fp == last {
+            kinds.clear();
+            continue;
+        }
+        last = fp;
+        debug!(?kinds, "objects changed");
+        kinds.clear();
+        let _ = tx.send(Arc::new(stores.snapshot(&mut certs)));
+    }
+}
+
+/// Object names for logs: `namespace/name`.
+pub fn key<K: Resource>(obj: &K) -> String {
+    format!(
+        "{}/{}",
+        obj.meta().namespace.as_deref().unwrap_or(""),
+        obj.name_any()
+    )
+}
