@@ -59,6 +59,12 @@ pub enum Reason {
     UnsupportedBackend,
     #[error("Service {service} is an ExternalName, and ExternalName backends are disabled (--allow-external-name)")]
     ExternalNameDisabled { service: String },
+    #[error("Service {service} is an ExternalName with an invalid name {name:?}: {why}")]
+    InvalidExternalName {
+        service: String,
+        name: String,
+        why: &'static str,
+    },
     #[error("TLS Secret {secret} not found; {host} is served with the default certificate")]
     SecretNotFound { secret: String, host: String },
     #[error(
@@ -80,22 +86,66 @@ pub enum Reason {
         path_type: String,
         winner: String,
     },
-    #[error("{host} already uses TLS Secret {winner_secret} of Ingress {winner}")]
+    #[error("{host} already uses {} of Ingress {winner}", winner_secret.as_deref().map(|s| format!("TLS Secret {s}")).unwrap_or_else(|| "the default certificate".into()))]
     TlsConflict {
         host: String,
         winner: String,
-        winner_secret: String,
+        /// `namespace/name`, or `None` when the winner's TLS entry names no Secret.
+        winner_secret: Option<String>,
     },
     #[error("host {host} belongs to namespace {owner} (first to claim it)")]
     HostOwnedElsewhere { host: String, owner: String },
-    #[error("canary {host} {path} is not applied yet (traffic splitting comes later); the primary Ingress serves it")]
-    CanaryNotApplied { host: String, path: String },
+    #[error("canary {host} {path} is not applied yet (traffic splitting comes later); the primary Ingress {primary} serves it")]
+    CanaryNotApplied {
+        host: String,
+        path: String,
+        primary: String,
+    },
     #[error("its defaultBackend is not used: Ingress {winner} is older")]
     DefaultBackendConflict { winner: String },
     #[error("default certificate Secret not usable ({error}); a self-signed certificate is served instead")]
     DefaultCertificate { error: String },
+    #[error("the default certificate is expired or not yet valid")]
+    DefaultCertificateExpired,
     #[error("default backend Service not usable: {error}")]
     DefaultBackendService { error: String },
+    #[error("document {document}: {kind} {api_version} is not read (Portico reads {expected}); the object is ignored")]
+    UnsupportedApiVersion {
+        document: usize,
+        kind: String,
+        api_version: String,
+        expected: &'static str,
+    },
+}
+
+impl Reason {
+    /// A short PascalCase name, as Kubernetes Events' `reason`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::Manifest { .. } => "InvalidManifest",
+            Reason::InvalidHost { .. } => "InvalidHost",
+            Reason::InvalidPath { .. } => "InvalidPath",
+            Reason::UnknownPathType(_) => "UnknownPathType",
+            Reason::ServiceNotFound { .. } => "ServiceNotFound",
+            Reason::ServicePortNotFound { .. } => "ServicePortNotFound",
+            Reason::UnsupportedBackend => "UnsupportedBackend",
+            Reason::ExternalNameDisabled { .. } => "ExternalNameDisabled",
+            Reason::InvalidExternalName { .. } => "InvalidExternalName",
+            Reason::SecretNotFound { .. } => "SecretNotFound",
+            Reason::InvalidCertificate { .. } => "InvalidCertificate",
+            Reason::CertificateMismatch { .. } => "CertificateMismatch",
+            Reason::CertificateExpired { .. } => "CertificateExpired",
+            Reason::PathConflict { .. } => "PathConflict",
+            Reason::TlsConflict { .. } => "TLSConflict",
+            Reason::HostOwnedElsewhere { .. } => "HostOwnedElsewhere",
+            Reason::CanaryNotApplied { .. } => "CanaryNotApplied",
+            Reason::DefaultBackendConflict { .. } => "DefaultBackendConflict",
+            Reason::DefaultCertificate { .. } => "DefaultCertificate",
+            Reason::DefaultCertificateExpired => "DefaultCertificateExpired",
+            Reason::DefaultBackendService { .. } => "DefaultBackendService",
+            Reason::UnsupportedApiVersion { .. } => "UnsupportedApiVersion",
+        }
+    }
 }
 
 /// One problem with one object.

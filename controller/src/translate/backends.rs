@@ -9,13 +9,20 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressServiceBackend;
 use portico_proxy::{Backend, Endpoints};
 
+use super::validate;
 use crate::inputs::Inputs;
 use crate::problem::Reason;
 
 /// The label linking an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// (namespace, service, port): the port as resolved (`80`), or as written when it is not.
 type BackendKey = (String, String, String);
+
+/// The namespace of an object, as sources default it.
+fn namespace_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or("default")
+}
 
 /// Resolves and shares backends: one `Arc<Backend>` per (namespace, service, port).
 pub struct Backends<'a> {
@@ -32,17 +39,14 @@ impl<'a> Backends<'a> {
             .iter()
             .filter_map(|s| {
                 Some((
-                    (
-                        s.metadata.namespace.as_deref()?,
-                        s.metadata.name.as_deref()?,
-                    ),
+                    (namespace_of(&s.metadata), s.metadata.name.as_deref()?),
                     s.as_ref(),
                 ))
             })
             .collect();
         let mut slices: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
         for s in &inputs.endpoint_slices {
-            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+            let ns = namespace_of(&s.metadata);
             if let Some(svc) = s
                 .metadata
                 .labels
@@ -62,12 +66,14 @@ impl<'a> Backends<'a> {
 
     /// The backend for a Service reference in `namespace`. Problems come back beside a
     /// backend without endpoints (the proxy answers 503 for it), so the route still exists.
+    /// References to one Service port share one backend, whether they name the port by
+    /// number or by name.
     pub fn resolve(
         &mut self,
         namespace: &str,
         svc: &IngressServiceBackend,
     ) -> (Arc<Backend>, Option<Reason>) {
-        let port_label = match svc.port.as_ref() {
+        let written = match svc.port.as_ref() {
             Some(p) => match (p.number, p.name.as_deref()) {
                 (Some(n), _) => n.to_string(),
                 (None, Some(name)) => name.to_string(),
@@ -75,6 +81,10 @@ impl<'a> Backends<'a> {
             },
             None => String::new(),
         };
+        let port_label = self
+            .service_port(namespace, svc)
+            .map(|p| p.port.to_string())
+            .unwrap_or(written);
         let key = (namespace.to_string(), svc.name.clone(), port_label.clone());
         if let Some(built) = self.built.get(&key) {
             return built.clone();
@@ -86,6 +96,30 @@ impl<'a> Backends<'a> {
         ));
         self.built.insert(key, (backend.clone(), problem.clone()));
         (backend, problem)
+    }
+
+    /// The Service port a reference names: by number, by name, or the only port when the
+    /// reference names none.
+    fn service_port(
+        &self,
+        namespace: &str,
+        svc: &IngressServiceBackend,
+    ) -> Option<&'a ServicePort> {
+        let service = self.services.get(&(namespace, svc.name.as_str()))?;
+        let ports: &'a [ServicePort] = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_deref())
+            .unwrap_or_default();
+        let wanted = svc.port.as_ref();
+        ports.iter().find(|p| match wanted {
+            Some(w) => match (w.number, w.name.as_deref()) {
+                (Some(n), _) => p.port == n,
+                (None, Some(name)) => p.name.as_deref() == Some(name),
+                (None, None) => ports.len() == 1,
+            },
+            None => ports.len() == 1,
+        })
     }
 
     fn endpoints(
@@ -104,16 +138,8 @@ impl<'a> Backends<'a> {
             );
         };
         let spec = service.spec.as_ref();
-        let ports: &[ServicePort] = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
         let wanted = svc.port.as_ref();
-        let port = ports.iter().find(|p| match wanted {
-            Some(w) => match (w.number, w.name.as_deref()) {
-                (Some(n), _) => p.port == n,
-                (None, Some(name)) => p.name.as_deref() == Some(name),
-                (None, None) => ports.len() == 1,
-            },
-            None => ports.len() == 1,
-        });
+        let port = self.service_port(namespace, svc);
 
         if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
             if !self.allow_external_name {
@@ -125,13 +151,24 @@ impl<'a> Backends<'a> {
                 );
             }
             let host = spec
-                .and_then(|s| s.external_name.clone())
+                .and_then(|s| s.external_name.as_deref())
                 .unwrap_or_default();
+            if let Err(why) = validate::dns_name(host) {
+                return (
+                    Endpoints::Static(vec![]),
+                    Some(Reason::InvalidExternalName {
+                        service: service_name,
+                        name: host.to_string(),
+                        why,
+                    }),
+                );
+            }
+            let host = host.trim_end_matches('.').to_string();
             let number = port
                 .map(|p| p.port)
                 .or_else(|| wanted.and_then(|w| w.number));
             return match number.and_then(|n| u16::try_from(n).ok()) {
-                Some(port) if !host.is_empty() => (Endpoints::ExternalName { host, port }, None),
+                Some(port) => (Endpoints::ExternalName { host, port }, None),
                 _ => (
                     Endpoints::Static(vec![]),
                     Some(Reason::ServicePortNotFound {

@@ -13,11 +13,17 @@ pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-defaul
 /// Decides class membership for a set of IngressClasses.
 pub struct ClassFilter {
     ours: BTreeMap<String, bool>,
+    legacy_name: String,
     take_classless: bool,
 }
 
 impl ClassFilter {
-    pub fn new(classes: &[Arc<IngressClass>], controller: &str, serve_classless: bool) -> Self {
+    pub fn new(
+        classes: &[Arc<IngressClass>],
+        controller: &str,
+        legacy_name: &str,
+        serve_classless: bool,
+    ) -> Self {
         let mut ours = BTreeMap::new();
         let mut default_is_ours = false;
         for c in classes {
@@ -34,6 +40,7 @@ impl ClassFilter {
         }
         ClassFilter {
             ours,
+            legacy_name: legacy_name.to_string(),
             take_classless: serve_classless || default_is_ours,
         }
     }
@@ -55,11 +62,20 @@ impl ClassFilter {
             .filter(|c| !c.is_empty())
     }
 
-    /// Is this Ingress Portico's to serve?
+    /// Is this Ingress Portico's to serve? A class named in `spec` must be an IngressClass of
+    /// ours; the legacy annotation may also carry our class name (`--ingress-class`).
     pub fn accepts(&self, ingress: &Ingress) -> bool {
-        match Self::class_of(ingress) {
-            Some(class) => self.ours.get(class).copied().unwrap_or(false),
-            None => self.take_classless,
+        let named = ingress
+            .spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_deref())
+            .filter(|c| !c.is_empty());
+        match (named, Self::class_of(ingress)) {
+            (Some(class), _) => self.ours.get(class).copied().unwrap_or(false),
+            (None, Some(class)) => {
+                class == self.legacy_name || self.ours.get(class).copied().unwrap_or(false)
+            }
+            (None, None) => self.take_classless,
         }
     }
 }

@@ -12,6 +12,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
@@ -36,6 +37,8 @@ pub struct Options {
     pub controller_name: String,
     /// Serve Ingresses that name no class (manifest mode; `--watch-ingress-without-class`).
     pub serve_classless: bool,
+    /// The class name the legacy `kubernetes.io/ingress.class` annotation must carry.
+    pub ingress_class: String,
     /// The Secret served when no other certificate matches.
     pub default_certificate: Option<ObjectKey>,
     /// Served when `default_certificate` is absent or unusable (generated at start).
@@ -55,6 +58,7 @@ impl Options {
         Options {
             controller_name: CONTROLLER_NAME.to_string(),
             serve_classless: false,
+            ingress_class: "portico".to_string(),
             default_certificate: None,
             fallback_certificate,
             default_backend_service: None,
@@ -71,6 +75,8 @@ pub struct Output {
     pub snapshot: Snapshot,
     /// Sorted, without duplicates.
     pub problems: Vec<Problem>,
+    /// The Ingresses Portico serves (its class), as `(namespace, name)`.
+    pub served: BTreeSet<ObjectKey>,
 }
 
 /// An Ingress chosen for serving, with what every later step needs.
@@ -97,6 +103,7 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
     let classes = ClassFilter::new(
         &inputs.ingress_classes,
         &options.controller_name,
+        &options.ingress_class,
         options.serve_classless,
     );
 
@@ -140,6 +147,10 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
 
     problems.sort();
     problems.dedup();
+    let served = selected
+        .iter()
+        .map(|s| (s.namespace.to_string(), s.name.to_string()))
+        .collect();
     Output {
         snapshot: Snapshot {
             routes,
@@ -147,5 +158,6 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
             problems: problems.len(),
         },
         problems,
+        served,
     }
 }

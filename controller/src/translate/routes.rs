@@ -26,10 +26,13 @@ impl HostOwners<'_> {
     }
 }
 
-/// Records, oldest Ingress first, the namespace claiming each host (rules and TLS hosts).
+/// Records the namespace claiming each host first: oldest Ingress first, canaries after every
+/// primary (a canary never takes a host from its primary). Rule hosts and TLS hosts both
+/// claim; a rule without host claims the any-host table, so only one namespace holds the
+/// catch-all rules too.
 pub fn host_owners<'a>(selected: &[Selected<'a>], exclusive: bool) -> HostOwners<'a> {
     let mut owners = BTreeMap::new();
-    for s in selected {
+    for s in primaries_first(selected) {
         let Some(spec) = s.ingress.spec.as_ref() else {
             continue;
         };
@@ -48,6 +51,16 @@ pub fn host_owners<'a>(selected: &[Selected<'a>], exclusive: bool) -> HostOwners
         }
     }
     HostOwners { owners, exclusive }
+}
+
+/// The selected Ingresses (already oldest first) with every canary moved after every primary.
+pub fn primaries_first<'s, 'a>(
+    selected: &'s [Selected<'a>],
+) -> impl Iterator<Item = &'s Selected<'a>> {
+    selected
+        .iter()
+        .filter(|s| !s.canary)
+        .chain(selected.iter().filter(|s| s.canary))
 }
 
 /// Hosts served over TLS: their plain-HTTP requests are redirected.
@@ -125,11 +138,12 @@ fn path_match(path: Option<&str>, path_type: &str) -> Result<PathMatch, Reason> 
             })
         }
         "ImplementationSpecific" => {
+            // ingress-nginx: a plain string prefix; an empty path is `/`.
             let p = match path {
                 None | Some("") => "/",
                 Some(p) => p,
             };
-            validate::path(p).map_err(invalid)?;
+            validate::path_chars(p).map_err(invalid)?;
             Ok(PathMatch::StringPrefix(p.to_string()))
         }
         other => Err(Reason::UnknownPathType(other.to_string())),
@@ -151,11 +165,7 @@ pub fn build(
     let mut default: Option<(Arc<Target>, String)> = None;
 
     // Primaries first, so a canary never takes a path from its primary.
-    let order = selected
-        .iter()
-        .filter(|s| !s.canary)
-        .chain(selected.iter().filter(|s| s.canary));
-    for s in order {
+    for s in primaries_first(selected) {
         let Some(spec) = s.ingress.spec.as_ref() else {
             continue;
         };
@@ -206,6 +216,7 @@ pub fn build(
                         Reason::CanaryNotApplied {
                             host: host.to_string(),
                             path: pm.path().to_string(),
+                            primary: winner.clone(),
                         }
                     } else {
                         Reason::PathConflict {

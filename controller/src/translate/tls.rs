@@ -1,12 +1,31 @@
 //! `spec.tls` to the SNI certificate table, with every certificate checked here, not during
 //! handshakes.
+//!
+//! Which hosts an entry covers:
+//! - every host it lists;
+//! - an entry listing no host covers the Ingress's rule hosts that no entry of it lists. As
+//!   ingress-nginx does, such a host takes the first Secret of the Ingress whose certificate
+//!   covers it, else the entry's own Secret (reported when it does not fit).
+//!
+//! A host named by no entry is not a TLS host. (ingress-nginx goes further: every rule host of
+//! an Ingress with any TLS entry gets the default certificate and the HTTPS redirect; Portico
+//! redirects only hosts a TLS entry covers, as the issue asks.)
+//!
+//! Per host the oldest Ingress wins; a younger one naming another Secret is reported. A
+//! missing, invalid or non-covering Secret is reported and the host gets the default
+//! certificate; an expired one is reported and still served. Every covered host, whatever its
+//! certificate, is a TLS host: its plain-HTTP requests are redirected.
+//!
+//! Canaries come after every primary: they never lose a conflict (nothing is reported), and
+//! their entries count only for hosts no primary Ingress has rules for.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use k8s_openapi::api::networking::v1::IngressTLS;
 use portico_proxy::{HostPattern, TlsCertificate, TlsTable};
 
-use super::routes::{HostOwners, RedirectHosts};
+use super::routes::{primaries_first, HostOwners, RedirectHosts};
 use super::{validate, Options, Selected};
 use crate::inputs::Inputs;
 use crate::problem::{ObjectRef, Problem, Reason};
@@ -16,7 +35,22 @@ pub struct TlsBuild {
     pub redirect_hosts: RedirectHosts,
 }
 
-/// Builds the certificate table: per host, the Secret of the oldest Ingress listing it.
+/// What a host got, and from whom.
+struct Choice {
+    cert: Option<Arc<TlsCertificate>>,
+    /// `namespace/name`, or `None` for an entry without `secretName` (default certificate).
+    secret: Option<String>,
+    ingress: String,
+}
+
+struct Builder<'i> {
+    inputs: &'i Inputs,
+    options: &'i Options,
+    chosen: BTreeMap<HostPattern, Choice>,
+    redirect: RedirectHosts,
+}
+
+/// Builds the certificate table and the set of hosts whose HTTP requests are redirected.
 pub fn build(
     selected: &[Selected<'_>],
     inputs: &Inputs,
@@ -24,145 +58,209 @@ pub fn build(
     owners: &HostOwners<'_>,
     problems: &mut Vec<Problem>,
 ) -> TlsBuild {
-    let mut redirect = RedirectHosts::default();
-    // host → (certificate, secret key, ingress key)
-    let mut chosen: BTreeMap<HostPattern, (Option<Arc<TlsCertificate>>, String, String)> =
-        BTreeMap::new();
-    for s in selected.iter().filter(|s| !s.canary) {
+    let primary_hosts = primary_rule_hosts(selected);
+    let mut b = Builder {
+        inputs,
+        options,
+        chosen: BTreeMap::new(),
+        redirect: RedirectHosts::default(),
+    };
+    for s in primaries_first(selected) {
         let Some(spec) = s.ingress.spec.as_ref() else {
             continue;
         };
-        for entry in spec.tls.iter().flatten() {
-            // An entry without hosts covers the Ingress's own rule hosts.
-            let hosts: Vec<&str> = match entry.hosts.as_deref() {
-                Some(h) if !h.is_empty() => h.iter().map(String::as_str).collect(),
-                _ => spec
-                    .rules
-                    .iter()
-                    .flatten()
-                    .filter_map(|r| r.host.as_deref())
-                    .collect(),
-            };
-            for host in hosts {
-                if let Err(why) = validate::host(host) {
-                    problems.push(Problem::new(
-                        s.object(),
-                        Reason::InvalidHost {
-                            host: host.to_string(),
-                            why,
-                        },
-                    ));
-                    continue;
-                }
-                let pattern = HostPattern::parse(Some(host));
-                if let Err(owner) = owners.check(&pattern, s.namespace) {
-                    problems.push(Problem::new(
-                        s.object(),
-                        Reason::HostOwnedElsewhere {
-                            host: host.to_string(),
-                            owner,
-                        },
-                    ));
-                    continue;
-                }
-                let secret_name = entry.secret_name.as_deref().unwrap_or("");
-                let secret_key = if secret_name.is_empty() {
-                    String::new()
-                } else {
-                    format!("{}/{secret_name}", s.namespace)
-                };
-                if let Some((_, winner_secret, winner)) = chosen.get(&pattern) {
-                    if *winner_secret != secret_key {
+        let entries: &[IngressTLS] = spec.tls.as_deref().unwrap_or_default();
+        if entries.is_empty() {
+            continue;
+        }
+        // Hosts the entries list, each with the Secret of the first entry listing it.
+        let mut listed: Vec<(&str, Option<&str>)> = Vec::new();
+        for entry in entries {
+            for host in entry.hosts.iter().flatten() {
+                if !listed.iter().any(|(h, _)| h == host) {
+                    listed.push((host, secret_name(entry)));
+                } else if let Some((_, first)) = listed.iter().find(|(h, _)| h == host) {
+                    if *first != secret_name(entry) {
                         problems.push(Problem::new(
                             s.object(),
                             Reason::TlsConflict {
-                                host: host.to_string(),
-                                winner: winner.clone(),
-                                winner_secret: winner_secret.clone(),
+                                host: host.clone(),
+                                winner: s.key(),
+                                winner_secret: first.map(|n| format!("{}/{n}", s.namespace)),
                             },
                         ));
                     }
-                    continue;
                 }
-                redirect.0.insert(pattern.clone());
-                let cert = if secret_name.is_empty() {
-                    None
-                } else {
-                    certificate(s, secret_name, host, inputs, options, problems)
-                };
-                chosen.insert(pattern, (cert, secret_key, s.key()));
             }
         }
+        // Rule hosts no entry lists, when an entry lists no host.
+        let mut implicit: Vec<(&str, Option<&str>)> = Vec::new();
+        if let Some(catch_all) = entries
+            .iter()
+            .find(|e| e.hosts.as_deref().unwrap_or_default().is_empty())
+        {
+            for rule in spec.rules.iter().flatten() {
+                let Some(host) = rule.host.as_deref() else {
+                    continue;
+                };
+                if listed.iter().chain(&implicit).any(|(h, _)| *h == host) {
+                    continue;
+                }
+                let covering = entries
+                    .iter()
+                    .filter_map(secret_name)
+                    .find(|name| b.covers(s.namespace, name, host));
+                implicit.push((host, covering.or(secret_name(catch_all))));
+            }
+        }
+
+        for (host, secret) in listed.into_iter().chain(implicit) {
+            if let Err(why) = validate::host(host) {
+                problems.push(Problem::new(
+                    s.object(),
+                    Reason::InvalidHost {
+                        host: host.to_string(),
+                        why,
+                    },
+                ));
+                continue;
+            }
+            let pattern = HostPattern::parse(Some(host));
+            if let Err(owner) = owners.check(&pattern, s.namespace) {
+                problems.push(Problem::new(
+                    s.object(),
+                    Reason::HostOwnedElsewhere {
+                        host: host.to_string(),
+                        owner,
+                    },
+                ));
+                continue;
+            }
+            if s.canary && primary_hosts.contains(&pattern) {
+                // The primary's TLS settings stand for its hosts.
+                continue;
+            }
+            b.assign(s, pattern, host, secret, problems);
+        }
     }
-    let entries = chosen
+    let entries = b
+        .chosen
         .into_iter()
-        .filter_map(|(h, (cert, _, _))| cert.map(|c| (h, c)));
+        .filter_map(|(h, choice)| choice.cert.map(|c| (h, c)));
     TlsBuild {
         table: TlsTable::new(entries, default_certificate(inputs, options, problems)),
-        redirect_hosts: redirect,
+        redirect_hosts: b.redirect,
     }
 }
 
-/// The checked certificate of `namespace/secret` for `host`, or a problem.
-fn certificate(
-    s: &Selected<'_>,
-    secret: &str,
-    host: &str,
-    inputs: &Inputs,
-    options: &Options,
-    problems: &mut Vec<Problem>,
-) -> Option<Arc<TlsCertificate>> {
-    let secret_key = format!("{}/{secret}", s.namespace);
-    let found = inputs
-        .certificates
-        .get(&(s.namespace.to_string(), secret.to_string()));
-    let cert = match found {
-        None => {
-            problems.push(Problem::new(
-                s.object(),
-                Reason::SecretNotFound {
-                    secret: secret_key,
-                    host: host.to_string(),
-                },
-            ));
-            return None;
-        }
-        Some(Err(error)) => {
-            problems.push(Problem::new(
-                s.object(),
-                Reason::InvalidCertificate {
-                    secret: secret_key,
-                    host: host.to_string(),
-                    error: error.clone(),
-                },
-            ));
-            return None;
-        }
-        Some(Ok(c)) => c,
-    };
-    if !cert.covers(host) {
-        problems.push(Problem::new(
-            s.object(),
-            Reason::CertificateMismatch {
-                secret: secret_key,
-                host: host.to_string(),
-            },
-        ));
-        return None;
-    }
-    if cert.expired_at(options.now) {
-        // Still served: the default certificate would not be any more acceptable to clients.
-        problems.push(Problem::new(
-            s.object(),
-            Reason::CertificateExpired {
-                secret: secret_key,
-                host: host.to_string(),
-            },
-        ));
-    }
-    Some(cert.clone())
+fn secret_name(entry: &IngressTLS) -> Option<&str> {
+    entry.secret_name.as_deref().filter(|n| !n.is_empty())
 }
 
+/// Valid hosts with rules in primary (non-canary) Ingresses.
+fn primary_rule_hosts(selected: &[Selected<'_>]) -> BTreeSet<HostPattern> {
+    selected
+        .iter()
+        .filter(|s| !s.canary)
+        .filter_map(|s| s.ingress.spec.as_ref())
+        .flat_map(|spec| spec.rules.iter().flatten())
+        .filter_map(|r| r.host.as_deref())
+        .filter(|h| validate::host(h).is_ok())
+        .map(|h| HostPattern::parse(Some(h)))
+        .collect()
+}
+
+impl Builder<'_> {
+    /// Does `namespace/secret` hold a usable certificate covering `host`?
+    fn covers(&self, namespace: &str, secret: &str, host: &str) -> bool {
+        matches!(
+            self.inputs.certificates.get(&(namespace.to_string(), secret.to_string())),
+            Some(Ok(c)) if c.covers(host)
+        )
+    }
+
+    /// Gives `host` the Secret of Ingress `s`, unless an older Ingress already gave it one.
+    fn assign(
+        &mut self,
+        s: &Selected<'_>,
+        pattern: HostPattern,
+        host: &str,
+        secret: Option<&str>,
+        problems: &mut Vec<Problem>,
+    ) {
+        let secret_key = secret.map(|n| format!("{}/{n}", s.namespace));
+        if let Some(winner) = self.chosen.get(&pattern) {
+            if winner.secret != secret_key && winner.ingress != s.key() && !s.canary {
+                problems.push(Problem::new(
+                    s.object(),
+                    Reason::TlsConflict {
+                        host: host.to_string(),
+                        winner: winner.ingress.clone(),
+                        winner_secret: winner.secret.clone(),
+                    },
+                ));
+            }
+            return;
+        }
+        self.redirect.0.insert(pattern.clone());
+        let cert = secret.and_then(|name| self.certificate(s, name, host, problems));
+        self.chosen.insert(
+            pattern,
+            Choice {
+                cert,
+                secret: secret_key,
+                ingress: s.key(),
+            },
+        );
+    }
+
+    /// The checked certificate of `namespace/secret` for `host`, or a problem.
+    fn certificate(
+        &self,
+        s: &Selected<'_>,
+        secret: &str,
+        host: &str,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Arc<TlsCertificate>> {
+        let secret_key = format!("{}/{secret}", s.namespace);
+        let found = self
+            .inputs
+            .certificates
+            .get(&(s.namespace.to_string(), secret.to_string()));
+        let reason = match found {
+            None => Reason::SecretNotFound {
+                secret: secret_key,
+                host: host.to_string(),
+            },
+            Some(Err(error)) => Reason::InvalidCertificate {
+                secret: secret_key,
+                host: host.to_string(),
+                error: error.clone(),
+            },
+            Some(Ok(cert)) if !cert.covers(host) => Reason::CertificateMismatch {
+                secret: secret_key,
+                host: host.to_string(),
+            },
+            Some(Ok(cert)) => {
+                if cert.expired_at(self.options.now) {
+                    // Still served: the default certificate would be no more acceptable.
+                    problems.push(Problem::new(
+                        s.object(),
+                        Reason::CertificateExpired {
+                            secret: secret_key,
+                            host: host.to_string(),
+                        },
+                    ));
+                }
+                return Some(cert.clone());
+            }
+        };
+        problems.push(Problem::new(s.object(), reason));
+        None
+    }
+}
+
+/// `--default-certificate`'s Secret when usable, else the generated fallback.
 fn default_certificate(
     inputs: &Inputs,
     options: &Options,
@@ -171,14 +269,17 @@ fn default_certificate(
     let Some((ns, name)) = options.default_certificate.as_ref() else {
         return options.fallback_certificate.clone();
     };
+    let object = ObjectRef::new("Secret", ns, name);
     let error = match inputs.certificates.get(&(ns.clone(), name.clone())) {
-        Some(Ok(c)) => return c.clone(),
+        Some(Ok(c)) => {
+            if c.expired_at(options.now) {
+                problems.push(Problem::new(object, Reason::DefaultCertificateExpired));
+            }
+            return c.clone();
+        }
         Some(Err(e)) => e.clone(),
         None => "not found".to_string(),
     };
-    problems.push(Problem::new(
-        ObjectRef::new("Secret", ns, name),
-        Reason::DefaultCertificate { error },
-    ));
+    problems.push(Problem::new(object, Reason::DefaultCertificate { error }));
     options.fallback_certificate.clone()
 }
