@@ -14,6 +14,7 @@ pub mod leader;
 pub mod problem;
 pub mod publish;
 pub mod quickstart;
+pub mod rbac;
 pub mod source;
 pub mod status;
 pub mod translate;

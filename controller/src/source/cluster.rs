@@ -19,6 +19,15 @@ use tracing::{debug, info, warn};
 
 use crate::inputs::{CertCache, Inputs};
 
+/// The (API group, resource) of every watch, checked against the RBAC table in tests.
+pub const WATCHED_KINDS: [(&str, &str); 5] = [
+    ("networking.k8s.io", "ingresses"),
+    ("networking.k8s.io", "ingressclasses"),
+    ("", "services"),
+    ("discovery.k8s.io", "endpointslices"),
+    ("", "secrets"),
+];
+
 /// What to watch.
 #[derive(Clone, Debug, Default)]
 pub struct WatchScope {
@@ -265,4 +274,29 @@ pub fn key<K: Resource>(obj: &K) -> String {
         obj.meta().namespace.as_deref().unwrap_or(""),
         obj.name_any()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind<K: Resource<DynamicType = ()>>() -> (String, String) {
+        (K::group(&()).to_string(), K::plural(&()).to_string())
+    }
+
+    #[test]
+    fn the_watched_kinds_are_listed() {
+        let watched: Vec<(String, String)> = vec![
+            kind::<Ingress>(),
+            kind::<IngressClass>(),
+            kind::<Service>(),
+            kind::<EndpointSlice>(),
+            kind::<Secret>(),
+        ];
+        let listed: Vec<(String, String)> = WATCHED_KINDS
+            .iter()
+            .map(|(g, r)| (g.to_string(), r.to_string()))
+            .collect();
+        assert_eq!(watched, listed);
+    }
 }
