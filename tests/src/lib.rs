@@ -2,7 +2,9 @@
 //! directory, run echo backends in-process, write manifests, and talk TLS with real clients.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod apiserver;
 pub mod manifests;
+pub mod netns;
 pub mod tls;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -54,8 +56,21 @@ impl Portico {
         p
     }
 
-    /// Starts Portico listening on `ip` (e.g. `::1`) without waiting.
+    /// Starts Portico on `dir` listening on `ip` (e.g. `::1`) without waiting.
     pub fn spawn(dir: &Path, ip: &str, extra: &[&str]) -> Portico {
+        let source = vec!["--manifests".into(), dir.as_os_str().to_owned()];
+        Self::spawn_with(&source, ip, extra)
+    }
+
+    /// Starts Portico in cluster mode against `kubeconfig`, and waits until it is ready.
+    pub async fn cluster(kubeconfig: &Path, extra: &[&str]) -> Portico {
+        let source = vec!["--kubeconfig".into(), kubeconfig.as_os_str().to_owned()];
+        let p = Self::spawn_with(&source, "127.0.0.1", extra);
+        p.wait_ready(Duration::from_secs(30)).await;
+        p
+    }
+
+    fn spawn_with(source: &[std::ffi::OsString], ip: &str, extra: &[&str]) -> Portico {
         let ip: std::net::IpAddr = ip.parse().unwrap();
         let http = SocketAddr::new(ip, free_port());
         let https = SocketAddr::new(ip, free_port());
@@ -68,8 +83,7 @@ impl Portico {
             defaults.extend(["--shutdown-delay", "0s"]);
         }
         let child = Command::new(portico_bin())
-            .arg("--manifests")
-            .arg(dir)
+            .args(source)
             .args(["--http-addr", &http.to_string()])
             .args(["--https-addr", &https.to_string()])
             .args(["--admin-addr", &admin.to_string()])

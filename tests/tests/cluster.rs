@@ -1,0 +1,266 @@
+//! Cluster mode against a real kube-apiserver: watches, classes, TLS, status, leader
+//! election, and an API server outage. Each test works in its own namespace.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams};
+use portico_e2e::apiserver::{apply, namespace, ApiServer};
+use portico_e2e::manifests::{ingress, tls_secret};
+use portico_e2e::netns::{self, NetnsEcho};
+use portico_e2e::tls::{handshake, pem_to_der};
+use portico_e2e::Portico;
+
+const CLASS: &str = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: portico\nspec:\n  controller: portico.dev/ingress-controller\n";
+
+/// A Service `name` (port 80) with an EndpointSlice pointing at `echo`.
+fn service(ns: &str, name: &str, echo: &NetnsEcho) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  ports:\n    - name: http\n      port: 80\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  namespace: {ns}\n  labels:\n    kubernetes.io/service-name: {name}\n\
+         addressType: IPv4\nports:\n  - name: http\n    port: {port}\nendpoints:\n  - addresses: [\"{ip}\"]\n    conditions:\n      ready: true\n",
+        port = echo.addr.port(),
+        ip = echo.addr.ip(),
+    )
+}
+
+fn args<'a>(ns: &'a str, lease: &'a str) -> Vec<&'a str> {
+    vec![
+        "--watch-namespace",
+        ns,
+        "--pod-namespace",
+        ns,
+        "--election-id",
+        lease,
+        "--publish-status-address",
+        "192.0.2.10",
+    ]
+}
+
+/// Polls until `host` answers with `want` (a status, and the echo service name for 200).
+async fn until(p: &Portico, host: &str, want: (u16, Option<&str>), limit: Duration) -> Duration {
+    let c = p.client(&[host]);
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = c.get(p.http_url(host, "/")).send().await {
+            let svc = r
+                .headers()
+                .get("x-echo-service")
+                .map(|v| v.to_str().unwrap().to_string());
+            if r.status().as_u16() == want.0 && svc.as_deref() == want.1 {
+                return start.elapsed();
+            }
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{host} never answered {want:?}\n{}",
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn ingresses_from_the_api_server_are_routed_and_followed() {
+    let api = ApiServer::shared();
+    let client = api.client().await;
+    let ns = "routes";
+    namespace(&client, ns).await;
+    let web = netns::echo("web").await;
+    let other = netns::echo("other").await;
+    apply(&client, CLASS).await;
+    apply(&client, &service(ns, "web", &web)).await;
+    apply(&client, &service(ns, "other", &other)).await;
+    let p = Portico::cluster(&api.kubeconfig, &args(ns, "routes-leader")).await;
+
+    apply(
+        &client,
+        &ingress(ns, "site")
+            .class("portico")
+            .rule("routes.test", "/", "Prefix", "web")
+            .yaml(),
+    )
+    .await;
+    let took = until(
+        &p,
+        "routes.test",
+        (200, Some("web")),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(took < Duration::from_secs(2), "routed after {took:?}");
+
+    // A changed backend is followed.
+    apply(
+        &client,
+        &ingress(ns, "site")
+            .class("portico")
+            .rule("routes.test", "/", "Prefix", "other")
+            .yaml(),
+    )
+    .await;
+    until(
+        &p,
+        "routes.test",
+        (200, Some("other")),
+        Duration::from_secs(2),
+    )
+    .await;
+
+    // Status names the published address.
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let i = ingresses.get("site").await.unwrap();
+        let ip = i
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|lb| lb.ingress)
+            .and_then(|v| v.first().and_then(|e| e.ip.clone()));
+        if ip.as_deref() == Some("192.0.2.10") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status not written\n{}",
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Deleted: 404.
+    ingresses
+        .delete("site", &DeleteParams::default())
+        .await
+        .unwrap();
+    until(&p, "routes.test", (404, None), Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn only_portico_classes_are_served() {
+    let api = ApiServer::shared();
+    let client = api.client().await;
+    let ns = "classes";
+    namespace(&client, ns).await;
+    let web = netns::echo("web").await;
+    apply(&client, CLASS).await;
+    apply(&client, "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: other\nspec:\n  controller: example.com/other\n").await;
+    apply(&client, &service(ns, "web", &web)).await;
+    for (name, class, legacy) in [
+        ("ours", Some("portico"), None),
+        ("theirs", Some("other"), None),
+        ("none", None, None),
+        ("legacy", None, Some("portico")),
+    ] {
+        let mut i = ingress(ns, name).rule(&format!("{name}.classes.test"), "/", "Prefix", "web");
+        if let Some(c) = class {
+            i = i.class(c);
+        }
+        if let Some(l) = legacy {
+            i = i.annotation("kubernetes.io/ingress.class", l);
+        }
+        apply(&client, &i.yaml()).await;
+    }
+    let p = Portico::cluster(&api.kubeconfig, &args(ns, "classes-leader")).await;
+    until(
+        &p,
+        "ours.classes.test",
+        (200, Some("web")),
+        Duration::from_secs(5),
+    )
+    .await;
+    until(
+        &p,
+        "legacy.classes.test",
+        (200, Some("web")),
+        Duration::from_secs(2),
+    )
+    .await;
+    until(
+        &p,
+        "theirs.classes.test",
+        (404, None),
+        Duration::from_secs(2),
+    )
+    .await;
+    until(&p, "none.classes.test", (404, None), Duration::from_secs(2)).await;
+    drop(p);
+    // With --watch-ingress-without-class, class-less Ingresses are served too.
+    let mut a = args(ns, "classes-leader-2");
+    a.push("--watch-ingress-without-class");
+    let p = Portico::cluster(&api.kubeconfig, &a).await;
+    until(
+        &p,
+        "none.classes.test",
+        (200, Some("web")),
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn tls_secrets_are_followed() {
+    let api = ApiServer::shared();
+    let client = api.client().await;
+    let ns = "tls";
+    namespace(&client, ns).await;
+    let web = netns::echo("web").await;
+    apply(&client, CLASS).await;
+    apply(&client, &service(ns, "web", &web)).await;
+    apply(
+        &client,
+        &ingress(ns, "site")
+            .class("portico")
+            .tls(&["secure.tls.test"], Some("site-tls"))
+            .rule("secure.tls.test", "/", "Prefix", "web")
+            .yaml(),
+    )
+    .await;
+    let p = Portico::cluster(&api.kubeconfig, &args(ns, "tls-leader")).await;
+    // Missing Secret: the default certificate.
+    assert_eq!(
+        handshake(p.https, "secure.tls.test")
+            .await
+            .unwrap()
+            .dns_names,
+        vec!["portico.invalid"]
+    );
+    let wait_leaf = |want: Vec<u8>| {
+        let addr = p.https;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            loop {
+                if handshake(addr, "secure.tls.test").await.unwrap().leaf == want {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "certificate not followed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let (secret, pem) = tls_secret(ns, "site-tls", &["secure.tls.test"]);
+    apply(&client, &secret).await;
+    wait_leaf(pem_to_der(&pem)).await;
+    let (secret, pem) = tls_secret(ns, "site-tls", &["secure.tls.test"]);
+    apply(&client, &secret).await;
+    wait_leaf(pem_to_der(&pem)).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+    secrets
+        .delete("site-tls", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while handshake(p.https, "secure.tls.test")
+        .await
+        .unwrap()
+        .dns_names
+        != vec!["portico.invalid"]
+    {
+        assert!(
+            Instant::now() < deadline,
+            "deleted certificate still served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
