@@ -264,3 +264,206 @@ async fn tls_secrets_are_followed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+async fn status_ip(client: &kube::Client, ns: &str, name: &str) -> Option<String> {
+    let i = Api::<Ingress>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .ok()?;
+    i.status?.load_balancer?.ingress?.first()?.ip.clone()
+}
+
+#[tokio::test]
+async fn one_leader_writes_status_and_another_takes_over() {
+    let api = ApiServer::shared();
+    let client = api.client().await;
+    let ns = "leader";
+    namespace(&client, ns).await;
+    let web = netns::echo("web").await;
+    apply(&client, CLASS).await;
+    apply(&client, &service(ns, "web", &web)).await;
+    apply(
+        &client,
+        &ingress(ns, "first")
+            .class("portico")
+            .rule("first.leader.test", "/", "Prefix", "web")
+            .yaml(),
+    )
+    .await;
+    let a = Portico::cluster(
+        &api.kubeconfig,
+        &[args(ns, "leader-lease"), vec!["--pod-name", "replica-a"]].concat(),
+    )
+    .await;
+    let b = Portico::cluster(
+        &api.kubeconfig,
+        &[args(ns, "leader-lease"), vec!["--pod-name", "replica-b"]].concat(),
+    )
+    .await;
+    // Both serve.
+    until(
+        &a,
+        "first.leader.test",
+        (200, Some("web")),
+        Duration::from_secs(5),
+    )
+    .await;
+    until(
+        &b,
+        "first.leader.test",
+        (200, Some("web")),
+        Duration::from_secs(5),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_ip(&client, ns, "first").await.is_none() {
+        assert!(Instant::now() < deadline, "no status written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leaders: Vec<&Portico> = [&a, &b]
+        .into_iter()
+        .filter(|p| p.logs().contains("became the leader"))
+        .collect();
+    assert_eq!(
+        leaders.len(),
+        1,
+        "exactly one leader\nA:\n{}\nB:\n{}",
+        a.logs(),
+        b.logs()
+    );
+    let (mut leader, follower) = if a.logs().contains("became the leader") {
+        (a, b)
+    } else {
+        (b, a)
+    };
+
+    // The leader stops (and hands the lease over); the other replica takes over and writes
+    // the status of a new Ingress.
+    leader.terminate();
+    assert_eq!(leader.wait_exit(Duration::from_secs(20)).await, Some(0));
+    follower
+        .wait_log("became the leader", Duration::from_secs(20))
+        .await;
+    apply(
+        &client,
+        &ingress(ns, "second")
+            .class("portico")
+            .rule("second.leader.test", "/", "Prefix", "web")
+            .yaml(),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_ip(&client, ns, "second").await.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the new leader wrote no status\n{}",
+            follower.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The stopped leader did not clear the status it had written.
+    assert_eq!(
+        status_ip(&client, ns, "first").await.as_deref(),
+        Some("192.0.2.10")
+    );
+}
+
+#[tokio::test]
+async fn an_api_server_outage_loses_no_request() {
+    let api = ApiServer::shared();
+    let client = api.client().await;
+    let ns = "outage";
+    namespace(&client, ns).await;
+    let web = netns::echo("web").await;
+    apply(&client, CLASS).await;
+    apply(&client, &service(ns, "web", &web)).await;
+    apply(
+        &client,
+        &ingress(ns, "site")
+            .class("portico")
+            .rule("outage.test", "/", "Prefix", "web")
+            .yaml(),
+    )
+    .await;
+    let p = Portico::cluster(&api.kubeconfig, &args(ns, "outage-leader")).await;
+    until(
+        &p,
+        "outage.test",
+        (200, Some("web")),
+        Duration::from_secs(5),
+    )
+    .await;
+
+    let c = p.client(&["outage.test"]);
+    let url = p.http_url("outage.test", "/");
+    let traffic = tokio::spawn(async move {
+        let (mut ok, mut failed) = (0u32, Vec::new());
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(12) {
+            match c.get(&url).send().await {
+                Ok(r) if r.status() == 200 => ok += 1,
+                Ok(r) => failed.push(r.status().to_string()),
+                Err(e) => failed.push(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (ok, failed)
+    });
+    api.stop_etcd().await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    api.start_etcd().await;
+    let (ok, failed) = traffic.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} failures: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 100, "only {ok} requests");
+
+    // Changes made after the API server returns are applied.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let applied = tokio::time::timeout(
+            Duration::from_secs(5),
+            apply_quietly(
+                &client,
+                &ingress(ns, "site")
+                    .class("portico")
+                    .rule("outage.test", "/", "Prefix", "web")
+                    .rule("after.outage.test", "/", "Prefix", "web")
+                    .yaml(),
+            ),
+        )
+        .await;
+        if matches!(applied, Ok(true)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API server did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    until(
+        &p,
+        "after.outage.test",
+        (200, Some("web")),
+        Duration::from_secs(30),
+    )
+    .await;
+}
+
+async fn apply_quietly(client: &kube::Client, yaml: &str) -> bool {
+    use kube::api::{Patch, PatchParams};
+    let i: Ingress = serde_yaml::from_str(yaml).unwrap();
+    let api: Api<Ingress> =
+        Api::namespaced(client.clone(), i.metadata.namespace.as_deref().unwrap());
+    api.patch(
+        i.metadata.name.as_deref().unwrap(),
+        &PatchParams::apply("portico-tests").force(),
+        &Patch::Apply(&i),
+    )
+    .await
+    .is_ok()
+}
