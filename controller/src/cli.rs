@@ -62,6 +62,10 @@ pub struct RunArgs {
     /// Watch only this namespace (repeatable; default: the whole cluster).
     #[arg(long = "watch-namespace")]
     pub watch_namespaces: Vec<String>,
+    /// A namespace whose labelled certificate Secrets (`portico.dev/certificate: "true"`) any
+    /// Ingress may be served with (repeatable; an Ingress's own namespace always counts).
+    #[arg(long = "shared-certificate-namespace")]
+    pub shared_certificate_namespaces: Vec<String>,
     /// The Service (NAMESPACE/NAME) whose address is written into Ingress status.
     #[arg(long)]
     pub publish_service: Option<String>,

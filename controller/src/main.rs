@@ -120,6 +120,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         default_certificate,
         default_backend_service,
         allow_external_name: args.allow_external_name,
+        shared_certificate_namespaces: args.shared_certificate_namespaces.clone(),
         exclusive_host_namespaces: !args.allow_shared_hosts,
         ..translate::Options::new(Arc::new(TlsCertificate::self_signed(&["portico.invalid"])?))
     };

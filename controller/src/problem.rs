@@ -65,17 +65,17 @@ pub enum Reason {
         name: String,
         why: &'static str,
     },
-    #[error("TLS Secret {secret} not found; {host} is served with the default certificate")]
+    #[error("TLS Secret {secret} not found; {host} is served with a labelled certificate covering it, else the default certificate")]
     SecretNotFound { secret: String, host: String },
     #[error(
-        "TLS Secret {secret} is invalid ({error}); {host} is served with the default certificate"
+        "TLS Secret {secret} is invalid ({error}); {host} is served with a labelled certificate covering it, else the default certificate"
     )]
     InvalidCertificate {
         secret: String,
         host: String,
         error: String,
     },
-    #[error("the certificate of Secret {secret} does not cover {host}; it is served with the default certificate")]
+    #[error("the certificate of Secret {secret} does not cover {host}; it is served with a labelled certificate covering it, else the default certificate")]
     CertificateMismatch { secret: String, host: String },
     #[error("the certificate of Secret {secret} for {host} is expired or not yet valid")]
     CertificateExpired { secret: String, host: String },

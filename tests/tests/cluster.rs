@@ -467,3 +467,58 @@ async fn apply_quietly(client: &kube::Client, yaml: &str) -> bool {
     .await
     .is_ok()
 }
+
+#[tokio::test]
+async fn labelled_certificates_and_problem_events() {
+    let api = ApiServer::shared();
+    let client = api.client().await;
+    let ns = "labels";
+    namespace(&client, ns).await;
+    let web = netns::echo("web").await;
+    apply(&client, CLASS).await;
+    apply(&client, &service(ns, "web", &web)).await;
+    // A certificate stored once per host name, named by no Ingress.
+    let (secret, pem) = tls_secret(ns, "wildcard", &["*.labels.test"]);
+    let secret = secret.replacen(
+        "metadata:\n",
+        "metadata:\n  labels:\n    portico.dev/certificate: \"true\"\n",
+        1,
+    );
+    apply(&client, &secret).await;
+    apply(
+        &client,
+        &ingress(ns, "site")
+            .class("portico")
+            .tls(&["www.labels.test"], None)
+            .rule("www.labels.test", "/", "Prefix", "web")
+            .rule("www.labels.test", "/broken", "Prefix", "no-such-service")
+            .yaml(),
+    )
+    .await;
+    let p = Portico::cluster(&api.kubeconfig, &args(ns, "labels-leader")).await;
+    assert_eq!(
+        handshake(p.https, "www.labels.test").await.unwrap().leaf,
+        pem_to_der(&pem)
+    );
+
+    // The unknown Service is reported as a Warning Event on the Ingress.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = events.list(&Default::default()).await.unwrap();
+        let found = list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("ServiceNotFound")
+                && e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("site")
+        });
+        if found {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ServiceNotFound event\n{}",
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

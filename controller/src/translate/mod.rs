@@ -45,6 +45,9 @@ pub struct Options {
     pub fallback_certificate: Arc<TlsCertificate>,
     /// The Service taking requests no rule matches (its first port).
     pub default_backend_service: Option<ObjectKey>,
+    /// Namespaces whose labelled certificates (`portico.dev/certificate: "true"`) any
+    /// Ingress's TLS hosts may use; otherwise only the Ingress's own namespace is searched.
+    pub shared_certificate_namespaces: Vec<String>,
     /// Forward to ExternalName Services.
     pub allow_external_name: bool,
     /// The first namespace to claim a host owns it; other namespaces' rules for it are refused.
@@ -62,6 +65,7 @@ impl Options {
             default_certificate: None,
             fallback_certificate,
             default_backend_service: None,
+            shared_certificate_namespaces: Vec::new(),
             allow_external_name: false,
             exclusive_host_namespaces: true,
             now: 0,

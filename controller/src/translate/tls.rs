@@ -46,6 +46,7 @@ struct Choice {
 struct Builder<'i> {
     inputs: &'i Inputs,
     options: &'i Options,
+    index: CertificateIndex,
     chosen: BTreeMap<HostPattern, Choice>,
     redirect: RedirectHosts,
 }
@@ -62,6 +63,7 @@ pub fn build(
     let mut b = Builder {
         inputs,
         options,
+        index: CertificateIndex::new(inputs),
         chosen: BTreeMap::new(),
         redirect: RedirectHosts::default(),
     };
@@ -203,7 +205,10 @@ impl Builder<'_> {
             return;
         }
         self.redirect.0.insert(pattern.clone());
-        let cert = secret.and_then(|name| self.certificate(s, name, host, problems));
+        // The Ingress's own Secret; failing that, the labelled certificate for the host.
+        let cert = secret
+            .and_then(|name| self.certificate(s, name, host, problems))
+            .or_else(|| self.index.best(host, s.namespace, self.options));
         self.chosen.insert(
             pattern,
             Choice {
@@ -282,4 +287,94 @@ fn default_certificate(
     };
     problems.push(Problem::new(object, Reason::DefaultCertificate { error }));
     options.fallback_certificate.clone()
+}
+
+/// Labelled Secrets (`portico.dev/certificate: "true"`), indexed by the DNS names of their
+/// certificates: hosts get certificates without any Ingress naming them.
+pub const CERTIFICATE_LABEL: &str = "portico.dev/certificate";
+
+struct Indexed {
+    namespace: String,
+    name: String,
+    cert: Arc<TlsCertificate>,
+}
+
+#[derive(Default)]
+struct CertificateIndex {
+    entries: Vec<Indexed>,
+    /// DNS name (`foo.com`, or `*.foo.com`) → entries.
+    by_name: BTreeMap<String, Vec<usize>>,
+}
+
+impl CertificateIndex {
+    fn new(inputs: &Inputs) -> Self {
+        let mut index = CertificateIndex::default();
+        for secret in &inputs.secrets {
+            let labelled = secret
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(CERTIFICATE_LABEL))
+                .is_some_and(|v| v == "true");
+            if !labelled {
+                continue;
+            }
+            let ns = secret.metadata.namespace.clone().unwrap_or_default();
+            let name = secret.metadata.name.clone().unwrap_or_default();
+            let Some(Ok(cert)) = inputs.certificates.get(&(ns.clone(), name.clone())) else {
+                continue;
+            };
+            let i = index.entries.len();
+            for dns in &cert.dns_names {
+                index.by_name.entry(dns.clone()).or_default().push(i);
+            }
+            index.entries.push(Indexed {
+                namespace: ns,
+                name,
+                cert: cert.clone(),
+            });
+        }
+        index
+    }
+
+    /// The best labelled certificate covering `host` from `namespace` or a shared namespace:
+    /// an exact name beats a wildcard; then one valid now; then the one valid longest.
+    fn best(&self, host: &str, namespace: &str, options: &Options) -> Option<Arc<TlsCertificate>> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let allowed = |e: &Indexed| {
+            e.namespace == namespace || options.shared_certificate_namespaces.contains(&e.namespace)
+        };
+        let wildcard = host
+            .split_once('.')
+            .filter(|(first, _)| !first.is_empty() && *first != "*")
+            .map(|(_, suffix)| format!("*.{suffix}"));
+        let exact = self
+            .by_name
+            .get(host)
+            .into_iter()
+            .flatten()
+            .map(|i| (0u8, *i));
+        let wild = wildcard
+            .as_ref()
+            .and_then(|w| self.by_name.get(w))
+            .into_iter()
+            .flatten()
+            .map(|i| (1u8, *i));
+        exact
+            .chain(wild)
+            .map(|(rank, i)| (rank, &self.entries[i]))
+            .filter(|(_, e)| allowed(e))
+            .min_by_key(|(rank, e)| {
+                (
+                    *rank,
+                    e.cert.expired_at(options.now),
+                    std::cmp::Reverse(e.cert.not_after),
+                    e.namespace.clone(),
+                    e.name.clone(),
+                )
+            })
+            .map(|(_, e)| e.cert.clone())
+    }
 }

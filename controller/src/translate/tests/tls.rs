@@ -189,3 +189,89 @@ fn source_problems_are_carried_and_output_is_deterministic() {
     assert_eq!(a.problems.len(), 3);
     assert!(a.problems.windows(2).all(|w| w[0] <= w[1]), "sorted");
 }
+
+/// A labelled certificate Secret (`portico.dev/certificate: "true"`) in `ns`.
+fn labelled(inputs: &mut Inputs, ns: &str, name: &str, cert: Arc<TlsCertificate>) {
+    let mut s = k8s_openapi::api::core::v1::Secret::default();
+    s.metadata.namespace = Some(ns.into());
+    s.metadata.name = Some(name.into());
+    s.metadata.labels = Some(std::collections::BTreeMap::from([(
+        "portico.dev/certificate".to_string(),
+        "true".to_string(),
+    )]));
+    inputs.secrets.push(Arc::new(s));
+    inputs
+        .certificates
+        .insert((ns.into(), name.into()), Ok(cert));
+}
+
+fn cert_valid_until(names: &[&str], year: i32) -> Arc<TlsCertificate> {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    p.not_after = rcgen::date_time_ymd(year, 1, 1);
+    let c = p.self_signed(&key).unwrap();
+    Arc::new(TlsCertificate::from_pem(c.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap())
+}
+
+#[test]
+fn labelled_certificates_serve_hosts_no_secret_names() {
+    let exact = cert_valid_until(&["a.shop.com"], 2040);
+    let wild_short = cert_valid_until(&["*.shop.com"], 2035);
+    let wild_long = cert_valid_until(&["*.shop.com"], 2045);
+    let mut inputs = world(vec![ingress("default", "i")
+        .tls(&["a.shop.com", "b.shop.com"], None)
+        .tls(&["c.shop.com"], Some("missing"))
+        .rule("a.shop.com", "/", backend("web", 80))
+        .build()]);
+    labelled(&mut inputs, "default", "exact", exact.clone());
+    labelled(&mut inputs, "default", "wild-short", wild_short);
+    labelled(&mut inputs, "default", "wild-long", wild_long.clone());
+    let out = run(&inputs);
+    let tls = &out.snapshot.tls;
+    // An exact name beats a wildcard; among wildcards, the one valid longest.
+    assert!(Arc::ptr_eq(tls.resolve(Some("a.shop.com")), &exact));
+    assert!(Arc::ptr_eq(tls.resolve(Some("b.shop.com")), &wild_long));
+    // A named but missing Secret: the index first (the missing Secret is still reported).
+    assert!(Arc::ptr_eq(tls.resolve(Some("c.shop.com")), &wild_long));
+    assert!(
+        matches!(reasons(&out)[..], [Reason::SecretNotFound { .. }]),
+        "{:?}",
+        out.problems
+    );
+    // Such hosts are TLS hosts.
+    assert!(
+        out.snapshot
+            .routes
+            .find("a.shop.com", "/")
+            .unwrap()
+            .redirect_https
+    );
+}
+
+#[test]
+fn labelled_certificates_come_only_from_the_own_or_shared_namespaces() {
+    let team_b = cert_valid_until(&["*.corp.com"], 2040);
+    let shared = cert_valid_until(&["*.corp.com"], 2030);
+    let mut inputs = world(vec![ingress("team-a", "i")
+        .tls(&["x.corp.com"], None)
+        .build()]);
+    labelled(&mut inputs, "team-b", "theirs", team_b);
+    labelled(&mut inputs, "certs", "shared", shared.clone());
+    let out = run(&inputs);
+    assert!(
+        Arc::ptr_eq(out.snapshot.tls.resolve(Some("x.corp.com")), &fallback()),
+        "never another tenant's"
+    );
+    let opts = Options {
+        shared_certificate_namespaces: vec!["certs".into()],
+        ..options()
+    };
+    let out = translate(&inputs, &opts);
+    assert!(Arc::ptr_eq(
+        out.snapshot.tls.resolve(Some("x.corp.com")),
+        &shared
+    ));
+}
