@@ -166,3 +166,66 @@ impl fmt::Display for Problem {
         write!(f, "{}: {}", self.object, self.reason)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_read_well_in_a_log_line() {
+        let p = Problem::new(
+            ObjectRef::new("File", "", "apps.yaml"),
+            Reason::Manifest {
+                document: 2,
+                line: Some(14),
+                message: "invalid type: integer `7`, expected a sequence".into(),
+            },
+        );
+        assert_eq!(
+            p.to_string(),
+            "File apps.yaml: document 2, line 14: invalid type: integer `7`, expected a sequence"
+        );
+        let p = Problem::new(
+            ObjectRef::new("Ingress", "shop", "web"),
+            Reason::PathConflict {
+                host: "shop.com".into(),
+                path: "/api".into(),
+                path_type: "Prefix".into(),
+                winner: "shop/api".into(),
+            },
+        );
+        assert_eq!(
+            p.to_string(),
+            "Ingress shop/web: shop.com /api (Prefix) is already served by Ingress shop/api"
+        );
+    }
+
+    #[test]
+    fn problems_sort_by_object_then_reason() {
+        let mut v = vec![
+            Problem::new(
+                ObjectRef::new("Ingress", "b", "x"),
+                Reason::UnsupportedBackend,
+            ),
+            Problem::new(
+                ObjectRef::new("Ingress", "a", "y"),
+                Reason::ServiceNotFound {
+                    service: "a/s".into(),
+                },
+            ),
+            Problem::new(
+                ObjectRef::new("Ingress", "a", "y"),
+                Reason::InvalidHost {
+                    host: "X".into(),
+                    why: "uppercase",
+                },
+            ),
+        ];
+        v.sort();
+        let shown: Vec<String> = v.iter().map(|p| p.reason.code().to_string()).collect();
+        assert_eq!(
+            shown,
+            vec!["InvalidHost", "ServiceNotFound", "UnsupportedBackend"]
+        );
+    }
+}

@@ -275,3 +275,216 @@ fn labelled_certificates_come_only_from_the_own_or_shared_namespaces() {
         &shared
     ));
 }
+
+#[test]
+fn an_entry_without_hosts_covers_the_rule_hosts_no_entry_lists() {
+    let a = cert(&["a.com"]);
+    let wild = cert(&["*.b.com"]);
+    let inputs = with_certs(
+        world(vec![ingress("default", "i")
+            .tls(&["listed.com"], Some("wild"))
+            .tls(&[], Some("a"))
+            .rule("listed.com", "/", backend("web", 80))
+            .rule("a.com", "/", backend("web", 80))
+            .rule("x.b.com", "/", backend("web", 80))
+            .rule("other.com", "/", backend("web", 80))
+            .rule("", "/", backend("web", 80))
+            .build()]),
+        &[("a", Ok(a.clone())), ("wild", Ok(wild.clone()))],
+    );
+    let out = run(&inputs);
+    let tls = &out.snapshot.tls;
+    assert!(Arc::ptr_eq(tls.resolve(Some("a.com")), &a));
+    // As ingress-nginx: the first Secret of the Ingress whose certificate covers the host.
+    assert!(Arc::ptr_eq(tls.resolve(Some("x.b.com")), &wild));
+    // Not covered by any: the entry's own Secret does not fit, so the default, reported.
+    assert!(Arc::ptr_eq(tls.resolve(Some("other.com")), &fallback()));
+    // listed.com names the wildcard Secret, which does not cover it.
+    assert!(Arc::ptr_eq(tls.resolve(Some("listed.com")), &fallback()));
+    let mismatches: Vec<(&str, &str)> = out
+        .problems
+        .iter()
+        .filter_map(|p| match &p.reason {
+            Reason::CertificateMismatch { host, secret } => Some((host.as_str(), secret.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        mismatches,
+        vec![("other.com", "default/a"), ("listed.com", "default/wild")]
+    );
+    assert_eq!(out.problems.len(), 2, "{:?}", out.problems);
+    let redirect = |h: &str| out.snapshot.routes.find(h, "/").unwrap().redirect_https;
+    for h in ["a.com", "x.b.com", "other.com", "listed.com"] {
+        assert!(redirect(h), "{h}");
+    }
+    assert!(!redirect("hostless.org"));
+}
+
+#[test]
+fn an_entry_without_hosts_or_secret_gives_rule_hosts_the_default_certificate() {
+    let mut b = ingress("default", "i").rule("a.com", "/", backend("web", 80));
+    b.spec()
+        .tls
+        .get_or_insert_with(Vec::new)
+        .push(k8s_openapi::api::networking::v1::IngressTLS {
+            hosts: None,
+            secret_name: None,
+        });
+    let out = run(&world(vec![b.build()]));
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    assert!(Arc::ptr_eq(
+        out.snapshot.tls.resolve(Some("a.com")),
+        &fallback()
+    ));
+    assert!(
+        out.snapshot
+            .routes
+            .find("a.com", "/")
+            .unwrap()
+            .redirect_https
+    );
+}
+
+#[test]
+fn one_ingress_listing_a_host_twice_keeps_the_first_secret() {
+    let first = cert(&["h.com"]);
+    let inputs = with_certs(
+        world(vec![ingress("default", "i")
+            .tls(&["h.com"], Some("first"))
+            .tls(&["h.com"], Some("second"))
+            .build()]),
+        &[
+            ("first", Ok(first.clone())),
+            ("second", Ok(cert(&["h.com"]))),
+        ],
+    );
+    let out = run(&inputs);
+    assert!(Arc::ptr_eq(out.snapshot.tls.resolve(Some("h.com")), &first));
+    assert!(
+        matches!(&reasons(&out)[..], [Reason::TlsConflict { winner_secret: Some(s), .. }]
+            if s == "default/first"),
+        "{:?}",
+        out.problems
+    );
+}
+
+#[test]
+fn a_conflict_with_a_secretless_winner_reads_well() {
+    let inputs = with_certs(
+        world(vec![
+            ingress("default", "old")
+                .created(1000)
+                .tls(&["h.com"], None)
+                .build(),
+            ingress("default", "young")
+                .created(2000)
+                .tls(&["h.com"], Some("s"))
+                .build(),
+        ]),
+        &[("s", Ok(cert(&["h.com"])))],
+    );
+    let out = run(&inputs);
+    assert!(Arc::ptr_eq(
+        out.snapshot.tls.resolve(Some("h.com")),
+        &fallback()
+    ));
+    let [p] = &out.problems[..] else {
+        panic!("{:?}", out.problems)
+    };
+    assert_eq!(
+        p.to_string(),
+        "Ingress default/young: h.com already uses the default certificate of Ingress default/old"
+    );
+}
+
+#[test]
+fn canary_tls_entries_never_conflict_and_apply_only_without_a_primary() {
+    let primary = cert(&["h.com"]);
+    let solo = cert(&["solo.com"]);
+    let inputs = with_certs(
+        world(vec![
+            ingress("default", "canary")
+                .created(1000)
+                .annotation("portico.dev/canary", "true")
+                .tls(&["h.com"], Some("other"))
+                .tls(&["plain.com"], Some("other"))
+                .tls(&["solo.com"], Some("solo"))
+                .rule("h.com", "/", backend("api", 80))
+                .rule("plain.com", "/", backend("api", 80))
+                .rule("solo.com", "/", backend("api", 80))
+                .build(),
+            ingress("default", "main")
+                .created(2000)
+                .tls(&["h.com"], Some("primary"))
+                .rule("h.com", "/", backend("web", 80))
+                .rule("plain.com", "/", backend("web", 80))
+                .build(),
+        ]),
+        &[
+            ("primary", Ok(primary.clone())),
+            ("other", Ok(cert(&["h.com", "plain.com"]))),
+            ("solo", Ok(solo.clone())),
+        ],
+    );
+    let out = run(&inputs);
+    let tls = &out.snapshot.tls;
+    assert!(Arc::ptr_eq(tls.resolve(Some("h.com")), &primary));
+    assert!(Arc::ptr_eq(tls.resolve(Some("solo.com")), &solo));
+    assert!(
+        !out.snapshot
+            .routes
+            .find("plain.com", "/")
+            .unwrap()
+            .redirect_https,
+        "a canary does not turn its primary's host into a TLS host"
+    );
+    assert!(
+        out.snapshot
+            .routes
+            .find("solo.com", "/")
+            .unwrap()
+            .redirect_https
+    );
+    assert!(
+        reasons(&out)
+            .iter()
+            .all(|r| matches!(r, Reason::CanaryNotApplied { .. })),
+        "{:?}",
+        out.problems
+    );
+}
+
+#[test]
+fn an_expired_default_certificate_is_reported_and_still_served() {
+    let old = {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["default.example".to_string()]).unwrap();
+        p.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let c = p.self_signed(&key).unwrap();
+        Arc::new(
+            TlsCertificate::from_pem(c.pem().as_bytes(), key.serialize_pem().as_bytes()).unwrap(),
+        )
+    };
+    let inputs = with_certs(world(vec![]), &[("dflt", Ok(old.clone()))]);
+    let opts = Options {
+        default_certificate: Some(("default".into(), "dflt".into())),
+        ..options()
+    };
+    let out = translate(&inputs, &opts);
+    assert!(Arc::ptr_eq(out.snapshot.tls.resolve(None), &old));
+    assert!(matches!(
+        reasons(&out)[..],
+        [Reason::DefaultCertificateExpired]
+    ));
+}
+
+#[test]
+fn invalid_tls_hosts_are_reported() {
+    let out = run(&world(vec![ingress("default", "i")
+        .tls(&["Bad_Host"], None)
+        .build()]));
+    assert!(matches!(reasons(&out)[..], [Reason::InvalidHost { .. }]));
+    assert_eq!(out.snapshot.tls.hosts().len(), 0);
+}
