@@ -9,4 +9,6 @@ pub enum SourceError {
     Watch { dir: PathBuf, source: notify::Error },
     #[error("the inputs channel closed")]
     Closed,
+    #[error("the manifest reader failed: {0}")]
+    Reader(String),
 }

@@ -116,6 +116,14 @@ pub enum Reason {
         api_version: String,
         expected: &'static str,
     },
+    #[error(
+        "document {document}: {object} is also defined in {first}; this definition is ignored"
+    )]
+    DuplicateObject {
+        document: usize,
+        object: String,
+        first: String,
+    },
 }
 
 impl Reason {
@@ -144,6 +152,7 @@ impl Reason {
             Reason::DefaultCertificateExpired => "DefaultCertificateExpired",
             Reason::DefaultBackendService { .. } => "DefaultBackendService",
             Reason::UnsupportedApiVersion { .. } => "UnsupportedApiVersion",
+            Reason::DuplicateObject { .. } => "DuplicateObject",
         }
     }
 }
@@ -202,7 +211,7 @@ mod tests {
 
     #[test]
     fn problems_sort_by_object_then_reason() {
-        let mut v = vec![
+        let mut v = [
             Problem::new(
                 ObjectRef::new("Ingress", "b", "x"),
                 Reason::UnsupportedBackend,

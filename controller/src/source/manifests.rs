@@ -1,10 +1,23 @@
 //! The manifest-directory source: every `*.yaml`/`*.yml` file of a directory, watched.
 //!
-//! Each file is parsed as a whole; when any document of it fails, the file's last good version
-//! keeps serving and the failure is reported with file, document and line. Other files are
-//! not affected.
+//! - Only the directory itself is read (not subdirectories); hidden files are skipped, and
+//!   symbolic links are followed (a Kubernetes ConfigMap volume is made of them).
+//! - A file holds one or more YAML documents; a document is an object, or a `kind: List`
+//!   (`items`). Ingress and IngressClass (`networking.k8s.io/v1`), Service and Secret (`v1`) and
+//!   EndpointSlice (`discovery.k8s.io/v1`) are read; other kinds are ignored with a debug log; a
+//!   kind Portico reads under another Kubernetes API version is reported and ignored.
+//! - An object without `metadata.namespace` is in `default` (IngressClass is cluster-scoped).
+//!   A Secret's `stringData` is merged into `data`, as the API server does.
+//! - Each file is parsed as a whole: when any document of it fails, the file's last good
+//!   version keeps serving and the failure is reported with file, document (1-based) and line.
+//!   Other files are not affected.
+//! - [`run`] watches the directory (inotify, debounced) and reads it again every
+//!   [`RESCAN`] as a safety net; it sends new inputs only when a file's bytes changed, and
+//!   only once they stopped changing (a half-written file is not published). Writing files
+//!   atomically (write elsewhere, then rename) is still best.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +25,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use notify::{RecursiveMode, Watcher};
 use serde::de::DeserializeOwned;
@@ -25,11 +39,13 @@ use crate::problem::{ObjectRef, Problem, Reason};
 /// How often the directory is read again even without a file-system event (volume mounts
 /// that swap symlinks do not always produce one).
 pub const RESCAN: Duration = Duration::from_secs(2);
-/// How long to wait for a burst of events to end.
+/// How long to wait for a burst of events to end, and for a changed file to stop changing.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
+/// At most this many extra reads wait for files that keep changing (a slow writer).
+const SETTLE_ROUNDS: usize = 10;
 
 /// One object read from a manifest.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Object {
     Ingress(Arc<Ingress>),
     IngressClass(Arc<IngressClass>),
@@ -38,19 +54,89 @@ pub enum Object {
     Secret(Arc<Secret>),
 }
 
+impl Object {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Ingress(_) => "Ingress",
+            Object::IngressClass(_) => "IngressClass",
+            Object::Service(_) => "Service",
+            Object::EndpointSlice(_) => "EndpointSlice",
+            Object::Secret(_) => "Secret",
+        }
+    }
+
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Object::Ingress(x) => &x.metadata,
+            Object::IngressClass(x) => &x.metadata,
+            Object::Service(x) => &x.metadata,
+            Object::EndpointSlice(x) => &x.metadata,
+            Object::Secret(x) => &x.metadata,
+        }
+    }
+
+    /// `Kind namespace/name` (or `Kind name` when cluster-scoped).
+    pub fn reference(&self) -> ObjectRef {
+        let m = self.metadata();
+        ObjectRef::new(
+            self.kind(),
+            m.namespace.as_deref().unwrap_or(""),
+            m.name.as_deref().unwrap_or(""),
+        )
+    }
+}
+
+/// Kind and name only: a Secret's data never reaches a log.
+impl fmt::Debug for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.reference())
+    }
+}
+
+/// What one file holds.
 #[derive(Debug, Default)]
+pub struct Parsed {
+    /// Each object with the (1-based) document it came from.
+    pub objects: Vec<(usize, Object)>,
+    /// Problems that do not keep the file out (an object of an API version Portico does not read).
+    pub warnings: Vec<Problem>,
+}
+
+#[derive(Default)]
 struct FileState {
-    text: Vec<u8>,
-    good: Vec<Object>,
+    /// The bytes last read; `None` before the first read.
+    text: Option<Vec<u8>>,
+    /// The last version that parsed.
+    good: Parsed,
+    /// Why the current version is not applied.
     problem: Option<Problem>,
 }
 
 /// The files of a directory and what they hold.
-#[derive(Debug)]
 pub struct ManifestDir {
     dir: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
     certs: CertCache,
+}
+
+impl fmt::Debug for ManifestDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManifestDir")
+            .field("dir", &self.dir)
+            .field("files", &self.files.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_manifest(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    !name.starts_with('.') && (name.ends_with(".yaml") || name.ends_with(".yml")) && path.is_file()
+}
+
+fn shown_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 impl ManifestDir {
@@ -62,23 +148,19 @@ impl ManifestDir {
         }
     }
 
-    /// Reads the directory again. `Ok(true)` when anything changed.
+    /// Reads the directory again, parsing only files whose bytes changed. `Ok(true)` when
+    /// anything changed (a file added, edited or removed).
     pub fn scan(&mut self) -> std::io::Result<bool> {
         let mut seen = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let is_manifest = !name.starts_with('.')
-                && (name.ends_with(".yaml") || name.ends_with(".yml"))
-                && path.is_file();
-            if is_manifest {
+            if is_manifest(&path) {
                 seen.push(path);
             }
         }
-        let mut changed = false;
         let before = self.files.len();
         self.files.retain(|p, _| seen.contains(p));
-        changed |= self.files.len() != before;
+        let mut changed = self.files.len() != before;
         for path in seen {
             let text = match std::fs::read(&path) {
                 Ok(t) => t,
@@ -88,38 +170,65 @@ impl ManifestDir {
                 }
             };
             let state = self.files.entry(path.clone()).or_default();
-            if state.text == text
-                && (state.problem.is_some() || !text.is_empty() || !state.good.is_empty())
-            {
+            if state.text.as_deref() == Some(text.as_slice()) {
                 continue;
             }
             changed = true;
-            let shown = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            match parse_file(&shown, &String::from_utf8_lossy(&text)) {
-                Ok(objects) => {
+            let file = shown_name(&path);
+            match parse_file(&file, &String::from_utf8_lossy(&text)) {
+                Ok(parsed) => {
                     if state.problem.take().is_some() {
-                        info!(file = %shown, "manifest file fixed");
+                        info!(file = %file, "manifest file fixed");
                     }
-                    state.good = objects;
+                    state.good = parsed;
                 }
                 Err(problem) => {
-                    warn!(problem = %problem, "manifest file not applied; its last good version keeps serving");
+                    warn!(%problem, "manifest file not applied; its last good version keeps serving");
                     state.problem = Some(*problem);
                 }
             }
-            state.text = text;
+            state.text = Some(text);
         }
         Ok(changed)
     }
 
-    /// Everything the directory holds now, as translate takes it.
+    /// Like [`scan`](Self::scan), but when something changed, reads again after
+    /// [`DEBOUNCE`] until nothing changes any more (at most a few times): a file caught
+    /// half-written (`open` truncates before `write`) is never published alone. Blocks.
+    pub fn scan_settled(&mut self) -> std::io::Result<bool> {
+        let changed = self.scan()?;
+        let mut still_changing = changed;
+        for _ in 0..SETTLE_ROUNDS {
+            if !still_changing {
+                break;
+            }
+            std::thread::sleep(DEBOUNCE);
+            still_changing = self.scan()?;
+        }
+        Ok(changed)
+    }
+
+    /// Everything the directory holds now, as translate takes it. An object defined in two
+    /// files is taken from the first (by file name) and reported in the other.
     pub fn inputs(&mut self) -> Inputs {
         let mut inputs = Inputs::default();
-        for state in self.files.values() {
-            for o in &state.good {
+        let mut defined: BTreeMap<ObjectRef, String> = BTreeMap::new();
+        for (path, state) in &self.files {
+            let file = shown_name(path);
+            for (document, o) in &state.good.objects {
+                let reference = o.reference();
+                if let Some(first) = defined.get(&reference) {
+                    inputs.problems.push(Problem::new(
+                        ObjectRef::new("File", "", &file),
+                        Reason::DuplicateObject {
+                            document: *document,
+                            object: reference.to_string(),
+                            first: first.clone(),
+                        },
+                    ));
+                    continue;
+                }
+                defined.insert(reference, file.clone());
                 match o {
                     Object::Ingress(x) => inputs.ingresses.push(x.clone()),
                     Object::IngressClass(x) => inputs.ingress_classes.push(x.clone()),
@@ -128,6 +237,7 @@ impl ManifestDir {
                     Object::Secret(x) => inputs.secrets.push(x.clone()),
                 }
             }
+            inputs.problems.extend(state.good.warnings.iter().cloned());
             inputs.problems.extend(state.problem.clone());
         }
         inputs.certificates = self.certs.certificates(&inputs.secrets);
@@ -135,119 +245,175 @@ impl ManifestDir {
     }
 }
 
-/// Splits a file into YAML documents: (first line number, text).
-fn documents(text: &str) -> Vec<(usize, String)> {
-    let mut docs = vec![(1, String::new())];
+/// One YAML document of a file.
+struct Document {
+    /// 1-based, counted as YAML does (a `---` starts one; a comment-only preamble is none).
+    index: usize,
+    /// The file's line number of the document's first line.
+    first_line: usize,
+    text: String,
+}
+
+fn has_content(text: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim();
+        !l.is_empty() && !l.starts_with('#')
+    })
+}
+
+/// Splits a file into its YAML documents, keeping each one's position for error reports.
+fn documents(text: &str) -> Vec<Document> {
+    struct Chunk {
+        first_line: usize,
+        text: String,
+        /// Opened by `---` (so a document even when empty).
+        explicit: bool,
+    }
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut chunks: Vec<Chunk> = Vec::new();
+    let mut current = Chunk {
+        first_line: 1,
+        text: String::new(),
+        explicit: false,
+    };
     for (i, line) in text.lines().enumerate() {
-        let marker =
-            line == "---" || line.starts_with("--- ") || line.starts_with("---\t") || line == "...";
-        if marker {
-            docs.push((i + 2, String::new()));
-            continue;
-        }
-        if let Some((_, d)) = docs.last_mut() {
-            d.push_str(line);
-            d.push('\n');
-        }
-    }
-    docs.retain(|(_, d)| {
-        d.lines()
-            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-    });
-    docs
-}
-
-/// Parses one file's text; every document must be valid for the file to count.
-pub fn parse_file(file: &str, text: &str) -> Result<Vec<Object>, Box<Problem>> {
-    let mut objects = Vec::new();
-    for (index, (first_line, doc)) in documents(text).into_iter().enumerate() {
-        let fail = |line: Option<usize>, message: String| {
-            Box::new(Problem::new(
-                ObjectRef::new("File", "", file),
-                Reason::Manifest {
-                    document: index + 1,
-                    line,
-                    message,
-                },
-            ))
-        };
-        let located = |e: &serde_yaml::Error| e.location().map(|l| first_line + l.line() - 1);
-        let value: serde_yaml::Value =
-            serde_yaml::from_str(&doc).map_err(|e| fail(located(&e), e.to_string()))?;
-        let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-        if kind == "List" || kind.ends_with("List") && value.get("items").is_some() {
-            let items = value
-                .get("items")
-                .and_then(|i| i.as_sequence())
-                .cloned()
-                .unwrap_or_default();
-            for (n, item) in items.into_iter().enumerate() {
-                if let Some(o) = object_from_value(item)
-                    .map_err(|e| fail(Some(first_line), format!("item {}: {e}", n + 1)))?
-                {
-                    objects.push(o);
-                }
+        let start = line
+            .strip_prefix("---")
+            .filter(|rest| rest.is_empty() || rest.starts_with([' ', '\t']));
+        let end = line == "..." || line.starts_with("... ");
+        if let Some(rest) = start {
+            // The marker's own line stays in the document (as an empty line or its rest), so
+            // the document's line numbers are the file's.
+            let next = Chunk {
+                first_line: i + 1,
+                text: format!("{rest}\n"),
+                explicit: true,
+            };
+            if !current.explicit && !has_content(&current.text) {
+                current = next;
+            } else {
+                chunks.push(std::mem::replace(&mut current, next));
             }
-            continue;
+        } else if end {
+            let next = Chunk {
+                first_line: i + 2,
+                text: String::new(),
+                explicit: false,
+            };
+            chunks.push(std::mem::replace(&mut current, next));
+        } else {
+            current.text.push_str(line);
+            current.text.push('\n');
         }
-        let api_version = value
-            .get("apiVersion")
-            .and_then(|k| k.as_str())
-            .unwrap_or("");
-        if let Some(o) = typed(api_version, kind, || {
-            serde_yaml::from_str::<serde_yaml::Value>(&doc)
+    }
+    if current.explicit || has_content(&current.text) {
+        chunks.push(current);
+    }
+    chunks
+        .into_iter()
+        .enumerate()
+        .filter(|(_, c)| has_content(&c.text))
+        .map(|(i, c)| Document {
+            index: i + 1,
+            first_line: c.first_line,
+            text: c.text,
         })
-        .map_err(|e| fail(located(&e).or(Some(first_line)), e.to_string()))?
-        {
-            objects.push(o);
+        .collect()
+}
+
+/// Where a typed object is decoded from: the document's text (errors carry a line) or a
+/// value (a `List` item).
+enum Source<'a> {
+    Text(&'a str),
+    Value(serde_yaml::Value),
+}
+
+impl Source<'_> {
+    fn decode<K: DeserializeOwned>(self) -> Result<K, serde_yaml::Error> {
+        match self {
+            Source::Text(t) => serde_yaml::from_str(t),
+            Source::Value(v) => serde_yaml::from_value(v),
         }
     }
-    Ok(objects)
 }
 
-fn object_from_value(v: serde_yaml::Value) -> Result<Option<Object>, serde_yaml::Error> {
-    let kind = v
-        .get("kind")
-        .and_then(|k| k.as_str())
-        .unwrap_or("")
-        .to_string();
-    let api_version = v
-        .get("apiVersion")
-        .and_then(|k| k.as_str())
-        .unwrap_or("")
-        .to_string();
-    typed(&api_version, &kind, || Ok(v.clone()))
+/// What a document (or List item) turned out to be.
+enum Decoded {
+    Object(Object),
+    /// A kind Portico does not read.
+    Ignored,
+    /// A kind Portico reads, under an API version it does not.
+    OtherVersion {
+        expected: &'static str,
+    },
 }
 
-fn typed(
-    api_version: &str,
-    kind: &str,
-    value: impl Fn() -> Result<serde_yaml::Value, serde_yaml::Error>,
-) -> Result<Option<Object>, serde_yaml::Error> {
-    fn de<K: DeserializeOwned>(v: serde_yaml::Value) -> Result<K, serde_yaml::Error> {
-        serde_yaml::from_value(v)
+/// The API version Portico reads each kind in.
+fn expected_version(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Ingress" | "IngressClass" => Some("networking.k8s.io/v1"),
+        "Service" | "Secret" => Some("v1"),
+        "EndpointSlice" => Some("discovery.k8s.io/v1"),
+        _ => None,
     }
-    let o = match (api_version, kind) {
-        ("networking.k8s.io/v1", "Ingress") => {
-            let mut x: Ingress = de(value()?)?;
+}
+
+/// Is `api_version` one of Kubernetes' own groups (so a kind name there means the real kind,
+/// not a custom resource that happens to share it, like Knative's `Service`)?
+fn is_kubernetes_group(api_version: &str) -> bool {
+    match api_version.split_once('/') {
+        None => true,
+        Some((group, _)) => group == "extensions" || group.ends_with(".k8s.io"),
+    }
+}
+
+/// Why a document did not decode: the message, and the line within the document if known.
+struct DecodeError {
+    message: String,
+    line: Option<usize>,
+}
+
+impl From<serde_yaml::Error> for DecodeError {
+    fn from(e: serde_yaml::Error) -> Self {
+        DecodeError {
+            line: e.location().map(|l| l.line()),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn decode(api_version: &str, kind: &str, source: Source<'_>) -> Result<Decoded, DecodeError> {
+    let Some(expected) = expected_version(kind) else {
+        return Ok(Decoded::Ignored);
+    };
+    if api_version != expected {
+        return Ok(if is_kubernetes_group(api_version) {
+            Decoded::OtherVersion { expected }
+        } else {
+            Decoded::Ignored
+        });
+    }
+    let object = match kind {
+        "Ingress" => {
+            let mut x: Ingress = source.decode()?;
             default_namespace(&mut x.metadata);
             Object::Ingress(Arc::new(x))
         }
-        ("networking.k8s.io/v1", "IngressClass") => Object::IngressClass(Arc::new(de(value()?)?)),
-        ("v1", "Service") => {
-            let mut x: Service = de(value()?)?;
+        "IngressClass" => Object::IngressClass(Arc::new(source.decode()?)),
+        "Service" => {
+            let mut x: Service = source.decode()?;
             default_namespace(&mut x.metadata);
             Object::Service(Arc::new(x))
         }
-        ("discovery.k8s.io/v1", "EndpointSlice") => {
-            let mut x: EndpointSlice = de(value()?)?;
+        "EndpointSlice" => {
+            let mut x: EndpointSlice = source.decode()?;
             default_namespace(&mut x.metadata);
             Object::EndpointSlice(Arc::new(x))
         }
-        ("v1", "Secret") => {
-            let mut x: Secret = de(value()?)?;
+        _ => {
+            let mut x: Secret = source.decode()?;
             default_namespace(&mut x.metadata);
-            // As the API server does: stringData is merged into data.
+            // As the API server does: stringData is merged into data, and wins.
             if let Some(sd) = x.string_data.take() {
                 let data = x.data.get_or_insert_with(BTreeMap::new);
                 for (k, v) in sd {
@@ -256,32 +422,117 @@ fn typed(
             }
             Object::Secret(Arc::new(x))
         }
-        _ => {
-            debug!(
-                api_version,
-                kind, "ignoring an object of a kind Portico does not read"
-            );
-            return Ok(None);
-        }
     };
-    Ok(Some(o))
+    if object.metadata().name.as_deref().unwrap_or("").is_empty() {
+        return Err(DecodeError {
+            message: format!("{kind} without metadata.name"),
+            line: None,
+        });
+    }
+    Ok(Decoded::Object(object))
 }
 
-fn default_namespace(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+fn default_namespace(meta: &mut ObjectMeta) {
     if meta.namespace.as_deref().unwrap_or("").is_empty() {
         meta.namespace = Some("default".to_string());
     }
 }
 
-/// Reads `dir` once: its inputs, whatever problems it has.
+/// `apiVersion` and `kind` of a value, or why it is not a Kubernetes object.
+fn type_of(value: &serde_yaml::Value) -> Result<(&str, &str), &'static str> {
+    if !value.is_mapping() {
+        return Err("not a Kubernetes object (a mapping with apiVersion and kind)");
+    }
+    let field = |k: &str| {
+        value
+            .get(k)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+    };
+    match (field("apiVersion"), field("kind")) {
+        (Some(a), Some(k)) => Ok((a, k)),
+        _ => Err("apiVersion and kind are required"),
+    }
+}
+
+/// Parses one file's text; every document must be valid for the file to count.
+pub fn parse_file(file: &str, text: &str) -> Result<Parsed, Box<Problem>> {
+    let mut parsed = Parsed::default();
+    for doc in documents(text) {
+        let fail = |line: Option<usize>, message: String| {
+            Box::new(Problem::new(
+                ObjectRef::new("File", "", file),
+                Reason::Manifest {
+                    document: doc.index,
+                    line,
+                    message,
+                },
+            ))
+        };
+        let located = |e: &serde_yaml::Error| e.location().map(|l| doc.first_line + l.line() - 1);
+        let value: serde_yaml::Value =
+            serde_yaml::from_str(&doc.text).map_err(|e| fail(located(&e), e.to_string()))?;
+        if value.is_null() {
+            continue;
+        }
+        let (api_version, kind) =
+            type_of(&value).map_err(|why| fail(Some(doc.first_line), why.to_string()))?;
+        let is_list = kind == "List" || (kind.ends_with("List") && value.get("items").is_some());
+        let mut decoded = Vec::new();
+        if is_list {
+            let items = value
+                .get("items")
+                .and_then(|i| i.as_sequence())
+                .cloned()
+                .unwrap_or_default();
+            for (n, item) in items.into_iter().enumerate() {
+                let item_fail =
+                    |why: String| fail(Some(doc.first_line), format!("item {}: {why}", n + 1));
+                let (a, k) = type_of(&item).map_err(|why| item_fail(why.to_string()))?;
+                let (a, k) = (a.to_string(), k.to_string());
+                let d = decode(&a, &k, Source::Value(item)).map_err(|e| item_fail(e.message))?;
+                decoded.push((a, k, d));
+            }
+        } else {
+            // Decoding the text again (not the value) gives type errors their line.
+            let d = decode(api_version, kind, Source::Text(&doc.text)).map_err(|e| {
+                let line = e.line.map_or(doc.first_line, |l| doc.first_line + l - 1);
+                fail(Some(line), e.message)
+            })?;
+            decoded.push((api_version.to_string(), kind.to_string(), d));
+        }
+        for (api_version, kind, d) in decoded {
+            match d {
+                Decoded::Object(o) => parsed.objects.push((doc.index, o)),
+                Decoded::Ignored => {
+                    debug!(file, %api_version, %kind, "ignoring an object of a kind Portico does not read");
+                }
+                Decoded::OtherVersion { expected } => parsed.warnings.push(Problem::new(
+                    ObjectRef::new("File", "", file),
+                    Reason::UnsupportedApiVersion {
+                        document: doc.index,
+                        kind,
+                        api_version,
+                        expected,
+                    },
+                )),
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// Reads `dir` once: its inputs, whatever problems its files have.
 pub fn load_once(dir: &Path) -> std::io::Result<Inputs> {
     let mut d = ManifestDir::new(dir);
     d.scan()?;
     Ok(d.inputs())
 }
 
-/// Watches `dir` and sends new inputs on `tx` whenever its files change. The first inputs are
-/// sent once the directory could be read; until then Portico is not ready.
+/// Watches `dir` and sends new inputs on `tx` whenever its files change, until `tx` has no
+/// receiver left ([`SourceError::Closed`]). The first inputs are sent once the directory could
+/// be read (until then Portico is not ready); after that, only changes are sent. Reading and
+/// certificate parsing run on the blocking pool.
 pub async fn run(dir: PathBuf, tx: watch::Sender<Arc<Inputs>>) -> Result<(), SourceError> {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -296,7 +547,7 @@ pub async fn run(dir: PathBuf, tx: watch::Sender<Arc<Inputs>>) -> Result<(), Sou
     let mut watching = false;
     let mut manifests = ManifestDir::new(&dir);
     let mut sent_once = false;
-    let mut tick = tokio::time::interval(RESCAN);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RESCAN, RESCAN);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if !watching {
@@ -307,19 +558,30 @@ pub async fn run(dir: PathBuf, tx: watch::Sender<Arc<Inputs>>) -> Result<(), Sou
                 }
             }
         }
-        match manifests.scan() {
-            Ok(changed) if changed || !sent_once => {
-                let inputs = manifests.inputs();
+        let first = !sent_once;
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let result = manifests
+                .scan_settled()
+                .map(|changed| (changed || first).then(|| manifests.inputs()));
+            (manifests, result)
+        })
+        .await
+        .map_err(|e| SourceError::Reader(e.to_string()))?;
+        manifests = back;
+        match result {
+            Ok(Some(inputs)) => {
                 debug!(
                     ingresses = inputs.ingresses.len(),
                     services = inputs.services.len(),
+                    endpoint_slices = inputs.endpoint_slices.len(),
                     secrets = inputs.secrets.len(),
+                    problems = inputs.problems.len(),
                     "manifests read"
                 );
                 tx.send(Arc::new(inputs)).map_err(|_| SourceError::Closed)?;
                 sent_once = true;
             }
-            Ok(_) => {}
+            Ok(None) => {}
             Err(e) => {
                 warn!(dir = %dir.display(), error = %e, "cannot read the manifest directory");
                 // The directory may be replaced (e.g. a volume remount): watch it again.
@@ -338,87 +600,10 @@ pub async fn run(dir: PathBuf, tx: watch::Sender<Arc<Inputs>>) -> Result<(), Sou
                 while events.try_recv().is_ok() {}
             }
             _ = tick.tick() => {}
+            _ = tx.closed() => return Err(SourceError::Closed),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SVC: &str =
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n  - port: 80\n";
-
-    #[test]
-    fn reads_multi_document_files_and_lists() {
-        let text = format!(
-            "# comment\n{SVC}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ignored\n---\n\
-             apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata:\n    name: other\n    namespace: team\n"
-        );
-        let objs = parse_file("f.yaml", &text).unwrap();
-        assert_eq!(objs.len(), 2);
-        let Object::Service(s) = &objs[0] else {
-            panic!()
-        };
-        assert_eq!(s.metadata.namespace.as_deref(), Some("default"));
-        let Object::Service(s) = &objs[1] else {
-            panic!()
-        };
-        assert_eq!(s.metadata.namespace.as_deref(), Some("team"));
-    }
-
-    #[test]
-    fn reports_document_and_line() {
-        let text = format!("{SVC}---\napiVersion: v1\nkind: Service\nmetadata:\n  name: [broken\n");
-        let p = parse_file("f.yaml", &text).unwrap_err();
-        let Reason::Manifest { document, line, .. } = &p.reason else {
-            panic!("{p}")
-        };
-        assert_eq!(*document, 2);
-        assert!(matches!(line, Some(l) if *l >= 9), "{p}");
-        assert!(p.to_string().contains("f.yaml"), "{p}");
-    }
-
-    #[test]
-    fn reports_type_errors() {
-        let text = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\nspec:\n  rules: 7\n";
-        let p = parse_file("f.yaml", text).unwrap_err();
-        assert!(
-            matches!(p.reason, Reason::Manifest { document: 1, .. }),
-            "{p}"
-        );
-    }
-
-    #[test]
-    fn merges_string_data() {
-        let text = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  a: b\ndata:\n  c: ZA==\n";
-        let objs = parse_file("f.yaml", text).unwrap();
-        let Object::Secret(s) = &objs[0] else {
-            panic!()
-        };
-        let data = s.data.as_ref().unwrap();
-        assert_eq!(data["a"].0, b"b");
-        assert_eq!(data["c"].0, b"d");
-        assert!(s.string_data.is_none());
-    }
-
-    #[test]
-    fn keeps_the_last_good_version_of_a_broken_file() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.yaml"), SVC).unwrap();
-        std::fs::write(dir.path().join("notes.txt"), "not yaml").unwrap();
-        let mut m = ManifestDir::new(dir.path());
-        assert!(m.scan().unwrap());
-        assert_eq!(m.inputs().services.len(), 1);
-        assert!(!m.scan().unwrap(), "nothing changed");
-        std::fs::write(dir.path().join("a.yaml"), "kind: [").unwrap();
-        assert!(m.scan().unwrap());
-        let inputs = m.inputs();
-        assert_eq!(inputs.services.len(), 1, "last good version");
-        assert_eq!(inputs.problems.len(), 1);
-        std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
-        assert!(m.scan().unwrap());
-        let inputs = m.inputs();
-        assert!(inputs.services.is_empty() && inputs.problems.is_empty());
-    }
-}
+mod tests;
