@@ -3,6 +3,14 @@
 //! A source (the manifest directory, or Kubernetes watches) produces [`inputs::Inputs`]; the
 //! pure [`translate::translate`] turns them into one `portico_proxy::Snapshot` plus a list of
 //! per-object problems; [`publish`] makes the snapshot live in the embedded data plane.
+//!
+//! - [`source`]: [`source::manifests`] reads and watches a directory of manifests;
+//!   `source::cluster` watches the API server. Both keep a [`inputs::CertCache`] so PEM is
+//!   parsed once per content.
+//! - [`inputs`]: plain `Vec<Arc<K>>` per kind plus parsed certificates.
+//! - [`translate`]: classes, hosts, paths, conflicts, host ownership, backends, TLS; no I/O.
+//! - [`problem`]: every reason an object (or a manifest file) is not used as written.
+//! - [`error`]: why a source stopped.
 
 pub mod cli;
 pub mod duration;

@@ -102,6 +102,12 @@ impl Selected<'_> {
 }
 
 /// Builds the snapshot for `inputs`.
+///
+/// Every conflict is decided by age: Ingresses are ordered by `creationTimestamp`, then
+/// namespace, then name. An Ingress without a timestamp (a manifest file) counts as the
+/// oldest, so in manifest mode the order is namespace/name. Canaries always come after
+/// primaries. Problems come back sorted and without duplicates; `snapshot.problems` is their
+/// count.
 pub fn translate(inputs: &Inputs, options: &Options) -> Output {
     let mut problems: Vec<Problem> = inputs.problems.clone();
     let classes = ClassFilter::new(
