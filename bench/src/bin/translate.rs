@@ -1,0 +1,76 @@
+//! Snapshot build time: translate N Ingresses (each with its own host, TLS Secret, Service and
+//! EndpointSlice) from a manifest directory, in process.
+//!
+//! `cargo run --release -p portico-bench --bin translate -- 10000`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use portico_controller::source::manifests::load_once;
+use portico_controller::translate::{translate, Options};
+use portico_e2e::manifests::{backend, ingress, tls_secret};
+use portico_proxy::TlsCertificate;
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..n {
+        let host = format!("h{i}.bench.test");
+        let (secret, _) = tls_secret("default", &format!("tls-{i}"), &[&host]);
+        text.push_str(&backend(
+            "default",
+            &format!("svc-{i}"),
+            &[format!("10.0.{}.{}:8080", i / 250, i % 250 + 1)
+                .parse()
+                .unwrap()],
+        ));
+        text.push_str("---\n");
+        text.push_str(&secret);
+        text.push_str("---\n");
+        text.push_str(
+            &ingress("default", &format!("ing-{i}"))
+                .tls(&[&host], Some(&format!("tls-{i}")))
+                .rule(&host, "/", "Prefix", &format!("svc-{i}"))
+                .yaml(),
+        );
+        text.push_str("---\n");
+        if i % 1000 == 999 {
+            std::fs::write(
+                dir.path().join(format!("part-{i}.yaml")),
+                std::mem::take(&mut text),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::write(dir.path().join("rest.yaml"), text).unwrap();
+    let t = Instant::now();
+    let inputs = load_once(dir.path()).unwrap();
+    println!(
+        "N={n}: read and parsed the directory in {:.1?} ({} problems)",
+        t.elapsed(),
+        inputs.problems.len()
+    );
+    let options = Options {
+        serve_classless: true,
+        ..Options::new(Arc::new(
+            TlsCertificate::self_signed(&["portico.invalid"]).unwrap(),
+        ))
+    };
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let out = translate(&inputs, &options);
+        times.push(t.elapsed());
+        assert_eq!(out.snapshot.routes.route_count(), n);
+    }
+    times.sort();
+    println!(
+        "N={n}: translate median {:.1?} (min {:.1?}, max {:.1?})",
+        times[2], times[0], times[4]
+    );
+}
