@@ -60,6 +60,8 @@ impl fmt::Debug for Inputs {
 #[derive(Default)]
 pub struct CertCache {
     by_content: HashMap<[u8; 32], ParsedCertificate>,
+    /// (uid, resourceVersion) → content hash: an unchanged object is not even hashed again.
+    by_version: HashMap<(String, String), [u8; 32]>,
 }
 
 impl fmt::Debug for CertCache {
@@ -83,6 +85,7 @@ impl CertCache {
     ) -> BTreeMap<ObjectKey, ParsedCertificate> {
         let mut out = BTreeMap::new();
         let mut used = HashMap::with_capacity(secrets.len());
+        let mut versions = HashMap::with_capacity(secrets.len());
         for secret in secrets {
             let ns = secret
                 .metadata
@@ -99,7 +102,17 @@ impl CertCache {
                 .and_then(|d| d.get(TLS_KEY))
                 .map(|k| k.0.as_slice())
                 .unwrap_or_default();
-            let hash = content_hash(&crt.0, key_pem);
+            let version = match (&secret.metadata.uid, &secret.metadata.resource_version) {
+                (Some(uid), Some(rv)) => Some((uid.clone(), rv.clone())),
+                _ => None,
+            };
+            let hash = match version.as_ref().and_then(|v| self.by_version.get(v)) {
+                Some(h) => *h,
+                None => content_hash(&crt.0, key_pem),
+            };
+            if let Some(v) = version {
+                versions.insert(v, hash);
+            }
             let parsed = match self
                 .by_content
                 .remove(&hash)
@@ -114,6 +127,7 @@ impl CertCache {
             out.insert((ns, name), parsed);
         }
         self.by_content = used;
+        self.by_version = versions;
         out
     }
 

@@ -66,7 +66,7 @@ fn report(
 }
 
 /// How long to wait for more changes before translating.
-pub const DEBOUNCE: Duration = Duration::from_millis(20);
+pub const DEBOUNCE: Duration = Duration::from_millis(10);
 
 /// Publishes every change of `inputs` until the sender is dropped.
 pub async fn run(

@@ -28,6 +28,10 @@ pub const WATCHED_KINDS: [(&str, &str); 5] = [
     ("", "secrets"),
 ];
 
+/// How long a burst of watch events may last before the inputs are rebuilt (the publisher
+/// debounces again; translation itself takes longer than this at scale).
+pub const DEBOUNCE: Duration = Duration::from_millis(10);
+
 /// What to watch.
 #[derive(Clone, Debug, Default)]
 pub struct WatchScope {
@@ -244,7 +248,7 @@ pub async fn run(client: Client, scope: WatchScope, tx: watch::Sender<Arc<Inputs
     while let Some(kind) = events.next().await {
         *kinds.entry(kind).or_default() += 1;
         // Debounce: collect the rest of the burst.
-        let deadline = tokio::time::sleep(Duration::from_millis(30));
+        let deadline = tokio::time::sleep(DEBOUNCE);
         tokio::pin!(deadline);
         loop {
             tokio::select! {

@@ -5,7 +5,11 @@
 /// wildcard only as the whole first label). IP addresses are refused, as the Kubernetes API
 /// does (including the leading-zero forms Go's sloppy parser takes).
 pub fn host(h: &str) -> Result<(), &'static str> {
-    if h.parse::<std::net::IpAddr>().is_ok() || is_sloppy_ipv4(h) {
+    // Only strings made of what IP literals are made of need parsing as one.
+    let maybe_ip = h
+        .bytes()
+        .all(|c| c.is_ascii_hexdigit() || c == b'.' || c == b':');
+    if maybe_ip && (h.parse::<std::net::IpAddr>().is_ok() || is_sloppy_ipv4(h)) {
         return Err("an IP address is not a host name");
     }
     let name = h.strip_prefix("*.").unwrap_or(h);
@@ -54,9 +58,8 @@ fn dns_labels(name: &str) -> Result<(), &'static str> {
 
 /// Four dot-separated decimal numbers up to 255, leading zeros allowed (`010.0.0.1`).
 fn is_sloppy_ipv4(h: &str) -> bool {
-    let parts: Vec<&str> = h.split('.').collect();
-    parts.len() == 4
-        && parts.iter().all(|p| {
+    h.split('.').count() == 4
+        && h.split('.').all(|p| {
             !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) && p.parse::<u8>().is_ok()
         })
 }
