@@ -109,6 +109,23 @@ pub struct Pick<'a> {
     taken: usize,
 }
 
+impl<'a> Pick<'a> {
+    /// Every address of `addrs`, first to last.
+    pub fn in_order(addrs: &'a [SocketAddr]) -> Self {
+        Pick {
+            addrs,
+            start: 0,
+            taken: 0,
+        }
+    }
+
+    /// How many endpoints the request may try in all.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.addrs.len()
+    }
+}
+
 impl Iterator for Pick<'_> {
     type Item = SocketAddr;
 

@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tracing::{debug, warn};
 
 use crate::access_log::{LoggedBody, Record};
-use crate::backend::{Endpoints, Target};
+use crate::backend::{Endpoints, Pick, Target};
 use crate::body::ProxyBody;
 use crate::error::ForwardError;
 use crate::headers::{self, Forwarded, X_REQUEST_ID};
@@ -186,17 +186,17 @@ async fn forward(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
 
-    let resolved;
-    let addrs: Vec<SocketAddr> = match &target.backend.endpoints {
-        Endpoints::Static(_) => target.backend.pick().collect(),
+    let resolved: Vec<SocketAddr>;
+    let addrs: Pick<'_> = match &target.backend.endpoints {
+        Endpoints::Static(_) => target.backend.pick(),
         Endpoints::ExternalName { host, port } => {
             resolved = resolve_external(shared, host, *port)
                 .await
                 .map_err(|e| (e, None))?;
-            resolved
+            Pick::in_order(&resolved)
         }
     };
-    if addrs.is_empty() {
+    if addrs.len() == 0 {
         return Err((ForwardError::NoEndpoint, None));
     }
 
@@ -205,7 +205,7 @@ async fn forward(
     let replayable = body.as_ref().is_some_and(http_body::Body::is_end_stream);
     let mut last: Option<(ForwardError, Option<SocketAddr>)> = None;
     let attempts = addrs.len();
-    for (i, addr) in addrs.into_iter().enumerate() {
+    for (i, addr) in addrs.enumerate() {
         let b = match body.take() {
             Some(b) => b,
             None if replayable => ProxyBody::empty(),

@@ -152,3 +152,33 @@ pub async fn apply(client: &kube::Client, yaml: &str) {
         .unwrap_or_else(|e| panic!("applying {name}: {e}"));
     }
 }
+
+/// The first IP of an Ingress's `status.loadBalancer`, if any.
+pub async fn status_ip(client: &kube::Client, ns: &str, name: &str) -> Option<String> {
+    use k8s_openapi::api::networking::v1::Ingress;
+    let i = kube::Api::<Ingress>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .ok()?;
+    i.status?.load_balancer?.ingress?.first()?.ip.clone()
+}
+
+/// Waits until an Ingress's status names `ip`; panics with `context()` after `limit`.
+pub async fn wait_status_ip(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    ip: &str,
+    limit: Duration,
+    context: impl Fn() -> String,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while status_ip(client, ns, name).await.as_deref() != Some(ip) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status of {ns}/{name} never named {ip}\n{}",
+            context()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, PostParams};
-use portico_e2e::apiserver::{apply, namespace, ApiServer};
+use portico_e2e::apiserver::{apply, namespace, wait_status_ip, ApiServer};
 use portico_e2e::manifests::ingress;
 use portico_e2e::{netns, Portico};
 
@@ -242,27 +241,15 @@ async fn portico_runs_with_exactly_the_charts_permissions() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Status and leadership need the chart's write permissions.
-    let ingresses: Api<Ingress> = Api::namespaced(admin.clone(), app_ns);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ip = ingresses
-            .get("site")
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.load_balancer)
-            .and_then(|l| l.ingress)
-            .and_then(|v| v.first().and_then(|e| e.ip.clone()));
-        if ip.as_deref() == Some("192.0.2.20") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "status not written\n{}",
-            p.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_status_ip(
+        &admin,
+        app_ns,
+        "site",
+        "192.0.2.20",
+        Duration::from_secs(10),
+        || p.logs(),
+    )
+    .await;
     let logs = p.logs();
     assert!(
         !logs.contains("forbidden") && !logs.contains("Forbidden"),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams};
-use portico_e2e::apiserver::{apply, namespace, ApiServer};
+use portico_e2e::apiserver::{apply, namespace, status_ip, wait_status_ip, ApiServer};
 use portico_e2e::manifests::{ingress, tls_secret};
 use portico_e2e::netns::{self, NetnsEcho};
 use portico_e2e::tls::{handshake, pem_to_der};
@@ -109,28 +109,18 @@ async fn ingresses_from_the_api_server_are_routed_and_followed() {
     .await;
 
     // Status names the published address.
-    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), ns);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let i = ingresses.get("site").await.unwrap();
-        let ip = i
-            .status
-            .and_then(|s| s.load_balancer)
-            .and_then(|lb| lb.ingress)
-            .and_then(|v| v.first().and_then(|e| e.ip.clone()));
-        if ip.as_deref() == Some("192.0.2.10") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "status not written\n{}",
-            p.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_status_ip(
+        &client,
+        ns,
+        "site",
+        "192.0.2.10",
+        Duration::from_secs(10),
+        || p.logs(),
+    )
+    .await;
 
     // Deleted: 404.
-    ingresses
+    Api::<Ingress>::namespaced(client.clone(), ns)
         .delete("site", &DeleteParams::default())
         .await
         .unwrap();
@@ -265,14 +255,6 @@ async fn tls_secrets_are_followed() {
     }
 }
 
-async fn status_ip(client: &kube::Client, ns: &str, name: &str) -> Option<String> {
-    let i = Api::<Ingress>::namespaced(client.clone(), ns)
-        .get(name)
-        .await
-        .ok()?;
-    i.status?.load_balancer?.ingress?.first()?.ip.clone()
-}
-
 #[tokio::test]
 async fn one_leader_writes_status_and_another_takes_over() {
     let api = ApiServer::shared();
@@ -315,11 +297,15 @@ async fn one_leader_writes_status_and_another_takes_over() {
         Duration::from_secs(5),
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while status_ip(&client, ns, "first").await.is_none() {
-        assert!(Instant::now() < deadline, "no status written");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_status_ip(
+        &client,
+        ns,
+        "first",
+        "192.0.2.10",
+        Duration::from_secs(10),
+        || a.logs(),
+    )
+    .await;
     let leaders: Vec<&Portico> = [&a, &b]
         .into_iter()
         .filter(|p| p.logs().contains("became the leader"))
@@ -352,15 +338,15 @@ async fn one_leader_writes_status_and_another_takes_over() {
             .yaml(),
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while status_ip(&client, ns, "second").await.is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the new leader wrote no status\n{}",
-            follower.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_status_ip(
+        &client,
+        ns,
+        "second",
+        "192.0.2.10",
+        Duration::from_secs(10),
+        || follower.logs(),
+    )
+    .await;
     // The stopped leader did not clear the status it had written.
     assert_eq!(
         status_ip(&client, ns, "first").await.as_deref(),
