@@ -43,11 +43,14 @@ pub async fn run(
             continue;
         }
         let mut budget = MAX_EVENTS_PER_CHANGE;
-        for p in report
-            .problems
-            .iter()
-            .filter(|p| !seen_problems.contains(*p))
-        {
+        // A problem counts as reported once its event was written; a failed write (API server
+        // away) is tried again with the next configuration.
+        let mut reported = BTreeSet::new();
+        for p in &report.problems {
+            if seen_problems.contains(p) {
+                reported.insert(p.clone());
+                continue;
+            }
             if p.object.kind != "Ingress" {
                 continue;
             }
@@ -60,7 +63,7 @@ pub async fn run(
                 .served
                 .get(&(p.object.namespace.clone(), p.object.name.clone()))
                 .and_then(|i| i.uid.clone());
-            publish(
+            if publish(
                 &recorder,
                 EventType::Warning,
                 p.reason.code(),
@@ -69,9 +72,12 @@ pub async fn run(
                 &p.object.name,
                 uid,
             )
-            .await;
+            .await
+            {
+                reported.insert(p.clone());
+            }
         }
-        seen_problems = report.problems.iter().cloned().collect();
+        seen_problems = reported;
 
         let served: BTreeSet<(String, String)> = report.served.keys().cloned().collect();
         if let Some(before) = &seen_served {
@@ -104,7 +110,7 @@ async fn publish(
     namespace: &str,
     name: &str,
     uid: Option<String>,
-) {
+) -> bool {
     let reference = ObjectReference {
         api_version: Some("networking.k8s.io/v1".into()),
         kind: Some("Ingress".into()),
@@ -120,7 +126,11 @@ async fn publish(
         action: "Configure".into(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&event, &reference).await {
-        debug!(error = %e, ingress = %format_args!("{namespace}/{name}"), "writing an event failed");
+    match recorder.publish(&event, &reference).await {
+        Ok(()) => true,
+        Err(e) => {
+            debug!(error = %e, ingress = %format_args!("{namespace}/{name}"), "writing an event failed");
+            false
+        }
     }
 }

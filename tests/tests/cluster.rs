@@ -8,58 +8,13 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams};
 use portico_e2e::apiserver::{apply, namespace, status_ip, wait_status_ip, ApiServer};
 use portico_e2e::manifests::{ingress, tls_secret};
-use portico_e2e::netns::{self, NetnsEcho};
+use portico_e2e::netns;
 use portico_e2e::tls::{handshake, pem_to_der};
 use portico_e2e::Portico;
 
-const CLASS: &str = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: portico\nspec:\n  controller: portico.dev/ingress-controller\n";
+mod common;
 
-/// A Service `name` (port 80) with an EndpointSlice pointing at `echo`.
-fn service(ns: &str, name: &str, echo: &NetnsEcho) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  ports:\n    - name: http\n      port: 80\n---\n\
-         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  namespace: {ns}\n  labels:\n    kubernetes.io/service-name: {name}\n\
-         addressType: IPv4\nports:\n  - name: http\n    port: {port}\nendpoints:\n  - addresses: [\"{ip}\"]\n    conditions:\n      ready: true\n",
-        port = echo.addr.port(),
-        ip = echo.addr.ip(),
-    )
-}
-
-fn args<'a>(ns: &'a str, lease: &'a str) -> Vec<&'a str> {
-    vec![
-        "--watch-namespace",
-        ns,
-        "--pod-namespace",
-        ns,
-        "--election-id",
-        lease,
-        "--publish-status-address",
-        "192.0.2.10",
-    ]
-}
-
-/// Polls until `host` answers with `want` (a status, and the echo service name for 200).
-async fn until(p: &Portico, host: &str, want: (u16, Option<&str>), limit: Duration) -> Duration {
-    let c = p.client(&[host]);
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = c.get(p.http_url(host, "/")).send().await {
-            let svc = r
-                .headers()
-                .get("x-echo-service")
-                .map(|v| v.to_str().unwrap().to_string());
-            if r.status().as_u16() == want.0 && svc.as_deref() == want.1 {
-                return start.elapsed();
-            }
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{host} never answered {want:?}\n{}",
-            p.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+use common::{args, service, until, CLASS};
 
 #[tokio::test]
 async fn ingresses_from_the_api_server_are_routed_and_followed() {
@@ -352,106 +307,6 @@ async fn one_leader_writes_status_and_another_takes_over() {
         status_ip(&client, ns, "first").await.as_deref(),
         Some("192.0.2.10")
     );
-}
-
-#[tokio::test]
-async fn an_api_server_outage_loses_no_request() {
-    let api = ApiServer::shared();
-    let client = api.client().await;
-    let ns = "outage";
-    namespace(&client, ns).await;
-    let web = netns::echo("web").await;
-    apply(&client, CLASS).await;
-    apply(&client, &service(ns, "web", &web)).await;
-    apply(
-        &client,
-        &ingress(ns, "site")
-            .class("portico")
-            .rule("outage.test", "/", "Prefix", "web")
-            .yaml(),
-    )
-    .await;
-    let p = Portico::cluster(&api.kubeconfig, &args(ns, "outage-leader")).await;
-    until(
-        &p,
-        "outage.test",
-        (200, Some("web")),
-        Duration::from_secs(5),
-    )
-    .await;
-
-    let c = p.client(&["outage.test"]);
-    let url = p.http_url("outage.test", "/");
-    let traffic = tokio::spawn(async move {
-        let (mut ok, mut failed) = (0u32, Vec::new());
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(12) {
-            match c.get(&url).send().await {
-                Ok(r) if r.status() == 200 => ok += 1,
-                Ok(r) => failed.push(r.status().to_string()),
-                Err(e) => failed.push(e.to_string()),
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        (ok, failed)
-    });
-    api.stop_etcd().await;
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    api.start_etcd().await;
-    let (ok, failed) = traffic.await.unwrap();
-    assert!(
-        failed.is_empty(),
-        "{} failures: {:?}",
-        failed.len(),
-        &failed[..failed.len().min(5)]
-    );
-    assert!(ok > 100, "only {ok} requests");
-
-    // Changes made after the API server returns are applied.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let applied = tokio::time::timeout(
-            Duration::from_secs(5),
-            apply_quietly(
-                &client,
-                &ingress(ns, "site")
-                    .class("portico")
-                    .rule("outage.test", "/", "Prefix", "web")
-                    .rule("after.outage.test", "/", "Prefix", "web")
-                    .yaml(),
-            ),
-        )
-        .await;
-        if matches!(applied, Ok(true)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the API server did not come back"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    until(
-        &p,
-        "after.outage.test",
-        (200, Some("web")),
-        Duration::from_secs(30),
-    )
-    .await;
-}
-
-async fn apply_quietly(client: &kube::Client, yaml: &str) -> bool {
-    use kube::api::{Patch, PatchParams};
-    let i: Ingress = serde_yaml::from_str(yaml).unwrap();
-    let api: Api<Ingress> =
-        Api::namespaced(client.clone(), i.metadata.namespace.as_deref().unwrap());
-    api.patch(
-        i.metadata.name.as_deref().unwrap(),
-        &PatchParams::apply("portico-tests").force(),
-        &Patch::Apply(&i),
-    )
-    .await
-    .is_ok()
 }
 
 #[tokio::test]
