@@ -51,9 +51,42 @@ pub struct Portico {
 impl Portico {
     /// Starts Portico on `dir` with extra flags, and waits until `/readyz` answers 200.
     pub async fn start(dir: &Path, extra: &[&str]) -> Portico {
-        let p = Self::spawn(dir, "127.0.0.1", extra);
-        p.wait_ready(Duration::from_secs(15)).await;
-        p
+        let source = vec!["--manifests".into(), dir.as_os_str().to_owned()];
+        Self::start_with(&source, extra, Duration::from_secs(15)).await
+    }
+
+    /// Spawns and waits for readiness; picks new ports when one was taken meanwhile (ports
+    /// are chosen free, then bound by the child, so another test can win the race).
+    async fn start_with(source: &[std::ffi::OsString], extra: &[&str], limit: Duration) -> Portico {
+        for _ in 0..5 {
+            let mut p = Self::spawn_with(source, "127.0.0.1", extra);
+            let deadline = Instant::now() + limit;
+            loop {
+                if p.is_ready().await {
+                    return p;
+                }
+                let exited = p
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+                    .is_some();
+                if exited && p.logs().contains("Address already in use") {
+                    break;
+                }
+                assert!(
+                    !exited && Instant::now() < deadline,
+                    "portico did not become ready; log:\n{}",
+                    p.logs()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        panic!("no free ports after five tries");
+    }
+
+    async fn is_ready(&self) -> bool {
+        let url = format!("http://{}/readyz", self.admin);
+        matches!(reqwest::get(&url).await, Ok(r) if r.status() == 200)
     }
 
     /// Starts Portico on `dir` listening on `ip` (e.g. `::1`) without waiting.
@@ -65,9 +98,7 @@ impl Portico {
     /// Starts Portico in cluster mode against `kubeconfig`, and waits until it is ready.
     pub async fn cluster(kubeconfig: &Path, extra: &[&str]) -> Portico {
         let source = vec!["--kubeconfig".into(), kubeconfig.as_os_str().to_owned()];
-        let p = Self::spawn_with(&source, "127.0.0.1", extra);
-        p.wait_ready(Duration::from_secs(30)).await;
-        p
+        Self::start_with(&source, extra, Duration::from_secs(30)).await
     }
 
     fn spawn_with(source: &[std::ffi::OsString], ip: &str, extra: &[&str]) -> Portico {
