@@ -17,11 +17,20 @@ pub struct HostOwners<'a> {
 }
 
 impl HostOwners<'_> {
-    /// `Err(owner)` when `namespace` may not serve `host`.
-    pub fn check(&self, host: &HostPattern, namespace: &str) -> Result<(), String> {
+    /// May Ingress `s` serve `host`? When not, the refusal is reported.
+    pub fn admit(&self, host: &HostPattern, s: &Selected<'_>, problems: &mut Vec<Problem>) -> bool {
         match self.owners.get(host) {
-            Some(owner) if self.exclusive && *owner != namespace => Err(owner.to_string()),
-            _ => Ok(()),
+            Some(owner) if self.exclusive && *owner != s.namespace => {
+                problems.push(Problem::new(
+                    s.object(),
+                    Reason::HostOwnedElsewhere {
+                        host: host.to_string(),
+                        owner: owner.to_string(),
+                    },
+                ));
+                false
+            }
+            _ => true,
         }
     }
 }
@@ -184,14 +193,7 @@ pub fn build(
                 }
             }
             let host = HostPattern::parse(rule.host.as_deref());
-            if let Err(owner) = owners.check(&host, s.namespace) {
-                problems.push(Problem::new(
-                    s.object(),
-                    Reason::HostOwnedElsewhere {
-                        host: host.to_string(),
-                        owner,
-                    },
-                ));
+            if !owners.admit(&host, s, problems) {
                 continue;
             }
             hosts_of_ingress.push(host.clone());

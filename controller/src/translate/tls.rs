@@ -128,14 +128,7 @@ pub fn build(
                 continue;
             }
             let pattern = HostPattern::parse(Some(host));
-            if let Err(owner) = owners.check(&pattern, s.namespace) {
-                problems.push(Problem::new(
-                    s.object(),
-                    Reason::HostOwnedElsewhere {
-                        host: host.to_string(),
-                        owner,
-                    },
-                ));
+            if !owners.admit(&pattern, s, problems) {
                 continue;
             }
             if s.canary && primary_hosts.contains(&pattern) {
