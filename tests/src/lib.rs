@@ -302,3 +302,37 @@ pub async fn echo_json(resp: reqwest::Response) -> serde_json::Value {
     let text = resp.text().await.unwrap();
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not echo JSON ({e}): {text}"))
 }
+
+/// A directory serving `host` (Ingress `default/{ingress}`, path `/`) from one in-process echo
+/// backend `web`, and Portico started on it with `extra` flags.
+pub async fn site(ingress: &str, host: &str, extra: &[&str]) -> (tempfile::TempDir, Portico) {
+    let dir = tempfile::tempdir().unwrap();
+    let web = echo("web").await;
+    write(
+        dir.path(),
+        "b.yaml",
+        &manifests::backend("default", "web", &[web]),
+    );
+    write(
+        dir.path(),
+        "i.yaml",
+        &manifests::ingress("default", ingress)
+            .rule(host, "/", "Prefix", "web")
+            .yaml(),
+    );
+    let p = Portico::start(dir.path(), extra).await;
+    (dir, p)
+}
+
+impl Portico {
+    /// The status of `GET http://host/path` through this Portico.
+    pub async fn status_of(&self, client: &reqwest::Client, host: &str, path: &str) -> u16 {
+        client
+            .get(self.http_url(host, path))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}

@@ -125,14 +125,7 @@ async fn a_broken_file_is_reported_and_its_last_good_version_keeps_serving() {
     );
     let p = Portico::start(dir.path(), &[]).await;
     let c = p.client(&["a.com", "b.com", "c.com"]);
-    assert_eq!(
-        c.get(p.http_url("a.com", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(p.status_of(&c, "a.com", "/").await, 200);
 
     // Break a.yaml: a.com keeps its last good configuration.
     std::fs::write(
@@ -156,55 +149,20 @@ async fn a_broken_file_is_reported_and_its_last_good_version_keeps_serving() {
         .join("---\n"),
     );
     p.wait_generation(g).await;
-    assert_eq!(
-        c.get(p.http_url("a.com", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.get(p.http_url("c.com", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(p.status_of(&c, "a.com", "/").await, 200);
+    assert_eq!(p.status_of(&c, "c.com", "/").await, 200);
     let logs = p.logs();
     assert!(logs.contains("line"), "the problem names a line: {logs}");
 
     // A wrongly typed document (valid YAML) is refused the same way.
     std::fs::write(dir.path().join("a.yaml"), "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\nspec:\n  rules: 7\n").unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        c.get(p.http_url("a.com", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(p.status_of(&c, "a.com", "/").await, 200);
 
     // Removing the file removes its routes.
     let g = p.generation().await;
     std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
     p.wait_generation(g).await;
-    assert_eq!(
-        c.get(p.http_url("a.com", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        c.get(p.http_url("b.com", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(p.status_of(&c, "a.com", "/").await, 404);
+    assert_eq!(p.status_of(&c, "b.com", "/").await, 200);
 }

@@ -5,22 +5,12 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use portico_e2e::manifests::{backend, ingress};
-use portico_e2e::{echo, echo_json, echo_on, write, Portico};
+use portico_e2e::{echo, echo_json, echo_on, site, write, Portico};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 async fn one_backend(host: &str) -> (tempfile::TempDir, Portico, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let web = echo("web").await;
-    write(dir.path(), "b.yaml", &backend("default", "web", &[web]));
-    write(
-        dir.path(),
-        "i.yaml",
-        &ingress("default", "i")
-            .rule(host, "/", "Prefix", "web")
-            .yaml(),
-    );
-    let p = Portico::start(dir.path(), &[]).await;
+    let (dir, p) = site("i", host, &[]).await;
     (dir, p, host.to_string())
 }
 
@@ -229,18 +219,9 @@ async fn hop_by_hop_headers_are_removed() {
 
 #[tokio::test]
 async fn proxy_protocol_from_trusted_peers_sets_the_client_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let web = echo("web").await;
-    write(dir.path(), "b.yaml", &backend("default", "web", &[web]));
-    write(
-        dir.path(),
-        "i.yaml",
-        &ingress("default", "i")
-            .rule("pp.test", "/", "Prefix", "web")
-            .yaml(),
-    );
-    let p = Portico::start(
-        dir.path(),
+    let (_dir, p) = site(
+        "i",
+        "pp.test",
         &["--proxy-protocol", "--trusted-proxies", "127.0.0.1/32"],
     )
     .await;

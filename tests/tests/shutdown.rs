@@ -4,22 +4,13 @@
 use std::time::Duration;
 
 use portico_e2e::manifests::{backend, ingress};
-use portico_e2e::{echo, write, Portico};
+use portico_e2e::{echo, site, write, Portico};
 
 #[tokio::test]
 async fn sigterm_turns_unready_finishes_in_flight_requests_and_exits_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let web = echo("web").await;
-    write(dir.path(), "b.yaml", &backend("default", "web", &[web]));
-    write(
-        dir.path(),
-        "i.yaml",
-        &ingress("default", "i")
-            .rule("s.test", "/", "Prefix", "web")
-            .yaml(),
-    );
-    let mut p = Portico::start(
-        dir.path(),
+    let (_dir, mut p) = site(
+        "i",
+        "s.test",
         &["--shutdown-delay", "700ms", "--shutdown-grace", "10s"],
     )
     .await;
