@@ -4,6 +4,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
+use http::uri::Authority;
+
 use crate::metrics::RouteStats;
 
 /// Where a route sends a request: the backend plus what logs, metrics and policies need.
@@ -56,6 +59,8 @@ pub struct Backend {
     /// `namespace/service:port`, for logs.
     pub name: String,
     pub endpoints: Endpoints,
+    /// The static endpoints as URI authorities, built once so requests do not format them.
+    authorities: Vec<Authority>,
     balancer: Balancer,
 }
 
@@ -69,9 +74,17 @@ enum Balancer {
 
 impl Backend {
     pub fn new(name: impl Into<String>, endpoints: Endpoints) -> Self {
+        let authorities = match &endpoints {
+            Endpoints::Static(addrs) => addrs
+                .iter()
+                .filter_map(|a| Authority::from_maybe_shared(Bytes::from(a.to_string())).ok())
+                .collect(),
+            Endpoints::ExternalName { .. } => Vec::new(),
+        };
         Backend {
             name: name.into(),
             endpoints,
+            authorities,
             balancer: Balancer::RoundRobin(AtomicUsize::new(0)),
         }
     }
@@ -95,6 +108,11 @@ impl Backend {
         };
         Pick {
             addrs,
+            authorities: if self.authorities.len() == addrs.len() {
+                &self.authorities
+            } else {
+                &[]
+            },
             start,
             taken: 0,
         }
@@ -105,6 +123,8 @@ impl Backend {
 #[derive(Debug)]
 pub struct Pick<'a> {
     addrs: &'a [SocketAddr],
+    /// Parallel to `addrs`, or empty when they must be formatted per request.
+    authorities: &'a [Authority],
     start: usize,
     taken: usize,
 }
@@ -114,6 +134,7 @@ impl<'a> Pick<'a> {
     pub fn in_order(addrs: &'a [SocketAddr]) -> Self {
         Pick {
             addrs,
+            authorities: &[],
             start: 0,
             taken: 0,
         }
@@ -126,16 +147,17 @@ impl<'a> Pick<'a> {
     }
 }
 
-impl Iterator for Pick<'_> {
-    type Item = SocketAddr;
+impl<'a> Iterator for Pick<'a> {
+    /// An endpoint, with its prebuilt authority when there is one.
+    type Item = (SocketAddr, Option<&'a Authority>);
 
-    fn next(&mut self) -> Option<SocketAddr> {
+    fn next(&mut self) -> Option<Self::Item> {
         if self.taken >= self.addrs.len() {
             return None;
         }
-        let addr = self.addrs[(self.start + self.taken) % self.addrs.len()];
+        let i = (self.start + self.taken) % self.addrs.len();
         self.taken += 1;
-        Some(addr)
+        Some((self.addrs[i], self.authorities.get(i)))
     }
 }
 
@@ -164,7 +186,7 @@ mod tests {
             .map(|i| SocketAddr::from(([127, 0, 0, i], 80)))
             .collect();
         let b = Backend::new("b", Endpoints::Static(addrs.clone()));
-        let mut seen: Vec<SocketAddr> = b.pick().collect();
+        let mut seen: Vec<SocketAddr> = b.pick().map(|(a, _)| a).collect();
         seen.sort();
         assert_eq!(seen, addrs);
     }
@@ -175,13 +197,31 @@ mod tests {
             .map(|i| SocketAddr::from(([127, 0, 0, i], 80)))
             .collect();
         let b = Backend::new("b", Endpoints::Static(addrs));
-        let firsts: std::collections::HashSet<_> = (0..4).map(|_| b.pick().next()).collect();
+        let firsts: std::collections::HashSet<_> =
+            (0..4).map(|_| b.pick().next().map(|(a, _)| a)).collect();
         assert_eq!(firsts.len(), 4);
+    }
+
+    #[test]
+    fn static_endpoints_come_with_prebuilt_authorities() {
+        let addrs: Vec<SocketAddr> = vec![
+            "10.0.0.1:80".parse().unwrap(),
+            "[fd00::1]:8080".parse().unwrap(),
+        ];
+        let b = Backend::new("b", Endpoints::Static(addrs));
+        for (addr, authority) in b.pick() {
+            assert_eq!(
+                authority.map(|a| a.as_str().to_string()),
+                Some(addr.to_string())
+            );
+        }
+        let resolved: Vec<SocketAddr> = vec!["10.0.0.2:80".parse().unwrap()];
+        assert!(Pick::in_order(&resolved).all(|(_, a)| a.is_none()));
     }
 
     #[test]
     fn empty_backend_picks_nothing() {
         let b = Backend::new("b", Endpoints::Static(vec![]));
-        assert_eq!(b.pick().next(), None);
+        assert!(b.pick().next().is_none());
     }
 }

@@ -205,13 +205,13 @@ async fn forward(
     let replayable = body.as_ref().is_some_and(http_body::Body::is_end_stream);
     let mut last: Option<(ForwardError, Option<SocketAddr>)> = None;
     let attempts = addrs.len();
-    for (i, addr) in addrs.enumerate() {
+    for (i, (addr, authority)) in addrs.enumerate() {
         let b = match body.take() {
             Some(b) => b,
             None if replayable => ProxyBody::empty(),
             None => break,
         };
-        let uri = upstream_uri(addr, &path_and_query).map_err(|e| (e, Some(addr)))?;
+        let uri = upstream_uri(addr, authority, &path_and_query).map_err(|e| (e, Some(addr)))?;
         let mut up = Request::new(b);
         *up.method_mut() = method.clone();
         *up.uri_mut() = uri;
@@ -265,9 +265,16 @@ async fn forward(
     Err(last.unwrap_or((ForwardError::NoEndpoint, None)))
 }
 
-fn upstream_uri(addr: SocketAddr, pq: &PathAndQuery) -> Result<Uri, ForwardError> {
-    let authority = Authority::try_from(addr.to_string().as_str())
-        .map_err(|_| ForwardError::BadRequest("bad upstream address"))?;
+fn upstream_uri(
+    addr: SocketAddr,
+    prebuilt: Option<&Authority>,
+    pq: &PathAndQuery,
+) -> Result<Uri, ForwardError> {
+    let authority = match prebuilt {
+        Some(a) => a.clone(),
+        None => Authority::try_from(addr.to_string().as_str())
+            .map_err(|_| ForwardError::BadRequest("bad upstream address"))?,
+    };
     Uri::builder()
         .scheme(Scheme::HTTP)
         .authority(authority)
