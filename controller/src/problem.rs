@@ -95,12 +95,16 @@ pub enum Reason {
     },
     #[error("host {host} belongs to namespace {owner} (first to claim it)")]
     HostOwnedElsewhere { host: String, owner: String },
-    #[error("canary {host} {path} is not applied yet (traffic splitting comes later); the primary Ingress {primary} serves it")]
-    CanaryNotApplied {
-        host: String,
-        path: String,
-        primary: String,
-    },
+    #[error("annotation {key}: {why}; this setting is ignored")]
+    InvalidAnnotation { key: String, why: String },
+    #[error("annotation {key} is a snippet: Portico never executes configuration text from Ingresses; it is ignored")]
+    SnippetIgnored { key: String },
+    #[error(
+        "annotation {key} is not supported by Portico; it is ignored (see docs/annotations.md)"
+    )]
+    UnsupportedAnnotation { key: String },
+    #[error("annotation {key} has no effect: {why}")]
+    AnnotationNoEffect { key: String, why: &'static str },
     #[error("its defaultBackend is not used: Ingress {winner} is older")]
     DefaultBackendConflict { winner: String },
     #[error("default certificate Secret not usable ({error}); a self-signed certificate is served instead")]
@@ -146,7 +150,10 @@ impl Reason {
             Reason::PathConflict { .. } => "PathConflict",
             Reason::TlsConflict { .. } => "TLSConflict",
             Reason::HostOwnedElsewhere { .. } => "HostOwnedElsewhere",
-            Reason::CanaryNotApplied { .. } => "CanaryNotApplied",
+            Reason::InvalidAnnotation { .. } => "InvalidAnnotation",
+            Reason::SnippetIgnored { .. } => "SnippetIgnored",
+            Reason::UnsupportedAnnotation { .. } => "UnsupportedAnnotation",
+            Reason::AnnotationNoEffect { .. } => "AnnotationNoEffect",
             Reason::DefaultBackendConflict { .. } => "DefaultBackendConflict",
             Reason::DefaultCertificate { .. } => "DefaultCertificate",
             Reason::DefaultCertificateExpired => "DefaultCertificateExpired",

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::uri::Authority;
 
 use crate::metrics::RouteStats;
+use crate::policy::Policy;
 
 /// Where a route sends a request: the backend plus what logs, metrics and policies need.
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub struct Target {
     pub redirect_https: bool,
     /// Counters for this route, attached when the snapshot is published.
     pub stats: OnceLock<Arc<RouteStats>>,
+    /// What the proxy does besides forwarding (redirects, rewrites, timeouts, headers, …).
+    pub policy: Arc<Policy>,
 }
 
 impl Target {
@@ -40,7 +43,14 @@ impl Target {
             backend,
             redirect_https,
             stats: OnceLock::new(),
+            policy: Policy::none(),
         }
+    }
+
+    /// The same target with `policy`.
+    pub fn with_policy(mut self, policy: Arc<Policy>) -> Self {
+        self.policy = policy;
+        self
     }
 }
 

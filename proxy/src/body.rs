@@ -1,17 +1,43 @@
-//! The one body type of the proxy: a streamed hyper body, or a small local answer.
+//! The one body type of the proxy: a streamed hyper body (optionally guarded by a size limit
+//! and an idle timeout), or a small local answer.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Frame, SizeHint};
+use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+/// Why a streamed body stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Peer(#[from] hyper::Error),
+    /// The request body grew past the route's `proxy-body-size`.
+    #[error("the request body is larger than the route allows")]
+    TooLarge,
+    /// No data for longer than the route's timeout.
+    #[error("no body data for {0:?}")]
+    Idle(Duration),
+}
 
 /// Either a peer's streamed body (never buffered) or bytes Portico produced itself.
 #[derive(Debug)]
 pub enum ProxyBody {
     Stream(Incoming),
+    Guarded(Box<Guarded>),
     Bytes(Option<Bytes>),
+}
+
+/// A streamed body with a size limit and/or a limit on the pause between two frames.
+#[derive(Debug)]
+pub struct Guarded {
+    inner: Incoming,
+    remaining: Option<u64>,
+    idle: Option<(Duration, Pin<Box<Sleep>>)>,
 }
 
 impl ProxyBody {
@@ -27,6 +53,19 @@ impl ProxyBody {
             ProxyBody::Bytes(Some(b))
         }
     }
+
+    /// `inner`, failing with [`BodyError::TooLarge`] past `limit` bytes and with
+    /// [`BodyError::Idle`] when no frame comes for `idle`. Unguarded when both are `None`.
+    pub fn guarded(inner: Incoming, limit: Option<u64>, idle: Option<Duration>) -> Self {
+        if limit.is_none() && idle.is_none() {
+            return ProxyBody::Stream(inner);
+        }
+        ProxyBody::Guarded(Box::new(Guarded {
+            inner,
+            remaining: limit,
+            idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+        }))
+    }
 }
 
 impl From<Incoming> for ProxyBody {
@@ -35,16 +74,50 @@ impl From<Incoming> for ProxyBody {
     }
 }
 
+impl Guarded {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match polled {
+            Poll::Pending => {
+                if let Some((d, sleep)) = &mut self.idle {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err(BodyError::Idle(*d))));
+                    }
+                }
+                Poll::Pending
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(remaining), Some(data)) = (&mut self.remaining, frame.data_ref()) {
+                    match remaining.checked_sub(data.len() as u64) {
+                        Some(r) => *remaining = r,
+                        None => return Poll::Ready(Some(Err(BodyError::TooLarge))),
+                    }
+                }
+                if let Some((d, sleep)) = &mut self.idle {
+                    sleep.as_mut().reset(Instant::now() + *d);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+        }
+    }
+}
+
 impl http_body::Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            ProxyBody::Stream(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Stream(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::Peer),
+            ProxyBody::Guarded(g) => g.poll_frame(cx),
             ProxyBody::Bytes(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -52,6 +125,7 @@ impl http_body::Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Stream(b) => b.is_end_stream(),
+            ProxyBody::Guarded(g) => g.inner.is_end_stream(),
             ProxyBody::Bytes(b) => b.is_none(),
         }
     }
@@ -59,6 +133,7 @@ impl http_body::Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Stream(b) => b.size_hint(),
+            ProxyBody::Guarded(g) => g.inner.size_hint(),
             ProxyBody::Bytes(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Bytes(None) => SizeHint::with_exact(0),
         }

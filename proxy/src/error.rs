@@ -40,6 +40,12 @@ pub enum ForwardError {
     /// Downstream: the client's request cannot be forwarded.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// Downstream: the request body is larger than the route allows.
+    #[error("the request body is larger than the route allows")]
+    BodyTooLarge,
+    /// Downstream: the client paused sending its body for longer than the route allows.
+    #[error("the client stalled while sending its body")]
+    ClientTimeout,
 }
 
 impl ForwardError {
@@ -52,6 +58,8 @@ impl ForwardError {
             }
             ForwardError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ForwardError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ForwardError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -64,6 +72,8 @@ impl ForwardError {
             ForwardError::Upstream(_) => "upstream",
             ForwardError::Resolve(_) => "resolve",
             ForwardError::BadRequest(_) => "bad_request",
+            ForwardError::BodyTooLarge => "body_too_large",
+            ForwardError::ClientTimeout => "client_timeout",
         }
     }
 }

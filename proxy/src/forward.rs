@@ -14,9 +14,11 @@ use tracing::{debug, warn};
 
 use crate::access_log::{LoggedBody, Record};
 use crate::backend::{Endpoints, Pick, Target};
-use crate::body::ProxyBody;
+use crate::body::{BodyError, ProxyBody};
+use crate::canary;
 use crate::error::ForwardError;
 use crate::headers::{self, Forwarded, X_REQUEST_ID};
+use crate::policy::{Policy, Redirect, RetryOn};
 use crate::respond;
 use crate::routing::normalize_host;
 use crate::server::Shared;
@@ -121,17 +123,46 @@ async fn route_and_forward(
     };
     let host = normalize_host(host_str);
     let path = req.uri().path();
-    let Some(target) = live.snapshot.routes.find(&host, path).cloned() else {
+    let Some(matched) = live.snapshot.routes.find(&host, path) else {
         return (respond::status_page(StatusCode::NOT_FOUND), None, None);
     };
+    let target = canary::choose(matched.target, matched.canaries, req.headers()).clone();
+    let policy = &target.policy;
 
+    if let Some(redirect) = &policy.redirect {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let resp = match redirect {
+            Redirect::To { location, code } => respond::redirect(*code, location.clone()),
+            Redirect::Host { host, code } => {
+                let scheme = if conn.tls { "https" } else { "http" };
+                match respond::location(scheme, host, None, pq) {
+                    Some(loc) => respond::redirect(*code, loc),
+                    None => respond::status_page(StatusCode::BAD_REQUEST),
+                }
+            }
+        };
+        return (resp, Some(target), None);
+    }
     if target.redirect_https && !conn.tls && !path.starts_with(ACME_PREFIX) {
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let pq = match pq.strip_suffix('/') {
+            Some(stripped) if !policy.preserve_trailing_slash => stripped,
+            _ => pq,
+        };
         let resp = match respond::https_location(&host, shared.config.https_redirect_port, pq) {
             Some(loc) => respond::redirect(StatusCode::PERMANENT_REDIRECT, loc),
             None => respond::status_page(StatusCode::BAD_REQUEST),
         };
         return (resp, Some(target), None);
+    }
+    if let Some(root) = &policy.app_root {
+        if path == "/" {
+            return (
+                respond::redirect(StatusCode::FOUND, root.clone()),
+                Some(target),
+                None,
+            );
+        }
     }
     drop(host);
 
@@ -168,6 +199,12 @@ async fn forward(
     forwarded: &Forwarded<'_>,
     request_id: &HeaderValue,
 ) -> Forwarding {
+    let policy: &Policy = &target.policy;
+    if let Some(limit) = policy.max_body_size {
+        if http_body::Body::size_hint(req.body()).lower() > limit {
+            return Err((ForwardError::BodyTooLarge, None));
+        }
+    }
     let websocket =
         req.version() == Version::HTTP_11 && headers::is_websocket_upgrade(req.headers());
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
@@ -177,14 +214,33 @@ async fn forward(
     headers::remove_hop_by_hop(&mut headers, websocket);
     headers::set_forwarded(&mut headers, forwarded);
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-    if !headers.contains_key(HOST) {
-        headers.insert(HOST, forwarded.host.clone());
+    match &policy.upstream_vhost {
+        Some(vhost) => {
+            headers.insert(HOST, vhost.clone());
+        }
+        None if !headers.contains_key(HOST) => {
+            headers.insert(HOST, forwarded.host.clone());
+        }
+        None => {}
     }
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    if let Some(prefix) = &policy.x_forwarded_prefix {
+        headers.insert(headers::X_FORWARDED_PREFIX.clone(), prefix.clone());
+    }
+    policy.request_headers.apply(&mut headers);
+    let path_and_query = match &policy.rewrite {
+        Some(rewrite) => rewrite
+            .apply(parts.uri.path(), parts.uri.query())
+            .and_then(|pq| PathAndQuery::try_from(pq).ok()),
+        None => None,
+    };
+    let path_and_query = match path_and_query {
+        Some(pq) => pq,
+        None => parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    };
 
     let resolved: Vec<SocketAddr>;
     let addrs: Pick<'_> = match &target.backend.endpoints {
@@ -200,12 +256,27 @@ async fn forward(
         return Err((ForwardError::NoEndpoint, None));
     }
 
-    let mut body = Some(ProxyBody::Stream(body));
-    // A request without a body can be sent again to another endpoint after a connect failure.
+    let client = policy.client.get().unwrap_or(&shared.upstreams.default);
+    let read_timeout = policy
+        .timeouts
+        .read
+        .unwrap_or(shared.config.upstream_response_timeout);
+    let retry = policy.retry;
+    let mut body = Some(ProxyBody::guarded(
+        body,
+        policy.max_body_size,
+        policy.timeouts.send,
+    ));
+    // A request without a body can be sent again to another endpoint.
     let replayable = body.as_ref().is_some_and(http_body::Body::is_end_stream);
+    let resendable = replayable && retry.on.method(&method);
+    let attempts = match retry.tries {
+        0 => addrs.len(),
+        n => addrs.len().min(n as usize),
+    };
     let mut last: Option<(ForwardError, Option<SocketAddr>)> = None;
-    let attempts = addrs.len();
-    for (i, (addr, authority)) in addrs.enumerate() {
+    for (i, (addr, authority)) in addrs.take(attempts).enumerate() {
+        let more = i + 1 < attempts;
         let b = match body.take() {
             Some(b) => b,
             None if replayable => ProxyBody::empty(),
@@ -216,26 +287,47 @@ async fn forward(
         *up.method_mut() = method.clone();
         *up.uri_mut() = uri;
         *up.version_mut() = Version::HTTP_11;
-        *up.headers_mut() = if replayable && i + 1 < attempts {
+        *up.headers_mut() = if replayable && more {
             headers.clone()
         } else {
             std::mem::take(&mut headers)
         };
 
-        let sent = tokio::time::timeout(
-            shared.config.upstream_response_timeout,
-            shared.upstream.request(up),
-        )
-        .await;
+        let sent = tokio::time::timeout(read_timeout, client.request(up)).await;
         match sent {
-            Err(_elapsed) => return Err((ForwardError::Timeout, Some(addr))),
+            Err(_elapsed) => {
+                last = Some((ForwardError::Timeout, Some(addr)));
+                if more && resendable && retry.on.contains(RetryOn::TIMEOUT) {
+                    shared.metrics.upstream_retry();
+                    continue;
+                }
+                break;
+            }
             Ok(Err(e)) if e.is_connect() => {
                 debug!(upstream = %addr, error = %e, "connect failed");
                 last = Some((ForwardError::Connect(error_chain(&e)), Some(addr)));
-                continue;
+                if more && replayable && retry.on.contains(RetryOn::ERROR) {
+                    shared.metrics.upstream_retry();
+                    continue;
+                }
+                break;
             }
-            Ok(Err(e)) => return Err((ForwardError::Upstream(error_chain(&e)), Some(addr))),
+            Ok(Err(e)) => {
+                if let Some(body_error) = find_body_error(&e) {
+                    return Err((body_error, Some(addr)));
+                }
+                last = Some((ForwardError::Upstream(error_chain(&e)), Some(addr)));
+                if more && resendable && retry.on.contains(RetryOn::ERROR) {
+                    shared.metrics.upstream_retry();
+                    continue;
+                }
+                break;
+            }
             Ok(Ok(mut resp)) => {
+                if more && resendable && retry.on.status(resp.status()) {
+                    shared.metrics.upstream_retry();
+                    continue;
+                }
                 let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
                 if switching {
                     match client_upgrade {
@@ -258,11 +350,29 @@ async fn forward(
                         .headers
                         .insert(UPGRADE, HeaderValue::from_static("websocket"));
                 }
-                return Ok((Response::from_parts(parts, ProxyBody::Stream(body)), addr));
+                policy.response_headers.apply(&mut parts.headers);
+                let body = ProxyBody::guarded(body, None, policy.timeouts.read);
+                return Ok((Response::from_parts(parts, body), addr));
             }
         }
     }
     Err(last.unwrap_or((ForwardError::NoEndpoint, None)))
+}
+
+/// A request that failed because of its own body (too large, stalled) is the client's fault.
+fn find_body_error(e: &(dyn std::error::Error + 'static)) -> Option<ForwardError> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(b) = err.downcast_ref::<BodyError>() {
+            return match b {
+                BodyError::TooLarge => Some(ForwardError::BodyTooLarge),
+                BodyError::Idle(_) => Some(ForwardError::ClientTimeout),
+                BodyError::Peer(_) => None,
+            };
+        }
+        cur = err.source();
+    }
+    None
 }
 
 fn upstream_uri(

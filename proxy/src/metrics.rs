@@ -17,13 +17,15 @@ const DURATION_BUCKETS: [f64; 12] = [
 ];
 
 /// Kinds of upstream failure, as `kind` label values.
-pub const UPSTREAM_ERROR_KINDS: [&str; 6] = [
+pub const UPSTREAM_ERROR_KINDS: [&str; 8] = [
     "no_endpoint",
     "connect",
     "timeout",
     "upstream",
     "resolve",
     "bad_request",
+    "body_too_large",
+    "client_timeout",
 ];
 
 /// Counters of one (namespace, ingress, service).
@@ -69,6 +71,7 @@ pub struct Metrics {
     duration: Histogram,
     unrouted: RouteStats,
     upstream_errors: [AtomicU64; UPSTREAM_ERROR_KINDS.len()],
+    upstream_retries: AtomicU64,
     generation: AtomicU64,
     build_micros: AtomicU64,
     problems: AtomicU64,
@@ -126,6 +129,12 @@ impl Metrics {
         if let Some(i) = UPSTREAM_ERROR_KINDS.iter().position(|k| *k == kind) {
             self.upstream_errors[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// One more attempt on another endpoint (`proxy-next-upstream`).
+    #[inline]
+    pub fn upstream_retry(&self) {
+        self.upstream_retries.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn connection_opened(&self) {
@@ -206,6 +215,15 @@ impl Metrics {
                 self.upstream_errors[i].load(Ordering::Relaxed)
             );
         }
+        out.push_str(
+            "# HELP portico_upstream_retries_total Attempts sent to another endpoint after a failed one.\n",
+        );
+        out.push_str("# TYPE portico_upstream_retries_total counter\n");
+        let _ = writeln!(
+            out,
+            "portico_upstream_retries_total {}",
+            self.upstream_retries.load(Ordering::Relaxed)
+        );
 
         let gauges: [(&str, &str, &str, String); 9] = [
             (

@@ -32,8 +32,19 @@ pub fn redirect(status: StatusCode, location: HeaderValue) -> Response<ProxyBody
 
 /// `https://host[:port]/path?query` for a plain-HTTP request; `None` if it cannot be a header.
 pub fn https_location(host: &str, port: u16, path_and_query: &str) -> Option<HeaderValue> {
+    location("https", host, (port != 443).then_some(port), path_and_query)
+}
+
+/// `scheme://host[:port]/path?query`; `None` if it cannot be a header.
+pub fn location(
+    scheme: &str,
+    host: &str,
+    port: Option<u16>,
+    path_and_query: &str,
+) -> Option<HeaderValue> {
     let mut s = String::with_capacity(host.len() + path_and_query.len() + 16);
-    s.push_str("https://");
+    s.push_str(scheme);
+    s.push_str("://");
     if host.contains(':') {
         s.push('[');
         s.push_str(host);
@@ -41,7 +52,7 @@ pub fn https_location(host: &str, port: u16, path_and_query: &str) -> Option<Hea
     } else {
         s.push_str(host);
     }
-    if port != 443 {
+    if let Some(port) = port {
         let _ = write!(s, ":{port}");
     }
     s.push_str(path_and_query);

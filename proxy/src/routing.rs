@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::backend::Target;
+use crate::canary::Canary;
 
 /// How a rule's path is compared with a request's path.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -16,6 +17,49 @@ pub enum PathMatch {
     Prefix(String),
     /// `pathType: ImplementationSpecific`: a plain string prefix, as ingress-nginx does.
     StringPrefix(String),
+    /// A path of a host that uses regexes (`use-regex`, `rewrite-target`): anchored at the
+    /// start, case-insensitive, as ingress-nginx's `location ~*`.
+    Regex(RegexPath),
+}
+
+/// A compiled path regex; compared, ordered and hashed by its source.
+#[derive(Clone, Debug)]
+pub struct RegexPath {
+    source: String,
+    regex: regex::Regex,
+}
+
+impl RegexPath {
+    /// `regex` must be `source` compiled as `^(?:source)`, case-insensitive.
+    pub fn new(source: String, regex: regex::Regex) -> Self {
+        RegexPath { source, regex }
+    }
+
+    pub fn regex(&self) -> &regex::Regex {
+        &self.regex
+    }
+}
+
+impl PartialEq for RegexPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+impl Eq for RegexPath {}
+impl PartialOrd for RegexPath {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for RegexPath {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.source.cmp(&other.source)
+    }
+}
+impl std::hash::Hash for RegexPath {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.source.hash(state);
+    }
 }
 
 impl PathMatch {
@@ -34,6 +78,7 @@ impl PathMatch {
                 None => false,
             },
             PathMatch::StringPrefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Regex(r) => r.regex.is_match(path),
         }
     }
 
@@ -43,6 +88,7 @@ impl PathMatch {
             PathMatch::Exact(p) | PathMatch::StringPrefix(p) => p,
             PathMatch::Prefix(p) if p.is_empty() => "/",
             PathMatch::Prefix(p) => p,
+            PathMatch::Regex(r) => &r.source,
         }
     }
 
@@ -52,29 +98,65 @@ impl PathMatch {
             PathMatch::Exact(_) => "Exact",
             PathMatch::Prefix(_) => "Prefix",
             PathMatch::StringPrefix(_) => "ImplementationSpecific",
+            PathMatch::Regex(_) => "Regex",
         }
     }
 
-    /// Ordering key: longer paths first; at equal length Exact, then Prefix, then string prefix.
-    fn precedence(&self) -> (std::cmp::Reverse<usize>, u8) {
+    /// Ordering key: longer paths first; at equal length Exact, then Prefix, then string
+    /// prefix, then regex. On a host with regexes, Exact paths come before everything (as
+    /// nginx tries `location =` before regex locations).
+    fn precedence(&self, regex_host: bool) -> (u8, std::cmp::Reverse<usize>, u8) {
         let (len, rank) = match self {
             PathMatch::Exact(p) => (p.len(), 0),
             PathMatch::Prefix(p) => (p.len(), 1),
             PathMatch::StringPrefix(p) => (p.len(), 2),
+            PathMatch::Regex(r) => (r.source.len(), 3),
         };
-        (std::cmp::Reverse(len), rank)
+        let group = u8::from(regex_host && rank != 0);
+        (group, std::cmp::Reverse(len), rank)
     }
 }
 
 /// One path rule of a host and where it sends requests.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Route {
     pub path: PathMatch,
     pub target: Arc<Target>,
+    /// Alternatives chosen per request (canary Ingresses for the same host and path).
+    pub canaries: Vec<Canary>,
+}
+
+impl Route {
+    pub fn new(path: PathMatch, target: Arc<Target>) -> Self {
+        Route {
+            path,
+            target,
+            canaries: Vec::new(),
+        }
+    }
+}
+
+/// What a request matched: the route's target and its canaries.
+#[derive(Clone, Copy, Debug)]
+pub struct Matched<'a> {
+    pub target: &'a Arc<Target>,
+    pub canaries: &'a [Canary],
+    /// The path rule, when a rule matched (not a default backend).
+    pub path: Option<&'a PathMatch>,
+}
+
+impl<'a> Matched<'a> {
+    fn fallback(target: &'a Arc<Target>) -> Self {
+        Matched {
+            target,
+            canaries: &[],
+            path: None,
+        }
+    }
 }
 
 /// All path rules of one host (merged across Ingresses), longest first.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct HostRoutes {
     routes: Vec<Route>,
     /// Where requests for this host that match no path go (an Ingress `defaultBackend`).
@@ -85,7 +167,8 @@ impl HostRoutes {
     /// Builds the path table; routes are sorted into precedence order (stable, so the caller's
     /// order decides among identical paths — translate removes those first).
     pub fn new(mut routes: Vec<Route>, fallback: Option<Arc<Target>>) -> Self {
-        routes.sort_by_key(|r| r.path.precedence());
+        let regex_host = routes.iter().any(|r| matches!(r.path, PathMatch::Regex(_)));
+        routes.sort_by_key(|r| r.path.precedence(regex_host));
         HostRoutes { routes, fallback }
     }
 
@@ -94,12 +177,15 @@ impl HostRoutes {
     }
 
     #[inline]
-    fn find(&self, path: &str) -> Option<&Arc<Target>> {
-        self.routes
-            .iter()
-            .find(|r| r.path.matches(path))
-            .map(|r| &r.target)
-            .or(self.fallback.as_ref())
+    fn find(&self, path: &str) -> Option<Matched<'_>> {
+        match self.routes.iter().find(|r| r.path.matches(path)) {
+            Some(r) => Some(Matched {
+                target: &r.target,
+                canaries: &r.canaries,
+                path: Some(&r.path),
+            }),
+            None => self.fallback.as_ref().map(Matched::fallback),
+        }
     }
 }
 
@@ -141,7 +227,7 @@ impl std::fmt::Display for HostPattern {
 }
 
 /// Hosts to path tables, plus the catch-all default backend.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct RouteTable {
     exact: HashMap<String, HostRoutes>,
     wildcard: HashMap<String, HostRoutes>,
@@ -190,10 +276,11 @@ impl RouteTable {
 
     /// The target for a request. `host` lowercase without port, `path` without query.
     #[inline]
-    pub fn find(&self, host: &str, path: &str) -> Option<&Arc<Target>> {
+    pub fn find(&self, host: &str, path: &str) -> Option<Matched<'_>> {
+        let default = || self.default.as_ref().map(Matched::fallback);
         match self.host(host) {
-            Some(routes) => routes.find(path).or(self.default.as_ref()),
-            None => self.default.as_ref(),
+            Some(routes) => routes.find(path).or_else(default),
+            None => default(),
         }
     }
 
@@ -260,10 +347,7 @@ mod tests {
             by_host
                 .entry(HostPattern::parse(host))
                 .or_default()
-                .push(Route {
-                    path: path.clone(),
-                    target: target(name),
-                });
+                .push(Route::new(path.clone(), target(name)));
         }
         RouteTable::new(
             by_host
@@ -275,7 +359,7 @@ mod tests {
     }
 
     fn hit(t: &RouteTable, host: &str, path: &str) -> Option<String> {
-        t.find(host, path).map(|t| t.service.clone())
+        t.find(host, path).map(|m| m.target.service.clone())
     }
 
     #[test]

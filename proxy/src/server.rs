@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -17,13 +15,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::body::ProxyBody;
 use crate::config::ProxyConfig;
 use crate::error::{CertError, ServeError};
 use crate::forward::{self, ConnInfo};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::tls::{server_config, SessionState};
+use crate::upstream::Upstreams;
 
 /// The configuration being served: one snapshot and the TLS settings built from it.
 #[derive(Debug)]
@@ -38,7 +36,7 @@ pub(crate) struct Shared {
     pub(crate) live: ArcSwapOption<Live>,
     pub(crate) config: ProxyConfig,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) upstream: Client<HttpConnector, ProxyBody>,
+    pub(crate) upstreams: Upstreams,
     sessions: SessionState,
     generation: AtomicU64,
     draining: AtomicBool,
@@ -69,17 +67,7 @@ pub struct Drain {
 
 impl Proxy {
     pub fn new(config: ProxyConfig) -> Result<Self, ServeError> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.upstream_connect_timeout));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let upstream = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.upstream_idle_timeout)
-            .pool_max_idle_per_host(256)
-            .retry_canceled_requests(true)
-            .set_host(false)
-            .build(connector);
+        let upstreams = Upstreams::new(&config);
 
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1()
@@ -99,7 +87,7 @@ impl Proxy {
             shared: Arc::new(Shared {
                 live: ArcSwapOption::empty(),
                 metrics: Arc::new(Metrics::default()),
-                upstream,
+                upstreams,
                 sessions: SessionState::new()?,
                 generation: AtomicU64::new(0),
                 draining: AtomicBool::new(false),
@@ -113,6 +101,7 @@ impl Proxy {
     pub fn publish(&self, snapshot: Snapshot, build_time: Duration) -> Result<u64, CertError> {
         let snapshot = Arc::new(snapshot);
         let tls = server_config(snapshot.clone(), &self.shared.sessions)?;
+        self.shared.upstreams.attach(&snapshot);
         let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.shared.metrics.bind(&snapshot, generation, build_time);
         self.shared.live.store(Some(Arc::new(Live {

@@ -24,7 +24,9 @@ impl Snapshot {
             .flat_map(|(_, host)| {
                 host.routes()
                     .iter()
-                    .map(|r| &r.target)
+                    .flat_map(|r| {
+                        std::iter::once(&r.target).chain(r.canaries.iter().map(|c| &c.target))
+                    })
                     .chain(host.fallback.iter())
             })
             .chain(self.routes.default.iter())

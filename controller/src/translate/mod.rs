@@ -5,6 +5,7 @@
 
 mod backends;
 mod class;
+pub mod policy;
 mod routes;
 mod tls;
 mod validate;
@@ -89,6 +90,10 @@ pub(crate) struct Selected<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     pub canary: bool,
+    /// Its policy, from its annotations over the weaker sources.
+    pub policy: policy::PolicyInput,
+    /// For a canary: how requests are chosen for it.
+    pub canary_input: policy::CanaryInput,
 }
 
 impl Selected<'_> {
@@ -123,15 +128,30 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
         .ingresses
         .iter()
         .filter(|i| classes.accepts(i))
-        .map(|i| Selected {
-            ingress: i,
-            namespace: i.metadata.namespace.as_deref().unwrap_or("default"),
-            name: i.metadata.name.as_deref().unwrap_or(""),
-            canary: i.metadata.annotations.as_ref().is_some_and(|a| {
+        .map(|i| {
+            let namespace = i.metadata.namespace.as_deref().unwrap_or("default");
+            let name = i.metadata.name.as_deref().unwrap_or("");
+            let annotations = i.metadata.annotations.as_ref();
+            let canary = annotations.is_some_and(|a| {
                 CANARY_ANNOTATIONS
                     .iter()
                     .any(|k| a.get(*k).is_some_and(|v| v == "true"))
-            }),
+            });
+            let object = ObjectRef::new("Ingress", namespace, name);
+            let policy = policy::from_annotations(annotations, &object, &mut problems);
+            let canary_input = if canary {
+                policy::canary_of(annotations, &object, &mut problems)
+            } else {
+                policy::CanaryInput::default()
+            };
+            Selected {
+                ingress: i,
+                namespace,
+                name,
+                canary,
+                policy,
+                canary_input,
+            }
         })
         .collect();
     selected.sort_by(|a, b| {

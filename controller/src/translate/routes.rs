@@ -4,9 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, ServiceBackendPort};
-use portico_proxy::{HostPattern, HostRoutes, PathMatch, Route, RouteTable, Target};
+use portico_proxy::{
+    Backend, Canary, CanaryHeader, Endpoints, HeaderMatch, HostPattern, HostRoutes, PathMatch,
+    Policy, RegexPath, Route, RouteTable, Target,
+};
 
 use super::backends::Backends;
+use super::policy::{self, grammar};
 use super::{validate, Options, Selected};
 use crate::problem::{ObjectRef, Problem, Reason};
 
@@ -17,6 +21,11 @@ pub struct HostOwners<'a> {
 }
 
 impl HostOwners<'_> {
+    /// Does any Ingress claim `host`?
+    pub fn claimed(&self, host: &HostPattern) -> bool {
+        self.owners.contains_key(host)
+    }
+
     /// May Ingress `s` serve `host`? When not, the refusal is reported.
     pub fn admit(&self, host: &HostPattern, s: &Selected<'_>, problems: &mut Vec<Problem>) -> bool {
         match self.owners.get(host) {
@@ -110,6 +119,7 @@ fn target(
     s: &Selected<'_>,
     backend: &IngressBackend,
     redirect: bool,
+    policy: Arc<Policy>,
     backends: &mut Backends<'_>,
     problems: &mut Vec<Problem>,
 ) -> Option<Arc<Target>> {
@@ -121,21 +131,38 @@ fn target(
     if let Some(reason) = problem {
         problems.push(Problem::new(s.object(), reason));
     }
-    Some(Arc::new(Target::new(
-        s.namespace,
-        s.name,
-        format!("{}:{}", svc.name, port_label(svc)),
-        b,
-        redirect,
-    )))
+    Some(Arc::new(
+        Target::new(
+            s.namespace,
+            s.name,
+            format!("{}:{}", svc.name, port_label(svc)),
+            b,
+            redirect,
+        )
+        .with_policy(policy),
+    ))
 }
 
-fn path_match(path: Option<&str>, path_type: &str) -> Result<PathMatch, Reason> {
+fn path_match(path: Option<&str>, path_type: &str, regex_host: bool) -> Result<PathMatch, Reason> {
     let invalid = |why| Reason::InvalidPath {
         path: path.unwrap_or("").to_string(),
         path_type: path_type.to_string(),
         why,
     };
+    if regex_host && path_type != "Exact" && !path_type.is_empty() {
+        // ingress-nginx: on a host with `use-regex` or `rewrite-target`, every path but the
+        // Exact ones is a regex, anchored at the start and case-insensitive.
+        let p = match path {
+            None | Some("") => "/",
+            Some(p) => p,
+        };
+        if !p.starts_with('/') {
+            return Err(invalid("must start with '/'"));
+        }
+        let re = grammar::regex(p, true)
+            .map_err(|_| invalid("not a valid regex (the host uses regex paths)"))?;
+        return Ok(PathMatch::Regex(RegexPath::new(p.to_string(), re)));
+    }
     match path_type {
         "Exact" | "Prefix" => {
             let p = path.unwrap_or("");
@@ -159,6 +186,56 @@ fn path_match(path: Option<&str>, path_type: &str) -> Result<PathMatch, Reason> 
     }
 }
 
+/// Hosts whose paths are regexes: some Ingress for them sets `use-regex` or `rewrite-target`
+/// (ingress-nginx applies it to every path of the host).
+fn regex_hosts(selected: &[Selected<'_>]) -> BTreeSet<HostPattern> {
+    selected
+        .iter()
+        .filter(|s| !s.canary && s.policy.regex_paths())
+        .filter_map(|s| s.ingress.spec.as_ref())
+        .flat_map(|spec| spec.rules.iter().flatten())
+        .map(|r| HostPattern::parse(r.host.as_deref()))
+        .collect()
+}
+
+/// The policy of one route of `s`: shared by all its routes unless it rewrites paths (the
+/// rewrite needs the route's own regex).
+fn route_policy(s: &Selected<'_>, shared: &Arc<Policy>, pm: &PathMatch) -> Arc<Policy> {
+    if s.policy.rewrite_target.is_none() {
+        return shared.clone();
+    }
+    let compiled;
+    let re = match pm {
+        PathMatch::Regex(r) => r.regex(),
+        other => match grammar::regex(&regex::escape(other.path()), true) {
+            Ok(re) => {
+                compiled = re;
+                &compiled
+            }
+            Err(_) => return shared.clone(),
+        },
+    };
+    s.policy.build(Some(re))
+}
+
+fn canary(s: &Selected<'_>, target: Arc<Target>) -> Canary {
+    let input = &s.canary_input;
+    Canary {
+        target,
+        header: input.header.clone().map(|name| CanaryHeader {
+            name,
+            matches: match (&input.header_value, &input.header_pattern) {
+                (Some(v), _) => HeaderMatch::Value(v.clone()),
+                (None, Some(re)) => HeaderMatch::Pattern(re.clone()),
+                (None, None) => HeaderMatch::AlwaysNever,
+            },
+        }),
+        cookie: input.cookie.clone(),
+        weight: input.weight,
+        total: input.total,
+    }
+}
+
 /// Builds the route table from the selected Ingresses (oldest first).
 pub fn build(
     selected: &[Selected<'_>],
@@ -170,14 +247,17 @@ pub fn build(
 ) -> RouteTable {
     let mut buckets: BTreeMap<HostPattern, Bucket> = BTreeMap::new();
     // (host, path) → the Ingress that holds it.
-    let mut claimed: BTreeMap<(HostPattern, PathMatch), String> = BTreeMap::new();
+    let mut claimed: BTreeMap<(HostPattern, &'static str, String), String> = BTreeMap::new();
     let mut default: Option<(Arc<Target>, String)> = None;
+    let regex_hosts = regex_hosts(selected);
+    let mut www_twins: Vec<(String, String)> = Vec::new();
 
     // Primaries first, so a canary never takes a path from its primary.
     for s in primaries_first(selected) {
         let Some(spec) = s.ingress.spec.as_ref() else {
             continue;
         };
+        let shared_policy = s.policy.build(None);
         let mut hosts_of_ingress = Vec::new();
         for rule in spec.rules.iter().flatten() {
             if let Some(h) = rule.host.as_deref() {
@@ -197,7 +277,17 @@ pub fn build(
                 continue;
             }
             hosts_of_ingress.push(host.clone());
-            let redirect_https = redirect.covers(&host);
+            if let (HostPattern::Exact(h), false, Some(true)) =
+                (&host, s.canary, s.policy.from_to_www_redirect)
+            {
+                let twin = match h.strip_prefix("www.") {
+                    Some(bare) => bare.to_string(),
+                    None => format!("www.{h}"),
+                };
+                www_twins.push((twin, h.clone()));
+            }
+            let redirect_https = s.policy.redirects_to_https(redirect.covers(&host));
+            let regex_host = regex_hosts.contains(&host);
             for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
                 let path_type = p.path_type.as_str();
                 let path_type = if path_type.is_empty() {
@@ -205,33 +295,46 @@ pub fn build(
                 } else {
                     path_type
                 };
-                let pm = match path_match(p.path.as_deref(), path_type) {
+                let pm = match path_match(p.path.as_deref(), path_type, regex_host) {
                     Ok(pm) => pm,
                     Err(reason) => {
                         problems.push(Problem::new(s.object(), reason));
                         continue;
                     }
                 };
-                let key = (host.clone(), pm.clone());
-                if let Some(winner) = claimed.get(&key) {
-                    let reason = if s.canary {
-                        Reason::CanaryNotApplied {
-                            host: host.to_string(),
-                            path: pm.path().to_string(),
-                            primary: winner.clone(),
+                let key = (host.clone(), pm.kind(), pm.path().to_string());
+                if s.canary {
+                    // A canary joins the primary's route: same policy, its own backend. Without
+                    // a primary for its host and path, it is served like any Ingress.
+                    let primary = buckets
+                        .get_mut(&host)
+                        .and_then(|b| b.routes.iter_mut().find(|r| r.path == pm));
+                    if let Some(primary) = primary {
+                        let policy = primary.target.policy.clone();
+                        let redirect_https = primary.target.redirect_https;
+                        if let Some(t) =
+                            target(s, &p.backend, redirect_https, policy, backends, problems)
+                        {
+                            primary.canaries.push(canary(s, t));
                         }
-                    } else {
+                        continue;
+                    }
+                }
+                if let Some(winner) = claimed.get(&key) {
+                    problems.push(Problem::new(
+                        s.object(),
                         Reason::PathConflict {
                             host: host.to_string(),
                             path: pm.path().to_string(),
                             path_type: pm.kind().to_string(),
                             winner: winner.clone(),
-                        }
-                    };
-                    problems.push(Problem::new(s.object(), reason));
+                        },
+                    ));
                     continue;
                 }
-                let Some(t) = target(s, &p.backend, redirect_https, backends, problems) else {
+                let policy = route_policy(s, &shared_policy, &pm);
+                let Some(t) = target(s, &p.backend, redirect_https, policy, backends, problems)
+                else {
                     continue;
                 };
                 claimed.insert(key, s.key());
@@ -242,10 +345,7 @@ pub fn build(
                         fallback: None,
                     })
                     .routes
-                    .push(Route {
-                        path: pm,
-                        target: t,
-                    });
+                    .push(Route::new(pm, t));
             }
         }
 
@@ -260,13 +360,22 @@ pub fn build(
                     fallback: None,
                 });
                 if bucket.fallback.is_none() {
-                    bucket.fallback = target(s, db, redirect.covers(host), backends, problems);
+                    let redirect_https = s.policy.redirects_to_https(redirect.covers(host));
+                    bucket.fallback = target(
+                        s,
+                        db,
+                        redirect_https,
+                        shared_policy.clone(),
+                        backends,
+                        problems,
+                    );
                 }
             }
             // For every other request: the oldest Ingress with a defaultBackend.
             match &default {
                 None => {
-                    default = target(s, db, false, backends, problems).map(|t| (t, s.key()));
+                    default = target(s, db, false, shared_policy.clone(), backends, problems)
+                        .map(|t| (t, s.key()));
                 }
                 Some((_, winner)) if hosts_of_ingress.is_empty() => {
                     problems.push(Problem::new(
@@ -279,6 +388,25 @@ pub fn build(
                 Some(_) => {}
             }
         }
+    }
+
+    // `from-to-www-redirect`: the twin host redirects to the declared one, unless some
+    // Ingress serves the twin itself (then the annotation is omitted, as in ingress-nginx).
+    for (twin, host) in www_twins {
+        let pattern = HostPattern::Exact(twin);
+        if buckets.contains_key(&pattern) || owners.claimed(&pattern) {
+            continue;
+        }
+        let nowhere = Arc::new(Backend::new("redirect", Endpoints::Static(Vec::new())));
+        let redirect = Target::new("", "", "redirect", nowhere, false)
+            .with_policy(policy::host_redirect(&host));
+        buckets.insert(
+            pattern,
+            Bucket {
+                routes: Vec::new(),
+                fallback: Some(Arc::new(redirect)),
+            },
+        );
     }
 
     let default = match default {

@@ -9,7 +9,7 @@ fn service_ports_by_name_and_number_resolve_to_slice_ports() {
         .rule("h.com", "/name", named_port("web", "http"))
         .build()]));
     for p in ["/num", "/name"] {
-        let t = out.snapshot.routes.find("h.com", p).unwrap();
+        let t = out.snapshot.routes.find("h.com", p).unwrap().target;
         assert_eq!(
             t.backend.addresses(),
             &["10.0.0.1:8080".parse().unwrap()],
@@ -26,7 +26,7 @@ fn missing_services_and_ports_keep_the_route_with_no_endpoint() {
         .rule("h.com", "/noport", backend("web", 81))
         .build()]));
     for p in ["/nosvc", "/noport"] {
-        let t = out.snapshot.routes.find("h.com", p).unwrap();
+        let t = out.snapshot.routes.find("h.com", p).unwrap().target;
         assert!(t.backend.addresses().is_empty(), "{p}");
     }
     let r = reasons(&out);
@@ -91,6 +91,7 @@ fn endpoint_conditions_families_and_duplicates() {
         .routes
         .find("h.com", "/")
         .unwrap()
+        .target
         .backend
         .addresses()
         .iter()
@@ -107,6 +108,7 @@ fn endpoint_conditions_families_and_duplicates() {
         .routes
         .find("h.com", "/")
         .unwrap()
+        .target
         .backend
         .addresses()
         .iter()
@@ -133,7 +135,13 @@ fn terminating_serving_endpoints_are_used_when_none_is_ready() {
         ],
     ));
     let out = run(&inputs);
-    let b = &out.snapshot.routes.find("h.com", "/").unwrap().backend;
+    let b = &out
+        .snapshot
+        .routes
+        .find("h.com", "/")
+        .unwrap()
+        .target
+        .backend;
     assert_eq!(b.addresses(), &["10.2.0.1:80".parse().unwrap()]);
 }
 
@@ -162,6 +170,7 @@ fn external_names_need_the_flag() {
             .routes
             .find("h.com", "/")
             .unwrap()
+            .target
             .backend
             .endpoints,
         Endpoints::ExternalName {
@@ -181,8 +190,20 @@ fn backends_are_shared_between_routes() {
             .rule("b.com", "/", backend("web", 80))
             .build(),
     ]));
-    let a = &out.snapshot.routes.find("a.com", "/").unwrap().backend;
-    let b = &out.snapshot.routes.find("b.com", "/").unwrap().backend;
+    let a = &out
+        .snapshot
+        .routes
+        .find("a.com", "/")
+        .unwrap()
+        .target
+        .backend;
+    let b = &out
+        .snapshot
+        .routes
+        .find("b.com", "/")
+        .unwrap()
+        .target
+        .backend;
     assert!(Arc::ptr_eq(a, b));
 }
 
@@ -208,8 +229,20 @@ fn a_port_named_or_numbered_shares_one_backend() {
         .rule("h.com", "/num", backend("web", 80))
         .rule("h.com", "/name", named_port("web", "http"))
         .build()]));
-    let num = &out.snapshot.routes.find("h.com", "/num").unwrap().backend;
-    let name = &out.snapshot.routes.find("h.com", "/name").unwrap().backend;
+    let num = &out
+        .snapshot
+        .routes
+        .find("h.com", "/num")
+        .unwrap()
+        .target
+        .backend;
+    let name = &out
+        .snapshot
+        .routes
+        .find("h.com", "/name")
+        .unwrap()
+        .target
+        .backend;
     assert!(Arc::ptr_eq(num, name));
     assert_eq!(num.name, "default/web:80");
     // Targets keep the reference as written, for logs.
@@ -229,7 +262,7 @@ fn a_service_in_another_namespace_is_not_used() {
     assert!(
         matches!(&reasons(&out)[..], [Reason::ServiceNotFound { service }] if service == "team/web")
     );
-    let t = out.snapshot.routes.find("h.com", "/").unwrap();
+    let t = out.snapshot.routes.find("h.com", "/").unwrap().target;
     assert!(t.backend.addresses().is_empty(), "the route answers 503");
 }
 
@@ -286,7 +319,13 @@ fn slices_are_matched_by_service_label_namespace_and_port_name() {
         ),
     ]);
     let out = run(&inputs);
-    let b = &out.snapshot.routes.find("h.com", "/").unwrap().backend;
+    let b = &out
+        .snapshot
+        .routes
+        .find("h.com", "/")
+        .unwrap()
+        .target
+        .backend;
     assert_eq!(b.addresses(), &["10.3.0.1:9000".parse().unwrap()]);
 }
 
@@ -324,6 +363,7 @@ fn external_names_are_checked_and_take_named_ports() {
             .routes
             .find("h.com", "/ok")
             .unwrap()
+            .target
             .backend
             .endpoints,
         Endpoints::ExternalName {
@@ -339,6 +379,7 @@ fn external_names_are_checked_and_take_named_ports() {
             .routes
             .find("h.com", "/bad")
             .unwrap()
+            .target
             .backend
             .addresses(),
         &[]
@@ -377,6 +418,7 @@ fn endpoints_are_sorted_whatever_the_slice_order() {
             .routes
             .find("h.com", "/")
             .unwrap()
+            .target
             .backend
             .addresses()
             .to_vec()

@@ -67,14 +67,10 @@ fn canaries_are_never_conflict_losers() {
         hit(&out, "h.com", "/only-canary"),
         Some(("canary".into(), "api:80".into()))
     );
-    assert!(
-        reasons(&out)
-            .iter()
-            .all(|r| matches!(r, Reason::CanaryNotApplied { .. })),
-        "{:?}",
-        out.problems
-    );
-    assert_eq!(out.problems.len(), 1);
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let canaries = out.snapshot.routes.find("h.com", "/").unwrap().canaries;
+    assert_eq!(canaries.len(), 1);
+    assert_eq!(canaries[0].target.ingress, "canary");
 }
 
 #[test]
@@ -188,25 +184,45 @@ fn a_path_repeated_within_one_ingress_is_reported() {
 }
 
 #[test]
-fn a_canary_names_the_primary_that_serves_its_path() {
+fn canaries_join_the_primary_route_with_its_policy() {
     let out = run(&world(vec![
         ingress("default", "main")
+            .annotation("nginx.ingress.kubernetes.io/proxy-read-timeout", "7")
             .rule("h.com", "/", backend("web", 80))
             .build(),
-        ingress("default", "canary")
+        ingress("default", "canary-a")
             .annotation("portico.dev/canary", "true")
+            .annotation("nginx.ingress.kubernetes.io/canary-by-header", "X-Beta")
             .rule("h.com", "/", backend("api", 80))
             .build(),
+        ingress("default", "canary-b")
+            .annotation("nginx.ingress.kubernetes.io/canary", "true")
+            .annotation("nginx.ingress.kubernetes.io/canary-weight", "25")
+            .rule("h.com", "/", backend("web", 80))
+            .build(),
     ]));
-    assert_eq!(hit(&out, "h.com", "/").unwrap().0, "main");
-    let [p] = &out.problems[..] else {
-        panic!("{:?}", out.problems)
-    };
-    assert_eq!(p.object.name, "canary");
-    assert!(
-        matches!(&p.reason, Reason::CanaryNotApplied { primary, .. } if primary == "default/main")
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let m = out.snapshot.routes.find("h.com", "/").unwrap();
+    assert_eq!(m.target.ingress, "main");
+    let names: Vec<&str> = m
+        .canaries
+        .iter()
+        .map(|c| c.target.ingress.as_str())
+        .collect();
+    assert_eq!(names, ["canary-a", "canary-b"]);
+    let a = &m.canaries[0];
+    assert_eq!(a.header.as_ref().unwrap().name, "x-beta");
+    assert_eq!(
+        (a.weight, m.canaries[1].weight, m.canaries[1].total),
+        (0, 25, 100)
     );
-    assert!(p.to_string().contains("default/main"), "{p}");
+    for c in m.canaries {
+        assert!(Arc::ptr_eq(&c.target.policy, &m.target.policy));
+    }
+    assert_eq!(
+        m.target.policy.timeouts.read,
+        Some(std::time::Duration::from_secs(7))
+    );
 }
 
 #[test]

@@ -80,7 +80,7 @@ fn a_default_backend_with_a_missing_service_still_answers_503() {
     let out = run(&world(vec![ingress("default", "catchall")
         .default_backend(backend("gone", 80))
         .build()]));
-    let t = out.snapshot.routes.find("any.com", "/").unwrap();
+    let t = out.snapshot.routes.find("any.com", "/").unwrap().target;
     assert!(t.backend.addresses().is_empty());
     assert!(matches!(
         reasons(&out)[..],

@@ -24,6 +24,7 @@ mod conflicts;
 mod default_backends;
 mod hosts_and_paths;
 mod path_examples;
+mod policies;
 mod tls;
 
 // ---------- builders ----------
@@ -269,6 +270,15 @@ fn world(ingresses: Vec<Arc<Ingress>>) -> Inputs {
     }
 }
 
+fn with_certs(mut inputs: Inputs, certs: &[(&str, Result<Arc<TlsCertificate>, String>)]) -> Inputs {
+    for (name, c) in certs {
+        inputs
+            .certificates
+            .insert(("default".into(), name.to_string()), c.clone());
+    }
+    inputs
+}
+
 fn run(inputs: &Inputs) -> Output {
     translate(inputs, &options())
 }
@@ -278,7 +288,7 @@ fn hit(out: &Output, host: &str, path: &str) -> Option<(String, String)> {
     out.snapshot
         .routes
         .find(host, path)
-        .map(|t| (t.ingress.clone(), t.service.clone()))
+        .map(|m| (m.target.ingress.clone(), m.target.service.clone()))
 }
 
 fn served_by(out: &Output, host: &str, path: &str) -> Option<String> {

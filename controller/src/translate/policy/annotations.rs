@@ -1,0 +1,450 @@
+//! The annotation front-end of the policy model: `portico.dev/<key>` first, then
+//! `nginx.ingress.kubernetes.io/<key>`, each value through its strict grammar.
+
+use std::collections::BTreeMap;
+
+use http::header::{HeaderName, HeaderValue};
+use portico_proxy::policy::RetryOn;
+use regex::Regex;
+
+use super::grammar::{self, Parsed};
+use super::PolicyInput;
+use crate::problem::{ObjectRef, Problem, Reason};
+
+pub const PORTICO_PREFIX: &str = "portico.dev/";
+pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
+
+/// Keys read under both prefixes, with ingress-nginx's meaning.
+const SHARED_KEYS: &[&str] = &[
+    "ssl-redirect",
+    "force-ssl-redirect",
+    "preserve-trailing-slash",
+    "permanent-redirect",
+    "permanent-redirect-code",
+    "temporal-redirect",
+    "temporal-redirect-code",
+    "app-root",
+    "from-to-www-redirect",
+    "use-regex",
+    "rewrite-target",
+    "x-forwarded-prefix",
+    "upstream-vhost",
+    "proxy-body-size",
+    "proxy-connect-timeout",
+    "proxy-read-timeout",
+    "proxy-send-timeout",
+    "proxy-next-upstream",
+    "proxy-next-upstream-tries",
+    "canary",
+    "canary-by-header",
+    "canary-by-header-value",
+    "canary-by-header-pattern",
+    "canary-by-cookie",
+    "canary-weight",
+    "canary-weight-total",
+];
+
+/// Keys only Portico has.
+const PORTICO_KEYS: &[&str] = &[
+    "set-request-headers",
+    "add-request-headers",
+    "remove-request-headers",
+    "set-response-headers",
+    "add-response-headers",
+    "remove-response-headers",
+];
+
+/// ingress-nginx keys whose setting has no effect in Portico, with why. Anything else under
+/// `nginx.ingress.kubernetes.io/` that Portico does not read is reported as unsupported.
+const NGINX_NO_EFFECT: &[(&str, &str)] = &[
+    (
+        "proxy-buffering",
+        "Portico streams requests and responses without buffering",
+    ),
+    (
+        "proxy-request-buffering",
+        "Portico streams requests and responses without buffering",
+    ),
+    (
+        "proxy-buffer-size",
+        "Portico streams requests and responses without buffering",
+    ),
+    (
+        "proxy-buffers-number",
+        "Portico streams requests and responses without buffering",
+    ),
+    (
+        "client-body-buffer-size",
+        "Portico streams request bodies without buffering",
+    ),
+    (
+        "proxy-http-version",
+        "Portico speaks HTTP/1.1 to HTTP backends",
+    ),
+];
+
+/// What a canary Ingress asks for.
+#[derive(Debug, Default)]
+pub struct CanaryInput {
+    pub header: Option<HeaderName>,
+    pub header_value: Option<HeaderValue>,
+    pub header_pattern: Option<Regex>,
+    pub cookie: Option<String>,
+    pub weight: u32,
+    pub total: u32,
+}
+
+struct Reader<'a> {
+    annotations: &'a BTreeMap<String, String>,
+    object: &'a ObjectRef,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl<'a> Reader<'a> {
+    /// The value of `key`: Portico's annotation when set, else ingress-nginx's.
+    fn get(&self, key: &str) -> Option<(String, &'a str)> {
+        for prefix in [PORTICO_PREFIX, NGINX_PREFIX] {
+            let full = format!("{prefix}{key}");
+            if let Some(v) = self.annotations.get(&full) {
+                return Some((full, v.as_str()));
+            }
+        }
+        None
+    }
+
+    fn only_portico(&self, key: &str) -> Option<(String, &'a str)> {
+        let full = format!("{PORTICO_PREFIX}{key}");
+        self.annotations.get(&full).map(|v| (full, v.as_str()))
+    }
+
+    fn parse<T>(&mut self, key: &str, parse: impl FnOnce(&str) -> Parsed<T>) -> Option<T> {
+        let (full, value) = self.get(key)?;
+        self.report(full, value, parse)
+    }
+
+    fn parse_portico<T>(&mut self, key: &str, parse: impl FnOnce(&str) -> Parsed<T>) -> Option<T> {
+        let (full, value) = self.only_portico(key)?;
+        self.report(full, value, parse)
+    }
+
+    fn report<T>(
+        &mut self,
+        key: String,
+        value: &str,
+        parse: impl FnOnce(&str) -> Parsed<T>,
+    ) -> Option<T> {
+        match parse(value) {
+            Ok(v) => Some(v),
+            Err(why) => {
+                self.problems.push(Problem::new(
+                    self.object.clone(),
+                    Reason::InvalidAnnotation { key, why },
+                ));
+                None
+            }
+        }
+    }
+}
+
+fn retry_conditions(v: &str) -> Parsed<RetryOn> {
+    let mut on = RetryOn::OFF;
+    let mut any = false;
+    for word in v.split(' ').filter(|w| !w.is_empty()) {
+        any = true;
+        on |= match word {
+            "error" => RetryOn::ERROR,
+            "timeout" => RetryOn::TIMEOUT,
+            "invalid_header" => RetryOn::INVALID_HEADER,
+            "http_500" => RetryOn::HTTP_500,
+            "http_502" => RetryOn::HTTP_502,
+            "http_503" => RetryOn::HTTP_503,
+            "http_504" => RetryOn::HTTP_504,
+            "http_403" => RetryOn::HTTP_403,
+            "http_404" => RetryOn::HTTP_404,
+            "http_429" => RetryOn::HTTP_429,
+            "non_idempotent" => RetryOn::NON_IDEMPOTENT,
+            "off" => RetryOn::OFF,
+            other => {
+                return Err(format!(
+                    "unknown condition {:?} (expected error, timeout, invalid_header, http_500, http_502, http_503, http_504, http_403, http_404, http_429, non_idempotent or off)",
+                    other.chars().take(32).collect::<String>()
+                ))
+            }
+        };
+    }
+    if !any {
+        return Err("no condition given".into());
+    }
+    if v.split(' ').any(|w| w == "off") {
+        return Ok(RetryOn::OFF);
+    }
+    Ok(on)
+}
+
+const REDIRECT_CODES: [u16; 5] = [301, 302, 303, 307, 308];
+
+/// The policy an Ingress's annotations ask for. Invalid values become problems on `object`;
+/// snippets and annotations Portico does not read are reported too.
+pub fn from_annotations(
+    annotations: Option<&BTreeMap<String, String>>,
+    object: &ObjectRef,
+    problems: &mut Vec<Problem>,
+) -> PolicyInput {
+    let Some(annotations) = annotations else {
+        return PolicyInput::default();
+    };
+    report_unread(annotations, object, problems);
+    let mut r = Reader {
+        annotations,
+        object,
+        problems,
+    };
+    let mut p = PolicyInput {
+        ssl_redirect: r.parse("ssl-redirect", grammar::boolean),
+        force_ssl_redirect: r.parse("force-ssl-redirect", grammar::boolean),
+        preserve_trailing_slash: r.parse("preserve-trailing-slash", grammar::boolean),
+        app_root: r.parse("app-root", grammar::path),
+        from_to_www_redirect: r.parse("from-to-www-redirect", grammar::boolean),
+        use_regex: r.parse("use-regex", grammar::boolean),
+        rewrite_target: r.parse("rewrite-target", grammar::rewrite_target),
+        x_forwarded_prefix: r.parse("x-forwarded-prefix", grammar::path),
+        upstream_vhost: r.parse("upstream-vhost", grammar::host_and_port),
+        max_body_size: r.parse("proxy-body-size", grammar::size),
+        connect_timeout: r.parse("proxy-connect-timeout", grammar::duration),
+        read_timeout: r.parse("proxy-read-timeout", grammar::duration),
+        send_timeout: r.parse("proxy-send-timeout", grammar::duration),
+        retry_on: r.parse("proxy-next-upstream", retry_conditions),
+        retry_tries: r
+            .parse("proxy-next-upstream-tries", |v| grammar::number(v, 0, 100))
+            .map(|n| n as u32),
+        request_set: r.parse_portico("set-request-headers", grammar::header_lines),
+        request_add: r.parse_portico("add-request-headers", grammar::header_lines),
+        request_remove: r.parse_portico("remove-request-headers", grammar::header_names),
+        response_set: r.parse_portico("set-response-headers", grammar::header_lines),
+        response_add: r.parse_portico("add-response-headers", grammar::header_lines),
+        response_remove: r.parse_portico("remove-response-headers", grammar::header_names),
+        ..PolicyInput::default()
+    };
+    // A permanent redirect wins over a temporal one, as in ingress-nginx.
+    for (url_key, code_key, default) in [
+        ("permanent-redirect", "permanent-redirect-code", 301),
+        ("temporal-redirect", "temporal-redirect-code", 302),
+    ] {
+        if p.redirect.is_some() {
+            break;
+        }
+        if let Some(location) = r.parse(url_key, grammar::url) {
+            let code = r
+                .parse(code_key, |v| grammar::status_code(v, &REDIRECT_CODES))
+                .or_else(|| http::StatusCode::from_u16(default).ok());
+            p.redirect = code.map(|c| (location, c));
+        }
+    }
+    p
+}
+
+/// The canary settings of a canary Ingress.
+pub fn canary_of(
+    annotations: Option<&BTreeMap<String, String>>,
+    object: &ObjectRef,
+    problems: &mut Vec<Problem>,
+) -> CanaryInput {
+    let Some(annotations) = annotations else {
+        return CanaryInput::default();
+    };
+    let mut r = Reader {
+        annotations,
+        object,
+        problems,
+    };
+    let total = r
+        .parse("canary-weight-total", |v| grammar::number(v, 1, 1_000_000))
+        .unwrap_or(100) as u32;
+    let weight = r
+        .parse("canary-weight", |v| grammar::number(v, 0, u64::from(total)))
+        .unwrap_or(0) as u32;
+    CanaryInput {
+        header: r.parse("canary-by-header", grammar::header_name),
+        header_value: r.parse("canary-by-header-value", grammar::header_value),
+        header_pattern: r.parse("canary-by-header-pattern", |v| grammar::regex(v, false)),
+        cookie: r.parse("canary-by-cookie", grammar::cookie_name),
+        weight,
+        total,
+    }
+}
+
+/// Snippets, and annotations under Portico's or ingress-nginx's prefix that Portico does not
+/// read: each is reported, so a migrating user sees exactly what to check.
+fn report_unread(
+    annotations: &BTreeMap<String, String>,
+    object: &ObjectRef,
+    problems: &mut Vec<Problem>,
+) {
+    for key in annotations.keys() {
+        let (prefix, name) = if let Some(n) = key.strip_prefix(NGINX_PREFIX) {
+            (NGINX_PREFIX, n)
+        } else if let Some(n) = key.strip_prefix(PORTICO_PREFIX) {
+            (PORTICO_PREFIX, n)
+        } else {
+            continue;
+        };
+        let reason = if name.ends_with("-snippet") || name == "server-snippets" {
+            Reason::SnippetIgnored { key: key.clone() }
+        } else if SHARED_KEYS.contains(&name)
+            || (prefix == PORTICO_PREFIX && PORTICO_KEYS.contains(&name))
+        {
+            continue;
+        } else if let Some((_, why)) = NGINX_NO_EFFECT
+            .iter()
+            .find(|(k, _)| prefix == NGINX_PREFIX && *k == name)
+        {
+            Reason::AnnotationNoEffect {
+                key: key.clone(),
+                why,
+            }
+        } else {
+            Reason::UnsupportedAnnotation { key: key.clone() }
+        };
+        problems.push(Problem::new(object.clone(), reason));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> (PolicyInput, Vec<Problem>) {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut problems = Vec::new();
+        let object = ObjectRef::new("Ingress", "ns", "ing");
+        let p = from_annotations(Some(&map), &object, &mut problems);
+        (p, problems)
+    }
+
+    #[test]
+    fn portico_annotations_win_over_nginx_ones() {
+        let (p, problems) = parse(&[
+            ("nginx.ingress.kubernetes.io/proxy-read-timeout", "10"),
+            ("portico.dev/proxy-read-timeout", "3s"),
+        ]);
+        assert_eq!(p.read_timeout, Some(std::time::Duration::from_secs(3)));
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn invalid_values_are_problems_and_ignored() {
+        let (p, problems) = parse(&[
+            ("nginx.ingress.kubernetes.io/proxy-body-size", "8 megabytes"),
+            ("nginx.ingress.kubernetes.io/ssl-redirect", "false"),
+            (
+                "nginx.ingress.kubernetes.io/permanent-redirect",
+                "https://a.example/\nX: y",
+            ),
+        ]);
+        assert_eq!(p.max_body_size, None);
+        assert_eq!(p.ssl_redirect, Some(false));
+        assert!(p.redirect.is_none());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems
+            .iter()
+            .all(|p| matches!(p.reason, Reason::InvalidAnnotation { .. })));
+    }
+
+    #[test]
+    fn snippets_and_unknown_annotations_are_reported() {
+        let (_, problems) = parse(&[
+            (
+                "nginx.ingress.kubernetes.io/configuration-snippet",
+                "more_set_headers x;",
+            ),
+            ("nginx.ingress.kubernetes.io/server-snippet", "return 200;"),
+            ("nginx.ingress.kubernetes.io/some-future-thing", "1"),
+            ("nginx.ingress.kubernetes.io/proxy-buffering", "on"),
+            ("portico.dev/typo-annotation", "1"),
+            ("example.com/other", "ignored silently"),
+        ]);
+        let codes: Vec<&str> = problems.iter().map(|p| p.reason.code()).collect();
+        assert_eq!(
+            codes,
+            [
+                "SnippetIgnored",
+                "AnnotationNoEffect",
+                "SnippetIgnored",
+                "UnsupportedAnnotation",
+                "UnsupportedAnnotation"
+            ]
+        );
+    }
+
+    #[test]
+    fn redirects_and_retries() {
+        let (p, problems) = parse(&[
+            (
+                "nginx.ingress.kubernetes.io/permanent-redirect",
+                "https://new.example/",
+            ),
+            ("nginx.ingress.kubernetes.io/permanent-redirect-code", "308"),
+            (
+                "nginx.ingress.kubernetes.io/temporal-redirect",
+                "https://other.example/",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/proxy-next-upstream",
+                "error http_502",
+            ),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let (loc, code) = p.redirect.unwrap();
+        assert_eq!(
+            (loc.to_str().unwrap(), code.as_u16()),
+            ("https://new.example/", 308)
+        );
+        let on = p.retry_on.unwrap();
+        assert!(on.contains(RetryOn::HTTP_502) && !on.contains(RetryOn::TIMEOUT));
+        let (p, problems) = parse(&[
+            (
+                "nginx.ingress.kubernetes.io/temporal-redirect",
+                "https://other.example/",
+            ),
+            ("nginx.ingress.kubernetes.io/temporal-redirect-code", "200"),
+            (
+                "nginx.ingress.kubernetes.io/proxy-next-upstream",
+                "error sometimes",
+            ),
+        ]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(p.redirect.unwrap().1.as_u16(), 302);
+        assert!(p.retry_on.is_none());
+        assert_eq!(retry_conditions("error off"), Ok(RetryOn::OFF));
+    }
+
+    #[test]
+    fn canary_settings() {
+        let map: BTreeMap<String, String> = [
+            ("nginx.ingress.kubernetes.io/canary", "true"),
+            ("nginx.ingress.kubernetes.io/canary-by-header", "X-Canary"),
+            ("nginx.ingress.kubernetes.io/canary-weight", "30"),
+            ("nginx.ingress.kubernetes.io/canary-weight-total", "1000"),
+            (
+                "nginx.ingress.kubernetes.io/canary-by-header-pattern",
+                "(unclosed",
+            ),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut problems = Vec::new();
+        let c = canary_of(
+            Some(&map),
+            &ObjectRef::new("Ingress", "ns", "c"),
+            &mut problems,
+        );
+        assert_eq!(c.header.unwrap(), "x-canary");
+        assert_eq!((c.weight, c.total), (30, 1000));
+        assert!(c.header_pattern.is_none());
+        assert_eq!(problems.len(), 1);
+    }
+}

@@ -1,0 +1,172 @@
+//! Route policies from annotations: regex hosts, rewrites, redirects, HTTPS redirects.
+
+use super::*;
+use portico_proxy::policy::Redirect;
+
+#[test]
+fn use_regex_turns_every_path_of_the_host_into_a_regex() {
+    let out = run(&world(vec![
+        ingress("default", "regex")
+            .annotation("nginx.ingress.kubernetes.io/use-regex", "true")
+            .path(
+                "h.com",
+                "/api/v[0-9]+",
+                "ImplementationSpecific",
+                backend("api", 80),
+            )
+            .build(),
+        ingress("default", "plain")
+            .path("h.com", "/static", "Prefix", backend("web", 80))
+            .path("h.com", "/exact", "Exact", backend("web", 80))
+            .path(
+                "other.com",
+                "/Api",
+                "ImplementationSpecific",
+                backend("web", 80),
+            )
+            .build(),
+    ]));
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    assert_eq!(
+        served_by(&out, "h.com", "/API/V2/users").as_deref(),
+        Some("api:80")
+    );
+    assert_eq!(served_by(&out, "h.com", "/api/vx"), None);
+    // The other Ingress's prefix path on the same host is a regex too (anchored at the start).
+    assert_eq!(
+        served_by(&out, "h.com", "/staticfile").as_deref(),
+        Some("web:80")
+    );
+    assert_eq!(
+        served_by(&out, "h.com", "/exact").as_deref(),
+        Some("web:80")
+    );
+    assert_eq!(
+        served_by(&out, "h.com", "/EXACT"),
+        None,
+        "Exact stays exact"
+    );
+    // Another host is untouched: its path is a case-sensitive string prefix.
+    assert_eq!(served_by(&out, "other.com", "/api"), None);
+    assert_eq!(
+        served_by(&out, "other.com", "/Apix").as_deref(),
+        Some("web:80")
+    );
+}
+
+#[test]
+fn longer_regex_paths_are_tried_first() {
+    let out = run(&world(vec![ingress("default", "r")
+        .annotation("nginx.ingress.kubernetes.io/use-regex", "true")
+        .path("h.com", "/.*", "ImplementationSpecific", backend("web", 80))
+        .path(
+            "h.com",
+            "/api/.*",
+            "ImplementationSpecific",
+            backend("api", 80),
+        )
+        .build()]));
+    assert_eq!(
+        served_by(&out, "h.com", "/api/x").as_deref(),
+        Some("api:80")
+    );
+    assert_eq!(served_by(&out, "h.com", "/x").as_deref(), Some("web:80"));
+}
+
+#[test]
+fn an_invalid_regex_path_is_reported_and_the_rest_served() {
+    let out = run(&world(vec![ingress("default", "r")
+        .annotation("nginx.ingress.kubernetes.io/use-regex", "true")
+        .path(
+            "h.com",
+            "/(unclosed",
+            "ImplementationSpecific",
+            backend("api", 80),
+        )
+        .path("h.com", "/ok", "ImplementationSpecific", backend("web", 80))
+        .build()]));
+    assert!(matches!(reasons(&out)[..], [Reason::InvalidPath { .. }]));
+    assert_eq!(served_by(&out, "h.com", "/ok").as_deref(), Some("web:80"));
+}
+
+#[test]
+fn rewrite_target_uses_the_path_captures() {
+    let out = run(&world(vec![ingress("default", "r")
+        .annotation("nginx.ingress.kubernetes.io/rewrite-target", "/$2")
+        .path(
+            "h.com",
+            "/something(/|$)(.*)",
+            "ImplementationSpecific",
+            backend("api", 80),
+        )
+        .build()]));
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let m = out.snapshot.routes.find("h.com", "/something/new").unwrap();
+    let rw = m.target.policy.rewrite.as_ref().unwrap();
+    assert_eq!(
+        rw.apply("/something/new", Some("q=1")).as_deref(),
+        Some("/new?q=1")
+    );
+}
+
+#[test]
+fn ssl_redirect_can_be_turned_off_or_forced() {
+    let inputs = with_certs(
+        world(vec![
+            ingress("default", "off")
+                .annotation("nginx.ingress.kubernetes.io/ssl-redirect", "false")
+                .tls(&["off.com"], Some("c"))
+                .rule("off.com", "/", backend("web", 80))
+                .build(),
+            ingress("default", "forced")
+                .annotation("nginx.ingress.kubernetes.io/force-ssl-redirect", "true")
+                .rule("forced.com", "/", backend("web", 80))
+                .build(),
+        ]),
+        &[("c", Ok(cert(&["off.com"])))],
+    );
+    let out = run(&inputs);
+    let redirect = |h: &str| {
+        out.snapshot
+            .routes
+            .find(h, "/")
+            .unwrap()
+            .target
+            .redirect_https
+    };
+    assert!(!redirect("off.com"));
+    assert!(redirect("forced.com"));
+}
+
+#[test]
+fn from_to_www_adds_the_twin_host_unless_someone_serves_it() {
+    let out = run(&world(vec![
+        ingress("default", "a")
+            .annotation("nginx.ingress.kubernetes.io/from-to-www-redirect", "true")
+            .rule("www.a.com", "/", backend("web", 80))
+            .rule("b.com", "/", backend("web", 80))
+            .build(),
+        ingress("default", "b-www")
+            .rule("www.b.com", "/", backend("api", 80))
+            .build(),
+    ]));
+    let twin = out.snapshot.routes.find("a.com", "/anything").unwrap();
+    assert!(matches!(
+        &twin.target.policy.redirect,
+        Some(Redirect::Host { host, code }) if host == "www.a.com" && code.as_u16() == 308
+    ));
+    assert_eq!(served_by(&out, "www.b.com", "/").as_deref(), Some("api:80"));
+}
+
+#[test]
+fn routes_without_annotations_share_the_empty_policy() {
+    let out = run(&world(vec![ingress("default", "a")
+        .annotation("example.com/unrelated", "x")
+        .rule("h.com", "/", backend("web", 80))
+        .build()]));
+    let m = out.snapshot.routes.find("h.com", "/").unwrap();
+    assert!(Arc::ptr_eq(
+        &m.target.policy,
+        &portico_proxy::Policy::none()
+    ));
+}
