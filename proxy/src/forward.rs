@@ -145,8 +145,10 @@ async fn route_and_forward(
     }
     if target.redirect_https && !conn.tls && !path.starts_with(ACME_PREFIX) {
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        // ingress-nginx drops a trailing slash unless `preserve-trailing-slash`; `/` alone
+        // stays (`https://host/` and `https://host` are the same URL).
         let pq = match pq.strip_suffix('/') {
-            Some(stripped) if !policy.preserve_trailing_slash => stripped,
+            Some(stripped) if !stripped.is_empty() && !policy.preserve_trailing_slash => stripped,
             _ => pq,
         };
         let resp = match respond::https_location(&host, shared.config.https_redirect_port, pq) {

@@ -148,7 +148,13 @@ async fn a_broken_file_is_reported_and_its_last_good_version_keeps_serving() {
         ]
         .join("---\n"),
     );
+    // The broken file's own publish (its problem) may land after `g` was read: wait for
+    // the change itself, not for any next generation.
     p.wait_generation(g).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while p.status_of(&c, "c.com", "/").await != 200 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(p.status_of(&c, "a.com", "/").await, 200);
     assert_eq!(p.status_of(&c, "c.com", "/").await, 200);
     let logs = p.logs();

@@ -35,7 +35,7 @@ fn the_readme_quickstart_works_as_written() {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
     let log = std::fs::File::create(dir.path().join("log")).unwrap();
-    let mut child = Command::new(portico_bin())
+    let child = Command::new(portico_bin())
         .args(["quickstart", "--dir"])
         .arg(dir.path())
         .args(["--http-addr", &format!("127.0.0.1:{http}")])
@@ -45,6 +45,8 @@ fn the_readme_quickstart_works_as_written() {
         .stderr(log)
         .spawn()
         .unwrap();
+    // Stopped even when an assertion fails, so no quickstart outlives the test.
+    let child = KillOnDrop(child);
     let logs = || std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -103,6 +105,14 @@ fn the_readme_quickstart_works_as_written() {
     );
     assert!(outputs[3].contains("\"service\": \"web\""), "{all}");
     assert!(outputs[4].contains("\"service\": \"web\""), "{all}");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -1,0 +1,382 @@
+//! Route policies from ingress-nginx and Portico annotations, through the real binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portico_e2e::manifests::{backend, ingress};
+use portico_e2e::{echo, echo_json, write, Portico};
+
+const NGINX: &str = "nginx.ingress.kubernetes.io/";
+
+fn nginx(key: &str) -> String {
+    format!("{NGINX}{key}")
+}
+
+async fn start_with(
+    ingresses: &[String],
+    backends: &[(&str, Vec<SocketAddr>)],
+) -> (tempfile::TempDir, Portico) {
+    let dir = tempfile::tempdir().unwrap();
+    let docs: Vec<String> = backends
+        .iter()
+        .map(|(name, addrs)| backend("default", name, addrs))
+        .collect();
+    write(dir.path(), "backends.yaml", &docs.join("---\n"));
+    write(dir.path(), "ingresses.yaml", &ingresses.join("---\n"));
+    let p = Portico::start(dir.path(), &[]).await;
+    (dir, p)
+}
+
+#[tokio::test]
+async fn redirects_app_root_and_www() {
+    let web = echo("web").await;
+    let (_dir, p) = start_with(
+        &[
+            ingress("default", "perm")
+                .annotation(&nginx("permanent-redirect"), "https://new.example/landing")
+                .rule("perm.com", "/", "Prefix", "web")
+                .yaml(),
+            ingress("default", "temp")
+                .annotation(&nginx("temporal-redirect"), "https://later.example/")
+                .annotation(&nginx("temporal-redirect-code"), "307")
+                .rule("temp.com", "/", "Prefix", "web")
+                .yaml(),
+            ingress("default", "root")
+                .annotation(&nginx("app-root"), "/app")
+                .rule("root.com", "/", "Prefix", "web")
+                .yaml(),
+            ingress("default", "www")
+                .annotation(&nginx("from-to-www-redirect"), "true")
+                .rule("www.w.com", "/", "Prefix", "web")
+                .yaml(),
+            ingress("default", "force")
+                .annotation(&nginx("force-ssl-redirect"), "true")
+                .rule("force.com", "/", "Prefix", "web")
+                .yaml(),
+            ingress("default", "keep")
+                .annotation(&nginx("force-ssl-redirect"), "true")
+                .annotation(&nginx("preserve-trailing-slash"), "true")
+                .rule("keep.com", "/", "Prefix", "web")
+                .yaml(),
+        ],
+        &[("web", vec![web])],
+    )
+    .await;
+    let hosts = [
+        "perm.com",
+        "temp.com",
+        "root.com",
+        "w.com",
+        "www.w.com",
+        "force.com",
+        "keep.com",
+    ];
+    let c = p.client(&hosts);
+    let get = |host: &'static str, path: &'static str| {
+        let c = c.clone();
+        let url = p.http_url(host, path);
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            let loc = r
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_string());
+            (r.status().as_u16(), loc)
+        }
+    };
+    assert_eq!(
+        get("perm.com", "/any?x=1").await,
+        (301, Some("https://new.example/landing".into()))
+    );
+    assert_eq!(
+        get("temp.com", "/").await,
+        (307, Some("https://later.example/".into()))
+    );
+    assert_eq!(get("root.com", "/").await, (302, Some("/app".into())));
+    assert_eq!(get("root.com", "/app").await.0, 200);
+    assert_eq!(
+        get("w.com", "/x?y=1").await,
+        (308, Some("http://www.w.com/x?y=1".into()))
+    );
+    assert_eq!(get("www.w.com", "/x").await.0, 200);
+    assert_eq!(
+        get("force.com", "/a/").await,
+        (308, Some("https://force.com/a".into())),
+        "the trailing slash is dropped, as ingress-nginx does"
+    );
+    assert_eq!(
+        get("keep.com", "/a/").await,
+        (308, Some("https://keep.com/a/".into()))
+    );
+}
+
+#[tokio::test]
+async fn rewrite_target_with_captures_prefix_vhost_and_headers() {
+    let web = echo("web").await;
+    let (_dir, p) = start_with(
+        &[ingress("default", "rw")
+            .annotation(&nginx("rewrite-target"), "/$2")
+            .annotation(&nginx("x-forwarded-prefix"), "/something")
+            .annotation(&nginx("upstream-vhost"), "internal.svc.local")
+            .annotation(
+                "portico.dev/set-request-headers",
+                "X-Team: blue\nX-Trace: on",
+            )
+            .annotation("portico.dev/remove-request-headers", "X-Secret")
+            .annotation("portico.dev/set-response-headers", "X-Frame-Options: DENY")
+            .annotation("portico.dev/remove-response-headers", "x-echo-endpoint")
+            .rule(
+                "rw.com",
+                "/something(/|$)(.*)",
+                "ImplementationSpecific",
+                "web",
+            )
+            .yaml()],
+        &[("web", vec![web])],
+    )
+    .await;
+    let c = p.client(&["rw.com"]);
+    let r = c
+        .get(p.http_url("rw.com", "/something/new/deep?q=1"))
+        .header("x-secret", "hidden")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert!(r.headers().get("x-echo-endpoint").is_none());
+    let j = echo_json(r).await;
+    assert_eq!(j["path"], "/new/deep");
+    assert_eq!(j["query"], "q=1");
+    assert_eq!(j["headers"]["host"], "internal.svc.local");
+    assert_eq!(j["headers"]["x-forwarded-prefix"], "/something");
+    assert_eq!(j["headers"]["x-team"], "blue");
+    assert_eq!(j["headers"]["x-trace"], "on");
+    assert!(j["headers"].get("x-secret").is_none());
+    // Case-insensitive and anchored at the start, as ingress-nginx's `location ~*`.
+    let j = echo_json(
+        c.get(p.http_url("rw.com", "/SOMETHING"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(j["path"], "/");
+    let r = c
+        .get(p.http_url("rw.com", "/x/something"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn body_size_and_read_timeout() {
+    let web = echo("web").await;
+    let (_dir, p) = start_with(
+        &[ingress("default", "limits")
+            .annotation(&nginx("proxy-body-size"), "1k")
+            .annotation(&nginx("proxy-read-timeout"), "1")
+            .rule("limits.com", "/", "Prefix", "web")
+            .yaml()],
+        &[("web", vec![web])],
+    )
+    .await;
+    let c = p.client(&["limits.com"]);
+    let url = p.http_url("limits.com", "/upload");
+    let small = c.post(&url).body(vec![b'a'; 1000]).send().await.unwrap();
+    assert_eq!(small.status(), 200);
+    assert_eq!(small.bytes().await.unwrap().len(), 1000);
+    let big = c.post(&url).body(vec![b'a'; 2000]).send().await.unwrap();
+    assert_eq!(big.status(), 413, "a declared length over the limit");
+    // A chunked body has no length up front: it is cut off when it passes the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..4).map(|_| Ok(vec![b'b'; 600])).collect();
+    let stream = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let chunked = c.post(&url).body(stream).send().await.unwrap();
+    assert_eq!(chunked.status(), 413, "a streamed body over the limit");
+
+    let started = std::time::Instant::now();
+    let slow = c
+        .get(p.http_url("limits.com", "/slow?delay=4000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(slow.status(), 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        c.get(p.http_url("limits.com", "/ok?delay=200"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+/// A backend that accepts connections and closes them at once, counting them.
+async fn resetting_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test]
+async fn failed_attempts_are_retried_only_when_safe() {
+    let web = echo("web").await;
+    let (bad, resets) = resetting_backend().await;
+    let (_dir, p) = start_with(
+        &[ingress("default", "retry")
+            .rule("retry.com", "/", "Prefix", "web")
+            .yaml()],
+        &[("web", vec![bad, web])],
+    )
+    .await;
+    let c = p.client(&["retry.com"]);
+    for i in 0..10 {
+        let r = c
+            .get(p.http_url("retry.com", &format!("/get/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET {i} is retried on the other endpoint");
+    }
+    assert!(resets.load(Ordering::SeqCst) >= 1);
+    let before = resets.load(Ordering::SeqCst);
+    let (mut ok, mut failed) = (0, 0);
+    for i in 0..10 {
+        let r = c
+            .post(p.http_url("retry.com", &format!("/post/{i}")))
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            200 => ok += 1,
+            502 => failed += 1,
+            s => panic!("unexpected {s}"),
+        }
+    }
+    let hit_bad = resets.load(Ordering::SeqCst) - before;
+    assert!(
+        failed >= 1,
+        "round robin sends some POSTs to the failing endpoint"
+    );
+    assert_eq!(
+        failed, hit_bad,
+        "each POST that reached the failing endpoint was answered 502, never sent again"
+    );
+    assert_eq!(ok + failed, 10);
+    let metrics = p.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("portico_upstream_retries_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn canaries_by_header_cookie_and_weight() {
+    let web = echo("web").await;
+    let beta = echo("beta").await;
+    let gamma = echo("gamma").await;
+    let (_dir, p) = start_with(
+        &[
+            ingress("default", "main")
+                .rule("c.com", "/", "Prefix", "web")
+                .yaml(),
+            ingress("default", "beta")
+                .annotation(&nginx("canary"), "true")
+                .annotation(&nginx("canary-by-header"), "X-Canary")
+                .annotation(&nginx("canary-by-cookie"), "beta")
+                .rule("c.com", "/", "Prefix", "beta")
+                .yaml(),
+            ingress("default", "gamma")
+                .annotation(&nginx("canary"), "true")
+                .annotation(&nginx("canary-weight"), "30")
+                .rule("c.com", "/", "Prefix", "gamma")
+                .yaml(),
+        ],
+        &[
+            ("web", vec![web]),
+            ("beta", vec![beta]),
+            ("gamma", vec![gamma]),
+        ],
+    )
+    .await;
+    let c = p.client(&["c.com"]);
+    let url = p.http_url("c.com", "/");
+    let service =
+        |r: reqwest::Response| r.headers()["x-echo-service"].to_str().unwrap().to_string();
+    for _ in 0..5 {
+        let r = c
+            .get(&url)
+            .header("x-canary", "always")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(service(r), "beta");
+        let r = c
+            .get(&url)
+            .header("cookie", "a=1; beta=always")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(service(r), "beta");
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..400 {
+        let r = c
+            .get(&url)
+            .header("x-canary", "never")
+            .send()
+            .await
+            .unwrap();
+        *counts.entry(service(r)).or_insert(0) += 1;
+    }
+    assert!(!counts.contains_key("beta"), "{counts:?}");
+    let gamma = f64::from(counts.get("gamma").copied().unwrap_or(0)) / 400.0;
+    assert!((0.2..0.4).contains(&gamma), "{counts:?}");
+}
+
+#[tokio::test]
+async fn snippets_and_bad_values_are_reported_and_the_route_still_serves() {
+    let web = echo("web").await;
+    let (_dir, p) = start_with(
+        &[ingress("default", "legacy")
+            .annotation(
+                &nginx("configuration-snippet"),
+                "more_set_headers \"X: y\";",
+            )
+            .annotation(&nginx("proxy-body-size"), "lots")
+            .annotation(&nginx("mirror-target"), "http://elsewhere")
+            .rule("legacy.com", "/", "Prefix", "web")
+            .yaml()],
+        &[("web", vec![web])],
+    )
+    .await;
+    let c = p.client(&["legacy.com"]);
+    let r = c.get(p.http_url("legacy.com", "/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x").is_none(), "the snippet never ran");
+    let limit = Duration::from_secs(5);
+    p.wait_log("configuration-snippet is a snippet", limit)
+        .await;
+    p.wait_log("proxy-body-size: expected a size", limit).await;
+    p.wait_log("mirror-target is not supported", limit).await;
+}
