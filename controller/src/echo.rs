@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -55,28 +56,66 @@ pub async fn serve(endpoint: EchoEndpoint) -> std::io::Result<()> {
 
 /// Serves an already bound listener.
 pub async fn serve_listener(listener: TcpListener, service: String) {
+    serve_accepted(listener, service, None).await;
+}
+
+/// Serves an already bound listener over TLS (HTTP/1.1 or HTTP/2 by ALPN); the JSON answer
+/// also says which SNI name the client sent.
+pub async fn serve_tls_listener(
+    listener: TcpListener,
+    service: String,
+    config: Arc<rustls::ServerConfig>,
+) {
+    serve_accepted(
+        listener,
+        service,
+        Some(tokio_rustls::TlsAcceptor::from(config)),
+    )
+    .await;
+}
+
+async fn serve_accepted(
+    listener: TcpListener,
+    service: String,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let local = listener.local_addr().ok();
-    info!(service = %service, addr = ?local, "echo backend listening");
+    info!(service = %service, addr = ?local, tls = tls.is_some(), "echo backend listening");
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
         let service = service.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let service = service.clone();
-                async move { Ok::<_, Infallible>(answer(req, &service, local).await) }
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder.http1().max_headers(1000).max_buf_size(1024 * 1024);
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await
-            {
-                debug!(error = %e, "echo connection ended");
+            match tls {
+                None => serve_io(TokioIo::new(stream), service, local, None).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(s) => {
+                        let sni = Some(s.get_ref().1.server_name().unwrap_or("").to_string());
+                        serve_io(TokioIo::new(s), service, local, sni).await;
+                    }
+                    Err(e) => debug!(error = %e, "echo TLS handshake failed"),
+                },
             }
         });
+    }
+}
+
+async fn serve_io<I>(io: I, service: String, local: Option<SocketAddr>, sni: Option<String>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let service = service.clone();
+        let sni = sni.clone();
+        async move { Ok::<_, Infallible>(answer(req, &service, local, sni.as_deref()).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_headers(1000).max_buf_size(1024 * 1024);
+    if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
+        debug!(error = %e, "echo connection ended");
     }
 }
 
@@ -84,6 +123,7 @@ async fn answer(
     mut req: Request<Incoming>,
     service: &str,
     local: Option<SocketAddr>,
+    sni: Option<&str>,
 ) -> Response<Body> {
     let query: BTreeMap<String, String> = req
         .uri()
@@ -154,6 +194,8 @@ async fn answer(
         "query": req.uri().query().unwrap_or(""),
         "version": format!("{:?}", req.version()),
         "headers": headers,
+        "tls": sni.is_some(),
+        "sni": sni.unwrap_or(""),
     });
     let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
     text.push('\n');

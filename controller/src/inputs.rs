@@ -12,6 +12,8 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use portico_proxy::TlsCertificate;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 
 use crate::problem::Problem;
@@ -21,6 +23,12 @@ pub type ObjectKey = (String, String);
 
 /// A Secret's certificate: parsed and checked, or why not.
 pub type ParsedCertificate = Result<Arc<TlsCertificate>, String>;
+
+/// A Secret's `ca.crt`: the CA certificates it holds, or why they are unusable.
+pub type ParsedCaBundle = Result<Arc<Vec<CertificateDer<'static>>>, String>;
+
+/// The Secret key of a CA bundle (`proxy-ssl-secret`, client certificate checks).
+pub const CA_CRT: &str = "ca.crt";
 
 /// Everything a source knows, in the form translate takes.
 ///
@@ -35,6 +43,8 @@ pub struct Inputs {
     /// The certificate of every Secret, by `(namespace, name)`: parsed and checked, or why
     /// not (no `tls.crt`, bad PEM, a key that does not match, …).
     pub certificates: BTreeMap<ObjectKey, ParsedCertificate>,
+    /// The CA bundle of every Secret that has a `ca.crt`.
+    pub ca_bundles: BTreeMap<ObjectKey, ParsedCaBundle>,
     /// Problems the source found (unparsable files, …).
     pub problems: Vec<Problem>,
 }
@@ -48,6 +58,7 @@ impl fmt::Debug for Inputs {
             .field("endpoint_slices", &self.endpoint_slices.len())
             .field("secrets", &self.secrets.len())
             .field("certificates", &self.certificates.len())
+            .field("ca_bundles", &self.ca_bundles.len())
             .field("problems", &self.problems)
             .finish()
     }
@@ -139,6 +150,35 @@ impl CertCache {
     pub fn is_empty(&self) -> bool {
         self.by_content.is_empty()
     }
+}
+
+/// The CA bundles of the Secrets that have a `ca.crt` (few do; they are parsed each time).
+pub fn ca_bundles(secrets: &[Arc<Secret>]) -> BTreeMap<ObjectKey, ParsedCaBundle> {
+    let mut out = BTreeMap::new();
+    for secret in secrets {
+        let Some(pem) = secret.data.as_ref().and_then(|d| d.get(CA_CRT)) else {
+            continue;
+        };
+        let key = (
+            secret
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_string()),
+            secret.metadata.name.clone().unwrap_or_default(),
+        );
+        let parsed: Result<Vec<CertificateDer<'static>>, String> =
+            CertificateDer::pem_slice_iter(&pem.0)
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("{CA_CRT}: {e}"));
+        let parsed = match parsed {
+            Ok(certs) if certs.is_empty() => Err(format!("{CA_CRT} holds no certificate")),
+            Ok(certs) => Ok(Arc::new(certs)),
+            Err(e) => Err(e),
+        };
+        out.insert(key, parsed);
+    }
+    out
 }
 
 /// SHA-256 over both PEMs, the first length-prefixed so that no two pairs collide by

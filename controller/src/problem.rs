@@ -95,6 +95,8 @@ pub enum Reason {
     },
     #[error("host {host} belongs to namespace {owner} (first to claim it)")]
     HostOwnedElsewhere { host: String, owner: String },
+    #[error("backend TLS Secret {secret} is not usable ({error}); certificate verification towards the backend fails until it is")]
+    BackendTlsSecret { secret: String, error: String },
     #[error("annotation {key}: {why}; this setting is ignored")]
     InvalidAnnotation { key: String, why: String },
     #[error("annotation {key} is a snippet: Portico never executes configuration text from Ingresses; it is ignored")]
@@ -151,6 +153,7 @@ impl Reason {
             Reason::TlsConflict { .. } => "TLSConflict",
             Reason::HostOwnedElsewhere { .. } => "HostOwnedElsewhere",
             Reason::InvalidAnnotation { .. } => "InvalidAnnotation",
+            Reason::BackendTlsSecret { .. } => "BackendTlsSecret",
             Reason::SnippetIgnored { .. } => "SnippetIgnored",
             Reason::UnsupportedAnnotation { .. } => "UnsupportedAnnotation",
             Reason::AnnotationNoEffect { .. } => "AnnotationNoEffect",

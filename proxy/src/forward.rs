@@ -213,7 +213,15 @@ async fn forward(
     let (parts, body) = req.into_parts();
     let method: Method = parts.method;
     let mut headers = parts.headers;
+    // gRPC over HTTP/2 needs `te: trailers`; it is the one `te` value that goes on.
+    let te_trailers = policy.protocol.http2()
+        && headers
+            .get(http::header::TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     headers::remove_hop_by_hop(&mut headers, websocket);
+    if te_trailers {
+        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
     headers::set_forwarded(&mut headers, forwarded);
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     match &policy.upstream_vhost {
@@ -264,6 +272,16 @@ async fn forward(
         .read
         .unwrap_or(shared.config.upstream_response_timeout);
     let retry = policy.retry;
+    let scheme = if policy.protocol.tls() {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    };
+    let version = if policy.protocol.http2() {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
     let mut body = Some(ProxyBody::guarded(
         body,
         policy.max_body_size,
@@ -284,11 +302,12 @@ async fn forward(
             None if replayable => ProxyBody::empty(),
             None => break,
         };
-        let uri = upstream_uri(addr, authority, &path_and_query).map_err(|e| (e, Some(addr)))?;
+        let uri = upstream_uri(scheme.clone(), addr, authority, &path_and_query)
+            .map_err(|e| (e, Some(addr)))?;
         let mut up = Request::new(b);
         *up.method_mut() = method.clone();
         *up.uri_mut() = uri;
-        *up.version_mut() = Version::HTTP_11;
+        *up.version_mut() = version;
         *up.headers_mut() = if replayable && more {
             headers.clone()
         } else {
@@ -378,6 +397,7 @@ fn find_body_error(e: &(dyn std::error::Error + 'static)) -> Option<ForwardError
 }
 
 fn upstream_uri(
+    scheme: Scheme,
     addr: SocketAddr,
     prebuilt: Option<&Authority>,
     pq: &PathAndQuery,
@@ -388,7 +408,7 @@ fn upstream_uri(
             .map_err(|_| ForwardError::BadRequest("bad upstream address"))?,
     };
     Uri::builder()
-        .scheme(Scheme::HTTP)
+        .scheme(scheme)
         .authority(authority)
         .path_and_query(pq.clone())
         .build()

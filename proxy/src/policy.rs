@@ -12,7 +12,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use regex::Regex;
 
-use crate::upstream::UpstreamClient;
+use crate::upstream::{Protocol, UpstreamClient, UpstreamTls};
 
 /// Everything a route may ask of the proxy. `Default` is "nothing special".
 #[derive(Debug, Default)]
@@ -33,6 +33,10 @@ pub struct Policy {
     pub retry: Retry,
     /// Keep a trailing `/` in HTTPS redirects (ingress-nginx strips it by default).
     pub preserve_trailing_slash: bool,
+    /// How the backend is spoken to (`backend-protocol`).
+    pub protocol: Protocol,
+    /// TLS settings towards the backend, for `HTTPS` and `GRPCS`.
+    pub upstream_tls: Option<Arc<UpstreamTls>>,
     /// Changes to the request before it goes upstream.
     pub request_headers: HeaderOps,
     /// Changes to the backend's response before it goes to the client.

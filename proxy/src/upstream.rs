@@ -1,24 +1,90 @@
-//! Upstream HTTP clients: one per distinct connection setting, shared across snapshots so
-//! their connection pools survive configuration swaps.
+//! Upstream HTTP clients: one per distinct connection setting (protocol, TLS, connect
+//! timeout), shared across snapshots so their connection pools survive configuration swaps.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http::Request;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tracing::warn;
 
 use crate::body::ProxyBody;
 use crate::config::ProxyConfig;
 use crate::snapshot::Snapshot;
+use crate::tls::provider;
 
-pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
+/// How Portico talks to a backend (`backend-protocol`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// HTTP/1.1 in the clear.
+    #[default]
+    Http,
+    /// HTTP/1.1 over TLS.
+    Https,
+    /// HTTP/2 in the clear, prior knowledge (`H2C`, and `GRPC`).
+    H2c,
+    /// HTTP/2 over TLS (`GRPCS`).
+    H2,
+}
+
+impl Protocol {
+    pub fn tls(self) -> bool {
+        matches!(self, Protocol::Https | Protocol::H2)
+    }
+
+    pub fn http2(self) -> bool {
+        matches!(self, Protocol::H2c | Protocol::H2)
+    }
+}
+
+/// TLS towards a backend (`proxy-ssl-*`).
+#[derive(Debug)]
+pub struct UpstreamTls {
+    /// Verify the backend's certificate against `roots` and `server_name`.
+    pub verify: bool,
+    pub roots: Vec<CertificateDer<'static>>,
+    /// The name checked in the backend's certificate, and sent as SNI when `sni`.
+    pub server_name: String,
+    pub sni: bool,
+    /// A client certificate to present.
+    pub client_auth: Option<Arc<CertifiedKey>>,
+    /// Identifies these settings (translate derives it from their sources), so routes with
+    /// the same settings share one client and its pool.
+    pub key: String,
+}
+
+/// One client of either kind; both answer with the same future.
+#[derive(Clone, Debug)]
+pub enum UpstreamClient {
+    Plain(Client<HttpConnector, ProxyBody>),
+    Tls(Client<HttpsConnector<HttpConnector>, ProxyBody>),
+}
+
+impl UpstreamClient {
+    #[inline]
+    pub fn request(&self, req: Request<ProxyBody>) -> ResponseFuture {
+        match self {
+            UpstreamClient::Plain(c) => c.request(req),
+            UpstreamClient::Tls(c) => c.request(req),
+        }
+    }
+}
 
 /// What makes two routes need different clients.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ClientKey {
     connect_timeout: Duration,
+    protocol: Protocol,
+    tls: Option<String>,
 }
 
 /// The default client and the ones routes asked for.
@@ -33,9 +99,22 @@ impl Upstreams {
     pub(crate) fn new(config: &ProxyConfig) -> Self {
         let default_key = ClientKey {
             connect_timeout: config.upstream_connect_timeout,
+            protocol: Protocol::Http,
+            tls: None,
         };
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.upstream_connect_timeout));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let default = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.upstream_idle_timeout)
+            .pool_max_idle_per_host(256)
+            .retry_canceled_requests(true)
+            .set_host(false)
+            .build(connector);
         Upstreams {
-            default: build(default_key, config.upstream_idle_timeout),
+            default: UpstreamClient::Plain(default),
             default_key,
             idle_timeout: config.upstream_idle_timeout,
             others: Mutex::new(HashMap::new()),
@@ -56,14 +135,19 @@ impl Upstreams {
                     .timeouts
                     .connect
                     .unwrap_or(self.default_key.connect_timeout),
+                protocol: policy.protocol,
+                tls: policy.upstream_tls.as_ref().map(|t| t.key.clone()),
             };
             if key == self.default_key {
                 continue;
             }
-            let client = others
-                .entry(key)
-                .or_insert_with(|| build(key, self.idle_timeout))
-                .clone();
+            let client = match others.get(&key).or_else(|| used.get(&key)) {
+                Some(c) => c.clone(),
+                None => match build(&key, policy.upstream_tls.as_deref(), self.idle_timeout) {
+                    Some(c) => c,
+                    None => continue,
+                },
+            };
             let _ = policy.client.set(client.clone());
             used.insert(key, client);
         }
@@ -71,16 +155,147 @@ impl Upstreams {
     }
 }
 
-fn build(key: ClientKey, idle_timeout: Duration) -> UpstreamClient {
+/// The client for `key`; `None` (logged) when its TLS settings cannot be built.
+fn build(
+    key: &ClientKey,
+    tls: Option<&UpstreamTls>,
+    idle_timeout: Duration,
+) -> Option<UpstreamClient> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(key.connect_timeout));
     connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(idle_timeout)
         .pool_max_idle_per_host(256)
         .retry_canceled_requests(true)
         .set_host(false)
-        .build(connector)
+        .http2_only(key.protocol.http2());
+    if !key.protocol.tls() {
+        return Some(UpstreamClient::Plain(builder.build(connector)));
+    }
+    connector.enforce_http(false);
+    let config = match client_config(tls) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "TLS towards a backend cannot be set up");
+            return None;
+        }
+    };
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only();
+    let https = match tls {
+        Some(t) => match ServerName::try_from(t.server_name.clone()) {
+            Ok(name) => https.with_server_name_resolver(FixedServerNameResolver::new(name)),
+            Err(e) => {
+                warn!(name = %t.server_name, error = %e, "invalid backend TLS name");
+                return None;
+            }
+        },
+        None => https,
+    };
+    let https = if key.protocol.http2() {
+        https.enable_http2().wrap_connector(connector)
+    } else {
+        https.enable_http1().wrap_connector(connector)
+    };
+    Some(UpstreamClient::Tls(builder.build(https)))
+}
+
+fn client_config(tls: Option<&UpstreamTls>) -> Result<ClientConfig, rustls::Error> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let verify = tls.is_some_and(|t| t.verify);
+    let builder = if verify {
+        let mut roots = RootCertStore::empty();
+        for c in tls.map(|t| t.roots.as_slice()).unwrap_or_default() {
+            if let Err(e) = roots.add(c.clone()) {
+                warn!(error = %e, "a CA certificate for a backend was refused");
+            }
+        }
+        builder.with_root_certificates(roots)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+    };
+    let mut config = match tls.and_then(|t| t.client_auth.clone()) {
+        Some(key) => builder.with_client_cert_resolver(Arc::new(ClientCertificate(key))),
+        None => builder.with_no_client_auth(),
+    };
+    config.enable_sni = tls.is_some_and(|t| t.sni);
+    // ALPN (h2 or http/1.1) is set by the connector builder from `protocol`.
+    Ok(config)
+}
+
+/// The one client certificate a backend gets, whatever it asks for.
+#[derive(Debug)]
+struct ClientCertificate(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for ClientCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// `proxy-ssl-verify: off` (ingress-nginx's default): the backend's certificate is not
+/// checked, but the handshake signatures still are.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }

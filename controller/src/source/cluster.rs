@@ -89,6 +89,7 @@ impl Stores {
             services: all(&self.services),
             endpoint_slices: all(&self.slices),
             certificates: certs.certificates(&secrets),
+            ca_bundles: crate::inputs::ca_bundles(&secrets),
             secrets,
             problems: Vec::new(),
         }

@@ -241,6 +241,7 @@ impl ManifestDir {
             inputs.problems.extend(state.problem.clone());
         }
         inputs.certificates = self.certs.certificates(&inputs.secrets);
+        inputs.ca_bundles = crate::inputs::ca_bundles(&inputs.secrets);
         inputs
     }
 }

@@ -138,7 +138,8 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
                     .any(|k| a.get(*k).is_some_and(|v| v == "true"))
             });
             let object = ObjectRef::new("Ingress", namespace, name);
-            let policy = policy::from_annotations(annotations, &object, &mut problems);
+            let mut policy = policy::from_annotations(annotations, &object, &mut problems);
+            policy.resolve_ssl_secret(namespace, inputs, &object, &mut problems);
             let canary_input = if canary {
                 policy::canary_of(annotations, &object, &mut problems)
             } else {

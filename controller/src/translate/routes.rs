@@ -200,9 +200,22 @@ fn regex_hosts(selected: &[Selected<'_>]) -> BTreeSet<HostPattern> {
 
 /// The policy of one route of `s`: shared by all its routes unless it rewrites paths (the
 /// rewrite needs the route's own regex).
-fn route_policy(s: &Selected<'_>, shared: &Arc<Policy>, pm: &PathMatch) -> Arc<Policy> {
+fn route_policy(
+    s: &Selected<'_>,
+    shared: &Arc<Policy>,
+    pm: &PathMatch,
+    backend: &IngressBackend,
+) -> Arc<Policy> {
+    let service = backend
+        .service
+        .as_ref()
+        .map(|svc| format!("{}.{}", svc.name, s.namespace));
+    let service = service.as_deref().filter(|_| s.policy.per_service());
     if s.policy.rewrite_target.is_none() {
-        return shared.clone();
+        return match service {
+            Some(svc) => s.policy.build(None, Some(svc)),
+            None => shared.clone(),
+        };
     }
     let compiled;
     let re = match pm {
@@ -215,7 +228,7 @@ fn route_policy(s: &Selected<'_>, shared: &Arc<Policy>, pm: &PathMatch) -> Arc<P
             Err(_) => return shared.clone(),
         },
     };
-    s.policy.build(Some(re))
+    s.policy.build(Some(re), service)
 }
 
 fn canary(s: &Selected<'_>, target: Arc<Target>) -> Canary {
@@ -257,7 +270,7 @@ pub fn build(
         let Some(spec) = s.ingress.spec.as_ref() else {
             continue;
         };
-        let shared_policy = s.policy.build(None);
+        let shared_policy = s.policy.build(None, None);
         let mut hosts_of_ingress = Vec::new();
         for rule in spec.rules.iter().flatten() {
             if let Some(h) = rule.host.as_deref() {
@@ -332,7 +345,7 @@ pub fn build(
                     ));
                     continue;
                 }
-                let policy = route_policy(s, &shared_policy, &pm);
+                let policy = route_policy(s, &shared_policy, &pm, &p.backend);
                 let Some(t) = target(s, &p.backend, redirect_https, policy, backends, problems)
                 else {
                     continue;

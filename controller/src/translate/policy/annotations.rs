@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use http::header::{HeaderName, HeaderValue};
 use portico_proxy::policy::RetryOn;
+use portico_proxy::upstream::Protocol;
 use regex::Regex;
 
 use super::grammar::{self, Parsed};
@@ -35,6 +36,11 @@ const SHARED_KEYS: &[&str] = &[
     "proxy-send-timeout",
     "proxy-next-upstream",
     "proxy-next-upstream-tries",
+    "backend-protocol",
+    "proxy-ssl-verify",
+    "proxy-ssl-secret",
+    "proxy-ssl-name",
+    "proxy-ssl-server-name",
     "canary",
     "canary-by-header",
     "canary-by-header-value",
@@ -181,6 +187,17 @@ fn retry_conditions(v: &str) -> Parsed<RetryOn> {
     Ok(on)
 }
 
+fn backend_protocol(v: &str) -> Parsed<Protocol> {
+    match v.to_ascii_uppercase().as_str() {
+        "HTTP" => Ok(Protocol::Http),
+        "HTTPS" => Ok(Protocol::Https),
+        "GRPC" | "H2C" => Ok(Protocol::H2c),
+        "GRPCS" => Ok(Protocol::H2),
+        "AUTO_HTTP" | "FCGI" => Err(format!("{v} backends are not supported by Portico")),
+        _ => Err("expected HTTP, HTTPS, GRPC, GRPCS or H2C".into()),
+    }
+}
+
 const REDIRECT_CODES: [u16; 5] = [301, 302, 303, 307, 308];
 
 /// The policy an Ingress's annotations ask for. Invalid values become problems on `object`;
@@ -223,6 +240,11 @@ pub fn from_annotations(
         response_set: r.parse_portico("set-response-headers", grammar::header_lines),
         response_add: r.parse_portico("add-response-headers", grammar::header_lines),
         response_remove: r.parse_portico("remove-response-headers", grammar::header_names),
+        protocol: r.parse("backend-protocol", backend_protocol),
+        ssl_verify: r.parse("proxy-ssl-verify", grammar::on_off),
+        ssl_secret: r.parse("proxy-ssl-secret", grammar::object_name),
+        ssl_name: r.parse("proxy-ssl-name", grammar::tls_name),
+        ssl_server_name: r.parse("proxy-ssl-server-name", grammar::on_off),
         ..PolicyInput::default()
     };
     // A permanent redirect wins over a temporal one, as in ingress-nginx.

@@ -32,6 +32,39 @@ pub fn boolean(v: &str) -> Parsed<bool> {
     }
 }
 
+/// `on` or `off`, as nginx writes switches.
+pub fn on_off(v: &str) -> Parsed<bool> {
+    match v {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err("expected \"on\" or \"off\"".into()),
+    }
+}
+
+/// A Kubernetes object reference: `name` or `namespace/name` (DNS labels and subdomains).
+pub fn object_name(v: &str) -> Parsed<String> {
+    let check = |part: &str| super::super::validate::dns_name(part).is_ok() && !part.ends_with('.');
+    let ok = match v.split_once('/') {
+        Some((ns, name)) => check(ns) && check(name) && !name.contains('/'),
+        None => check(v),
+    };
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err("expected a Secret name or namespace/name".into())
+    }
+}
+
+/// A name a backend's certificate must carry: a DNS name or an IP address.
+pub fn tls_name(v: &str) -> Parsed<String> {
+    if v.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(v.to_string());
+    }
+    let lower = v.to_ascii_lowercase();
+    super::super::validate::dns_name(&lower).map_err(|why| format!("invalid name: {why}"))?;
+    Ok(lower)
+}
+
 /// A whole number in `min..=max`.
 pub fn number(v: &str, min: u64, max: u64) -> Parsed<u64> {
     if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {

@@ -15,8 +15,15 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use portico_proxy::policy::{HeaderOps, Redirect, Retry, RetryOn, Rewrite, Timeouts};
+use portico_proxy::upstream::{Protocol, UpstreamTls};
 use portico_proxy::Policy;
 use regex::Regex;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::CertificateDer;
+use sha2::{Digest, Sha256};
+
+use crate::inputs::Inputs;
+use crate::problem::{ObjectRef, Problem, Reason};
 
 pub use annotations::{canary_of, from_annotations, CanaryInput, NGINX_PREFIX, PORTICO_PREFIX};
 
@@ -46,6 +53,29 @@ pub struct PolicyInput {
     pub response_set: Option<Vec<(HeaderName, HeaderValue)>>,
     pub response_add: Option<Vec<(HeaderName, HeaderValue)>>,
     pub response_remove: Option<Vec<HeaderName>>,
+    pub protocol: Option<Protocol>,
+    pub ssl_verify: Option<bool>,
+    /// `proxy-ssl-secret` as written: `name` or `namespace/name`.
+    pub ssl_secret: Option<String>,
+    pub ssl_name: Option<String>,
+    pub ssl_server_name: Option<bool>,
+    /// What `ssl_secret` holds, once resolved against the inputs.
+    pub ssl_material: Option<SslMaterial>,
+}
+
+/// The CA bundle and client certificate of a `proxy-ssl-secret`.
+#[derive(Clone, Debug)]
+pub struct SslMaterial {
+    /// `namespace/name`, plus what identifies its content.
+    pub key: String,
+    pub roots: Arc<Vec<CertificateDer<'static>>>,
+    pub client_auth: Option<Arc<CertifiedKey>>,
+}
+
+impl PartialEq for SslMaterial {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
 }
 
 macro_rules! overlay_fields {
@@ -82,6 +112,12 @@ impl PolicyInput {
             response_set,
             response_add,
             response_remove,
+            protocol,
+            ssl_verify,
+            ssl_secret,
+            ssl_name,
+            ssl_server_name,
+            ssl_material,
         );
     }
 
@@ -95,9 +131,15 @@ impl PolicyInput {
         self.force_ssl_redirect == Some(true) || (tls_host && self.ssl_redirect != Some(false))
     }
 
+    /// Does a route's policy depend on its Service (the default backend TLS name)?
+    pub fn per_service(&self) -> bool {
+        self.protocol.is_some_and(Protocol::tls) && self.ssl_name.is_none()
+    }
+
     /// The proxy's policy for one route. `path_regex` is the route's path as a compiled
-    /// regex, needed by `rewrite-target`.
-    pub fn build(&self, path_regex: Option<&Regex>) -> Arc<Policy> {
+    /// regex, needed by `rewrite-target`; `service` (`name.namespace`) names the backend
+    /// when TLS towards it has no `proxy-ssl-name`.
+    pub fn build(&self, path_regex: Option<&Regex>, service: Option<&str>) -> Arc<Policy> {
         let plain = PolicyInput {
             ssl_redirect: None,
             force_ssl_redirect: None,
@@ -145,8 +187,114 @@ impl PolicyInput {
                 set: self.response_set.clone().unwrap_or_default(),
                 add: self.response_add.clone().unwrap_or_default(),
             },
+            protocol: self.protocol.unwrap_or_default(),
+            upstream_tls: self.upstream_tls(service),
             ..Policy::default()
         })
+    }
+
+    fn upstream_tls(&self, service: Option<&str>) -> Option<Arc<UpstreamTls>> {
+        if !self.protocol.is_some_and(Protocol::tls) {
+            return None;
+        }
+        let server_name = match (&self.ssl_name, service) {
+            (Some(name), _) => name.clone(),
+            (None, Some(svc)) => format!("{svc}.svc"),
+            (None, None) => "backend.invalid".to_string(),
+        };
+        let verify = self.ssl_verify == Some(true);
+        let sni = self.ssl_server_name == Some(true);
+        let material = self.ssl_material.as_ref();
+        let key = format!(
+            "verify={verify};sni={sni};name={server_name};secret={}",
+            material.map_or("", |m| m.key.as_str())
+        );
+        Some(Arc::new(UpstreamTls {
+            verify,
+            roots: material.map(|m| m.roots.to_vec()).unwrap_or_default(),
+            server_name,
+            sni,
+            client_auth: material.and_then(|m| m.client_auth.clone()),
+            key,
+        }))
+    }
+
+    /// Finds the `proxy-ssl-secret` in `inputs`. A missing or unusable Secret is a problem;
+    /// verification then has no CA to trust and every handshake fails (closed, not open).
+    pub fn resolve_ssl_secret(
+        &mut self,
+        namespace: &str,
+        inputs: &Inputs,
+        object: &ObjectRef,
+        problems: &mut Vec<Problem>,
+    ) {
+        let Some(written) = self.ssl_secret.as_deref() else {
+            return;
+        };
+        let (ns, name) = match written.split_once('/') {
+            Some((ns, name)) => (ns, name),
+            None => (namespace, written),
+        };
+        let secret = format!("{ns}/{name}");
+        if ns != namespace {
+            problems.push(Problem::new(
+                object.clone(),
+                Reason::BackendTlsSecret {
+                    secret,
+                    error: "only Secrets in the Ingress's own namespace may be used".into(),
+                },
+            ));
+            return;
+        }
+        let id = (ns.to_string(), name.to_string());
+        let roots = match inputs.ca_bundles.get(&id) {
+            Some(Ok(roots)) => roots.clone(),
+            Some(Err(e)) => {
+                problems.push(Problem::new(
+                    object.clone(),
+                    Reason::BackendTlsSecret {
+                        secret,
+                        error: e.clone(),
+                    },
+                ));
+                return;
+            }
+            None => {
+                let error = if inputs.secrets.iter().any(|s| {
+                    s.metadata.namespace.as_deref() == Some(ns)
+                        && s.metadata.name.as_deref() == Some(name)
+                }) {
+                    "the Secret has no ca.crt".to_string()
+                } else {
+                    "the Secret does not exist (or is not a kubernetes.io/tls Secret)".to_string()
+                };
+                problems.push(Problem::new(
+                    object.clone(),
+                    Reason::BackendTlsSecret { secret, error },
+                ));
+                return;
+            }
+        };
+        let client_auth = match inputs.certificates.get(&id) {
+            Some(Ok(cert)) => Some(cert.certified.clone()),
+            _ => None,
+        };
+        let mut hasher = Sha256::new();
+        for c in roots.iter() {
+            hasher.update((c.len() as u64).to_le_bytes());
+            hasher.update(c.as_ref());
+        }
+        for c in client_auth.iter().flat_map(|k| k.cert.iter()) {
+            hasher.update((c.len() as u64).to_le_bytes());
+            hasher.update(c.as_ref());
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+        let fingerprint: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        self.ssl_material = Some(SslMaterial {
+            key: format!("{secret}@{fingerprint}"),
+            roots,
+            client_auth,
+        });
     }
 }
 

@@ -1,0 +1,273 @@
+//! Backend protocols (`backend-protocol`, `proxy-ssl-*`): HTTPS, h2c, HTTP/2 over TLS and
+//! gRPC end to end, with real TLS and gRPC servers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portico_e2e::manifests::{backend, ingress};
+use portico_e2e::{echo, echo_json, write, Portico};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+const NGINX: &str = "nginx.ingress.kubernetes.io/";
+
+fn nginx(key: &str) -> String {
+    format!("{NGINX}{key}")
+}
+
+/// A CA, and a backend certificate it signed for `names`.
+struct Pki {
+    ca_pem: String,
+    leaf_pem: String,
+    leaf_key_pem: String,
+}
+
+fn pki(names: &[&str]) -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    Pki {
+        ca_pem: ca.pem(),
+        leaf_pem: leaf.pem(),
+        leaf_key_pem: leaf_key.serialize_pem(),
+    }
+}
+
+/// An echo backend over TLS with `pki`'s backend certificate, offering h2 and http/1.1.
+async fn tls_echo(service: &str, pki: &Pki) -> SocketAddr {
+    use rustls_pki_types::pem::PemObject;
+    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(pki.leaf_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.leaf_key_pem.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(portico_controller::echo::serve_tls_listener(
+        listener,
+        service.to_string(),
+        Arc::new(config),
+    ));
+    addr
+}
+
+fn ca_secret(name: &str, pki: &Pki) -> String {
+    let indent = |s: &str| s.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: default\n\
+         type: kubernetes.io/tls\nstringData:\n  ca.crt: |\n{}  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(&pki.ca_pem),
+        indent(&pki.leaf_pem),
+        indent(&pki.leaf_key_pem),
+    )
+}
+
+#[tokio::test]
+async fn https_h2c_and_h2_backends_with_verification_and_sni() {
+    let pki = pki(&["web.default.svc", "named.example"]);
+    let secure = tls_echo("secure", &pki).await;
+    let plain = echo("plain").await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "backends.yaml",
+        &[
+            backend("default", "web", &[secure]),
+            backend("default", "plain", &[plain]),
+            ca_secret("backend-ca", &pki),
+        ]
+        .join("---\n"),
+    );
+    let https = |name: &str, host: &str, extra: &[(&str, &str)]| {
+        let mut i = ingress("default", name).annotation(&nginx("backend-protocol"), "HTTPS");
+        for (k, v) in extra {
+            i = i.annotation(&nginx(k), v);
+        }
+        i.rule(host, "/", "Prefix", "web").yaml()
+    };
+    write(
+        dir.path(),
+        "ingresses.yaml",
+        &[
+            https("unverified", "unverified.com", &[]),
+            https(
+                "verified",
+                "verified.com",
+                &[
+                    ("proxy-ssl-verify", "on"),
+                    ("proxy-ssl-secret", "backend-ca"),
+                ],
+            ),
+            https(
+                "wrong-name",
+                "wrong-name.com",
+                &[
+                    ("proxy-ssl-verify", "on"),
+                    ("proxy-ssl-secret", "default/backend-ca"),
+                    ("proxy-ssl-name", "other.example"),
+                ],
+            ),
+            https(
+                "no-ca",
+                "no-ca.com",
+                &[("proxy-ssl-verify", "on"), ("proxy-ssl-secret", "missing")],
+            ),
+            https(
+                "sni",
+                "sni.com",
+                &[
+                    ("proxy-ssl-verify", "on"),
+                    ("proxy-ssl-secret", "backend-ca"),
+                    ("proxy-ssl-name", "named.example"),
+                    ("proxy-ssl-server-name", "on"),
+                ],
+            ),
+            ingress("default", "grpcs")
+                .annotation(&nginx("backend-protocol"), "GRPCS")
+                .rule("h2.com", "/", "Prefix", "web")
+                .yaml(),
+            ingress("default", "h2c")
+                .annotation(&nginx("backend-protocol"), "H2C")
+                .rule("h2c.com", "/", "Prefix", "plain")
+                .yaml(),
+        ]
+        .join("---\n"),
+    );
+    let p = Portico::start(dir.path(), &[]).await;
+    let hosts = [
+        "unverified.com",
+        "verified.com",
+        "wrong-name.com",
+        "no-ca.com",
+        "sni.com",
+        "h2.com",
+        "h2c.com",
+    ];
+    let c = p.client(&hosts);
+    let get = |host: &str| c.get(p.http_url(host, "/x")).send();
+
+    let j = echo_json(get("unverified.com").await.unwrap()).await;
+    assert_eq!(
+        (j["tls"].as_bool(), j["version"].as_str()),
+        (Some(true), Some("HTTP/1.1"))
+    );
+    assert_eq!(j["sni"], "", "no SNI unless proxy-ssl-server-name is on");
+
+    let r = get("verified.com").await.unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "the backend's certificate names web.default.svc"
+    );
+
+    assert_eq!(get("wrong-name.com").await.unwrap().status(), 502);
+    assert_eq!(
+        get("no-ca.com").await.unwrap().status(),
+        502,
+        "verification without a CA fails closed"
+    );
+    p.wait_log("backend TLS Secret default/missing", Duration::from_secs(5))
+        .await;
+
+    let j = echo_json(get("sni.com").await.unwrap()).await;
+    assert_eq!(j["sni"], "named.example");
+
+    let j = echo_json(get("h2.com").await.unwrap()).await;
+    assert_eq!(
+        (j["tls"].as_bool(), j["version"].as_str()),
+        (Some(true), Some("HTTP/2.0"))
+    );
+    let j = echo_json(get("h2c.com").await.unwrap()).await;
+    assert_eq!(
+        (j["tls"].as_bool(), j["version"].as_str()),
+        (Some(false), Some("HTTP/2.0"))
+    );
+}
+
+#[tokio::test]
+async fn grpc_unary_and_streaming_through_portico() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("portico.Test", tonic_health::ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "b.yaml",
+        &backend("default", "grpc", &[grpc_addr]),
+    );
+    write(
+        dir.path(),
+        "i.yaml",
+        &ingress("default", "grpc")
+            .annotation(&nginx("backend-protocol"), "GRPC")
+            .rule("", "/", "Prefix", "grpc")
+            .yaml(),
+    );
+    let p = Portico::start(dir.path(), &[]).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", p.http))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    let check = |name: &str| HealthCheckRequest {
+        service: name.to_string(),
+    };
+
+    // Unary: the status arrives in trailers, so a success means trailers went through.
+    let resp: HealthCheckResponse = client
+        .check(check("portico.Test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.status, ServingStatus::Serving as i32);
+    let err = client.check(check("unknown")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+
+    // Server streaming: updates arrive while the call stays open.
+    let mut stream = client
+        .watch(check("portico.Test"))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    reporter
+        .set_service_status("portico.Test", tonic_health::ServingStatus::NotServing)
+        .await;
+    let next = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
+}
