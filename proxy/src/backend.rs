@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use http::uri::Authority;
 
+use crate::balance::{endpoint_id, Balance, EndpointLoad, RequestKey};
 use crate::metrics::RouteStats;
 use crate::policy::Policy;
 
@@ -71,6 +72,10 @@ pub struct Backend {
     pub endpoints: Endpoints,
     /// The static endpoints as URI authorities, built once so requests do not format them.
     authorities: Vec<Authority>,
+    /// The static endpoints' identities for hashing and affinity cookies.
+    ids: Vec<Vec<u8>>,
+    /// The static endpoints' latency and load (EWMA).
+    loads: Vec<EndpointLoad>,
     balancer: Balancer,
 }
 
@@ -91,10 +96,18 @@ impl Backend {
                 .collect(),
             Endpoints::ExternalName { .. } => Vec::new(),
         };
+        let addrs = match &endpoints {
+            Endpoints::Static(a) => a.as_slice(),
+            Endpoints::ExternalName { .. } => &[],
+        };
+        let ids = addrs.iter().map(endpoint_id).collect();
+        let loads = addrs.iter().map(|_| EndpointLoad::default()).collect();
         Backend {
             name: name.into(),
             endpoints,
             authorities,
+            ids,
+            loads,
             balancer: Balancer::RoundRobin(AtomicUsize::new(0)),
         }
     }
@@ -107,8 +120,8 @@ impl Backend {
         }
     }
 
-    /// Picks the endpoint order for one request: the first is tried first, the rest are
-    /// alternatives after a connection failure. Empty when there is no endpoint.
+    /// Picks the endpoint order for one request, round robin: the first is tried first, the
+    /// rest are alternatives after a failure. Empty when there is no endpoint.
     #[inline]
     pub fn pick(&self) -> Pick<'_> {
         let addrs = self.addresses();
@@ -116,6 +129,37 @@ impl Backend {
             Balancer::RoundRobin(_) if addrs.is_empty() => 0,
             Balancer::RoundRobin(next) => next.fetch_add(1, Ordering::Relaxed) % addrs.len(),
         };
+        self.pick_from(start)
+    }
+
+    /// Picks the endpoint order with a route's strategy; also returns the affinity cookie to
+    /// set when the strategy placed a new session.
+    #[inline]
+    pub fn pick_with(
+        &self,
+        balance: &Balance,
+        req: &RequestKey<'_>,
+    ) -> (Pick<'_>, Option<http::HeaderValue>) {
+        if matches!(balance, Balance::RoundRobin) || self.ids.is_empty() {
+            return (self.pick(), None);
+        }
+        let Balancer::RoundRobin(next) = &self.balancer;
+        let choice = balance.choose(
+            &self.ids,
+            &self.loads,
+            || next.fetch_add(1, Ordering::Relaxed),
+            req,
+        );
+        (self.pick_from(choice.first), choice.set_cookie)
+    }
+
+    /// The load record of endpoint `i` (EWMA).
+    pub fn load(&self, i: usize) -> Option<&EndpointLoad> {
+        self.loads.get(i)
+    }
+
+    fn pick_from(&self, start: usize) -> Pick<'_> {
+        let addrs = self.addresses();
         Pick {
             addrs,
             authorities: if self.authorities.len() == addrs.len() {
@@ -158,8 +202,8 @@ impl<'a> Pick<'a> {
 }
 
 impl<'a> Iterator for Pick<'a> {
-    /// An endpoint, with its prebuilt authority when there is one.
-    type Item = (SocketAddr, Option<&'a Authority>);
+    /// An endpoint's index and address, with its prebuilt authority when there is one.
+    type Item = (usize, SocketAddr, Option<&'a Authority>);
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.taken >= self.addrs.len() {
@@ -167,7 +211,7 @@ impl<'a> Iterator for Pick<'a> {
         }
         let i = (self.start + self.taken) % self.addrs.len();
         self.taken += 1;
-        Some((self.addrs[i], self.authorities.get(i)))
+        Some((i, self.addrs[i], self.authorities.get(i)))
     }
 }
 
@@ -196,7 +240,7 @@ mod tests {
             .map(|i| SocketAddr::from(([127, 0, 0, i], 80)))
             .collect();
         let b = Backend::new("b", Endpoints::Static(addrs.clone()));
-        let mut seen: Vec<SocketAddr> = b.pick().map(|(a, _)| a).collect();
+        let mut seen: Vec<SocketAddr> = b.pick().map(|(_, a, _)| a).collect();
         seen.sort();
         assert_eq!(seen, addrs);
     }
@@ -208,7 +252,7 @@ mod tests {
             .collect();
         let b = Backend::new("b", Endpoints::Static(addrs));
         let firsts: std::collections::HashSet<_> =
-            (0..4).map(|_| b.pick().next().map(|(a, _)| a)).collect();
+            (0..4).map(|_| b.pick().next().map(|(_, a, _)| a)).collect();
         assert_eq!(firsts.len(), 4);
     }
 
@@ -219,14 +263,14 @@ mod tests {
             "[fd00::1]:8080".parse().unwrap(),
         ];
         let b = Backend::new("b", Endpoints::Static(addrs));
-        for (addr, authority) in b.pick() {
+        for (_, addr, authority) in b.pick() {
             assert_eq!(
                 authority.map(|a| a.as_str().to_string()),
                 Some(addr.to_string())
             );
         }
         let resolved: Vec<SocketAddr> = vec!["10.0.0.2:80".parse().unwrap()];
-        assert!(Pick::in_order(&resolved).all(|(_, a)| a.is_none()));
+        assert!(Pick::in_order(&resolved).all(|(_, _, a)| a.is_none()));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 
 use crate::access_log::{LoggedBody, Record};
 use crate::backend::{Endpoints, Pick, Target};
+use crate::balance::{Balance, RequestKey};
 use crate::body::{BodyError, ProxyBody};
 use crate::canary;
 use crate::error::ForwardError;
@@ -253,15 +254,23 @@ async fn forward(
     };
 
     let resolved: Vec<SocketAddr>;
-    let addrs: Pick<'_> = match &target.backend.endpoints {
-        Endpoints::Static(_) => target.backend.pick(),
+    let (addrs, set_cookie): (Pick<'_>, Option<HeaderValue>) = match &target.backend.endpoints {
+        Endpoints::Static(_) => target.backend.pick_with(
+            &policy.balance,
+            &RequestKey {
+                uri: &parts.uri,
+                headers: &headers,
+                client: forwarded.client,
+            },
+        ),
         Endpoints::ExternalName { host, port } => {
             resolved = resolve_external(shared, host, *port)
                 .await
                 .map_err(|e| (e, None))?;
-            Pick::in_order(&resolved)
+            (Pick::in_order(&resolved), None)
         }
     };
+    let ewma = matches!(policy.balance, Balance::Ewma);
     if addrs.len() == 0 {
         return Err((ForwardError::NoEndpoint, None));
     }
@@ -295,7 +304,7 @@ async fn forward(
         n => addrs.len().min(n as usize),
     };
     let mut last: Option<(ForwardError, Option<SocketAddr>)> = None;
-    for (i, (addr, authority)) in addrs.take(attempts).enumerate() {
+    for (i, (index, addr, authority)) in addrs.take(attempts).enumerate() {
         let more = i + 1 < attempts;
         let b = match body.take() {
             Some(b) => b,
@@ -314,7 +323,19 @@ async fn forward(
             std::mem::take(&mut headers)
         };
 
+        let load = if ewma {
+            target.backend.load(index)
+        } else {
+            None
+        };
+        let started = load.map(|l| {
+            l.start();
+            Instant::now()
+        });
         let sent = tokio::time::timeout(read_timeout, client.request(up)).await;
+        if let (Some(l), Some(t)) = (load, started) {
+            l.finish(t.elapsed());
+        }
         match sent {
             Err(_elapsed) => {
                 last = Some((ForwardError::Timeout, Some(addr)));
@@ -372,6 +393,9 @@ async fn forward(
                         .insert(UPGRADE, HeaderValue::from_static("websocket"));
                 }
                 policy.response_headers.apply(&mut parts.headers);
+                if let Some(cookie) = set_cookie {
+                    parts.headers.append(http::header::SET_COOKIE, cookie);
+                }
                 let body = ProxyBody::guarded(body, None, policy.timeouts.read);
                 return Ok((Response::from_parts(parts, body), addr));
             }

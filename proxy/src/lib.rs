@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod backend;
+pub mod balance;
 pub mod body;
 pub mod canary;
 pub mod client_addr;

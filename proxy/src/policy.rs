@@ -12,6 +12,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use regex::Regex;
 
+use crate::balance::Balance;
 use crate::upstream::{Protocol, UpstreamClient, UpstreamTls};
 
 /// Everything a route may ask of the proxy. `Default` is "nothing special".
@@ -37,6 +38,8 @@ pub struct Policy {
     pub protocol: Protocol,
     /// TLS settings towards the backend, for `HTTPS` and `GRPCS`.
     pub upstream_tls: Option<Arc<UpstreamTls>>,
+    /// How an endpoint is chosen (`load-balance`, `upstream-hash-by`, `affinity`).
+    pub balance: Balance,
     /// Changes to the request before it goes upstream.
     pub request_headers: HeaderOps,
     /// Changes to the backend's response before it goes to the client.

@@ -211,24 +211,22 @@ fn route_policy(
         .as_ref()
         .map(|svc| format!("{}.{}", svc.name, s.namespace));
     let service = service.as_deref().filter(|_| s.policy.per_service());
-    if s.policy.rewrite_target.is_none() {
-        return match service {
-            Some(svc) => s.policy.build(None, Some(svc)),
-            None => shared.clone(),
-        };
+    if !s.policy.per_path() && service.is_none() {
+        return shared.clone();
     }
     let compiled;
-    let re = match pm {
-        PathMatch::Regex(r) => r.regex(),
-        other => match grammar::regex(&regex::escape(other.path()), true) {
+    let re = match (&s.policy.rewrite_target, pm) {
+        (None, _) => None,
+        (Some(_), PathMatch::Regex(r)) => Some(r.regex()),
+        (Some(_), other) => match grammar::regex(&regex::escape(other.path()), true) {
             Ok(re) => {
                 compiled = re;
-                &compiled
+                Some(&compiled)
             }
-            Err(_) => return shared.clone(),
+            Err(_) => None,
         },
     };
-    s.policy.build(Some(re), service)
+    s.policy.build(re, service, Some(pm.path()))
 }
 
 fn canary(s: &Selected<'_>, target: Arc<Target>) -> Canary {
@@ -270,7 +268,7 @@ pub fn build(
         let Some(spec) = s.ingress.spec.as_ref() else {
             continue;
         };
-        let shared_policy = s.policy.build(None, None);
+        let shared_policy = s.policy.build(None, None, None);
         let mut hosts_of_ingress = Vec::new();
         for rule in spec.rules.iter().flatten() {
             if let Some(h) = rule.host.as_deref() {

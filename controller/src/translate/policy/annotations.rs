@@ -41,6 +41,16 @@ const SHARED_KEYS: &[&str] = &[
     "proxy-ssl-secret",
     "proxy-ssl-name",
     "proxy-ssl-server-name",
+    "load-balance",
+    "upstream-hash-by",
+    "affinity",
+    "affinity-mode",
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-max-age",
+    "session-cookie-expires",
+    "session-cookie-samesite",
+    "session-cookie-secure",
     "canary",
     "canary-by-header",
     "canary-by-header-value",
@@ -245,6 +255,38 @@ pub fn from_annotations(
         ssl_secret: r.parse("proxy-ssl-secret", grammar::object_name),
         ssl_name: r.parse("proxy-ssl-name", grammar::tls_name),
         ssl_server_name: r.parse("proxy-ssl-server-name", grammar::on_off),
+        ewma: r.parse("load-balance", |v| match v {
+            "ewma" => Ok(true),
+            "round_robin" => Ok(false),
+            _ => Err("expected round_robin or ewma".to_string()),
+        }),
+        hash_by: r.parse("upstream-hash-by", grammar::hash_key),
+        affinity_cookie: r.parse("affinity", |v| match v {
+            "cookie" => Ok(true),
+            _ => Err("expected cookie (the only affinity ingress-nginx has)".to_string()),
+        }),
+        affinity_persistent: r.parse("affinity-mode", |v| match v {
+            "persistent" => Ok(true),
+            "balanced" => Ok(false),
+            _ => Err("expected balanced or persistent".to_string()),
+        }),
+        cookie_name: r.parse("session-cookie-name", grammar::cookie_name),
+        cookie_path: r.parse("session-cookie-path", |v| {
+            grammar::path(v).map(|_| v.to_string())
+        }),
+        cookie_max_age: r.parse("session-cookie-max-age", |v| {
+            grammar::number(v, 0, 10 * 365 * 86_400)
+        }),
+        cookie_expires: r.parse("session-cookie-expires", |v| {
+            grammar::number(v, 0, 10 * 365 * 86_400)
+        }),
+        cookie_same_site: r.parse("session-cookie-samesite", |v| match v {
+            "Strict" | "strict" => Ok("Strict"),
+            "Lax" | "lax" => Ok("Lax"),
+            "None" | "none" => Ok("None"),
+            _ => Err("expected Strict, Lax or None".to_string()),
+        }),
+        cookie_secure: r.parse("session-cookie-secure", grammar::boolean),
         ..PolicyInput::default()
     };
     // A permanent redirect wins over a temporal one, as in ingress-nginx.

@@ -65,6 +65,56 @@ pub fn tls_name(v: &str) -> Parsed<String> {
     Ok(lower)
 }
 
+/// An nginx-style key made of text and variables (`upstream-hash-by`): `$request_uri`,
+/// `$uri`, `$args`, `$host`, `$remote_addr`, `$http_<name>`, `$cookie_<name>`, `$arg_<name>`.
+pub fn hash_key(v: &str) -> Parsed<portico_proxy::balance::HashKey> {
+    use portico_proxy::balance::{HashKey, KeyPart};
+    let v = sane(v)?;
+    if v.len() > 256 {
+        return Err("at most 256 characters".into());
+    }
+    let mut parts = Vec::new();
+    let mut rest = v;
+    while !rest.is_empty() {
+        let Some(after) = rest.strip_prefix('$') else {
+            let end = rest.find('$').unwrap_or(rest.len());
+            parts.push(KeyPart::Text(rest[..end].to_string()));
+            rest = &rest[end..];
+            continue;
+        };
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        let var = &after[..end];
+        rest = &after[end..];
+        let part = match var {
+            "request_uri" => KeyPart::RequestUri,
+            "uri" | "document_uri" => KeyPart::Path,
+            "args" | "query_string" => KeyPart::Query,
+            "host" => KeyPart::Host,
+            "remote_addr" | "binary_remote_addr" => KeyPart::ClientIp,
+            v if v.starts_with("http_") && v.len() > 5 => {
+                KeyPart::Header(header_name(&v[5..].replace('_', "-"))?)
+            }
+            v if v.starts_with("cookie_") && v.len() > 7 => {
+                KeyPart::Cookie(cookie_name(&v[7..])?)
+            }
+            v if v.starts_with("arg_") && v.len() > 4 => KeyPart::Arg(v[4..].to_string()),
+            "" => return Err("'$' must be followed by a variable name".into()),
+            other => {
+                return Err(format!(
+                    "unknown variable ${other} (Portico knows $request_uri, $uri, $args, $host, $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME)"
+                ))
+            }
+        };
+        parts.push(part);
+    }
+    if !parts.iter().any(|p| !matches!(p, KeyPart::Text(_))) {
+        return Err("the key uses no variable, so every request would hash alike".into());
+    }
+    Ok(HashKey(parts))
+}
+
 /// A whole number in `min..=max`.
 pub fn number(v: &str, min: u64, max: u64) -> Parsed<u64> {
     if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
@@ -379,6 +429,22 @@ mod tests {
         }
         assert!(header_value("ok value").is_ok());
         assert!(header_value("a\nb").is_err());
+    }
+
+    #[test]
+    fn hash_keys() {
+        use portico_proxy::balance::KeyPart;
+        let k = hash_key("$host$request_uri").unwrap();
+        assert_eq!(k.0, [KeyPart::Host, KeyPart::RequestUri]);
+        let k = hash_key("user-$http_x_user_id|$cookie_sid").unwrap();
+        assert_eq!(k.0.len(), 4);
+        assert!(hash_key("$binary_remote_addr").is_ok());
+        assert!(hash_key("$upstream_addr").is_err());
+        assert!(hash_key("constant").is_err());
+        assert!(hash_key("$").is_err());
+        for v in HOSTILE {
+            assert!(hash_key(v).is_err(), "{v:?}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
+use portico_proxy::balance::{Balance, CookieAffinity, HashKey};
 use portico_proxy::policy::{HeaderOps, Redirect, Retry, RetryOn, Rewrite, Timeouts};
 use portico_proxy::upstream::{Protocol, UpstreamTls};
 use portico_proxy::Policy;
@@ -61,6 +62,18 @@ pub struct PolicyInput {
     pub ssl_server_name: Option<bool>,
     /// What `ssl_secret` holds, once resolved against the inputs.
     pub ssl_material: Option<SslMaterial>,
+    /// `load-balance: ewma` (true) or `round_robin` (false).
+    pub ewma: Option<bool>,
+    pub hash_by: Option<HashKey>,
+    /// `affinity: cookie`.
+    pub affinity_cookie: Option<bool>,
+    pub affinity_persistent: Option<bool>,
+    pub cookie_name: Option<String>,
+    pub cookie_path: Option<String>,
+    pub cookie_max_age: Option<u64>,
+    pub cookie_expires: Option<u64>,
+    pub cookie_same_site: Option<&'static str>,
+    pub cookie_secure: Option<bool>,
 }
 
 /// The CA bundle and client certificate of a `proxy-ssl-secret`.
@@ -118,6 +131,16 @@ impl PolicyInput {
             ssl_name,
             ssl_server_name,
             ssl_material,
+            ewma,
+            hash_by,
+            affinity_cookie,
+            affinity_persistent,
+            cookie_name,
+            cookie_path,
+            cookie_max_age,
+            cookie_expires,
+            cookie_same_site,
+            cookie_secure,
         );
     }
 
@@ -136,10 +159,49 @@ impl PolicyInput {
         self.protocol.is_some_and(Protocol::tls) && self.ssl_name.is_none()
     }
 
+    /// Does a route's policy depend on its path (the default affinity cookie path)?
+    pub fn per_path(&self) -> bool {
+        self.rewrite_target.is_some()
+            || (self.affinity_cookie == Some(true) && self.cookie_path.is_none())
+    }
+
+    fn balance(&self, route_path: Option<&str>) -> Balance {
+        if self.affinity_cookie == Some(true) {
+            return Balance::Cookie(CookieAffinity {
+                name: self
+                    .cookie_name
+                    .clone()
+                    .unwrap_or_else(|| "INGRESSCOOKIE".to_string()),
+                persistent: self.affinity_persistent == Some(true),
+                path: self
+                    .cookie_path
+                    .clone()
+                    .or_else(|| route_path.map(str::to_string))
+                    .unwrap_or_else(|| "/".to_string()),
+                max_age: self.cookie_max_age,
+                expires: self.cookie_expires,
+                same_site: self.cookie_same_site,
+                secure: self.cookie_secure == Some(true),
+            });
+        }
+        if let Some(key) = &self.hash_by {
+            return Balance::Hash(key.clone());
+        }
+        if self.ewma == Some(true) {
+            return Balance::Ewma;
+        }
+        Balance::RoundRobin
+    }
+
     /// The proxy's policy for one route. `path_regex` is the route's path as a compiled
     /// regex, needed by `rewrite-target`; `service` (`name.namespace`) names the backend
     /// when TLS towards it has no `proxy-ssl-name`.
-    pub fn build(&self, path_regex: Option<&Regex>, service: Option<&str>) -> Arc<Policy> {
+    pub fn build(
+        &self,
+        path_regex: Option<&Regex>,
+        service: Option<&str>,
+        route_path: Option<&str>,
+    ) -> Arc<Policy> {
         let plain = PolicyInput {
             ssl_redirect: None,
             force_ssl_redirect: None,
@@ -189,6 +251,7 @@ impl PolicyInput {
             },
             protocol: self.protocol.unwrap_or_default(),
             upstream_tls: self.upstream_tls(service),
+            balance: self.balance(route_path),
             ..Policy::default()
         })
     }
