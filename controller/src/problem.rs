@@ -97,6 +97,8 @@ pub enum Reason {
     HostOwnedElsewhere { host: String, owner: String },
     #[error("backend TLS Secret {secret} is not usable ({error}); certificate verification towards the backend fails until it is")]
     BackendTlsSecret { secret: String, error: String },
+    #[error("error backend Service {service} does not exist or has no port; custom error pages are not served")]
+    ErrorBackend { service: String },
     #[error("annotation {key}: {why}; this setting is ignored")]
     InvalidAnnotation { key: String, why: String },
     #[error("annotation {key} is a snippet: Portico never executes configuration text from Ingresses; it is ignored")]
@@ -154,6 +156,7 @@ impl Reason {
             Reason::HostOwnedElsewhere { .. } => "HostOwnedElsewhere",
             Reason::InvalidAnnotation { .. } => "InvalidAnnotation",
             Reason::BackendTlsSecret { .. } => "BackendTlsSecret",
+            Reason::ErrorBackend { .. } => "ErrorBackend",
             Reason::SnippetIgnored { .. } => "SnippetIgnored",
             Reason::UnsupportedAnnotation { .. } => "UnsupportedAnnotation",
             Reason::AnnotationNoEffect { .. } => "AnnotationNoEffect",

@@ -19,7 +19,7 @@ use crate::body::{BodyError, ProxyBody};
 use crate::canary;
 use crate::error::ForwardError;
 use crate::headers::{self, Forwarded, X_REQUEST_ID};
-use crate::policy::{Policy, Redirect, RetryOn};
+use crate::policy::{ErrorPages, Policy, Redirect, RetryOn};
 use crate::respond;
 use crate::routing::normalize_host;
 use crate::server::Shared;
@@ -178,7 +178,7 @@ async fn route_and_forward(
         port: conn.local_port,
     };
     match forward(shared, &target, req, &forwarded, request_id).await {
-        Ok((resp, addr)) => (resp, Some(target), Some(addr)),
+        Ok((resp, addr)) => (resp, Some(target), addr),
         Err((e, addr)) => {
             shared.metrics.upstream_error(e.kind());
             warn!(
@@ -193,7 +193,8 @@ async fn route_and_forward(
     }
 }
 
-type Forwarding = Result<(Response<ProxyBody>, SocketAddr), (ForwardError, Option<SocketAddr>)>;
+type Forwarding =
+    Result<(Response<ProxyBody>, Option<SocketAddr>), (ForwardError, Option<SocketAddr>)>;
 
 async fn forward(
     shared: &Shared,
@@ -271,7 +272,20 @@ async fn forward(
         }
     };
     let ewma = matches!(policy.balance, Balance::Ewma);
+    let error_info = policy.error_pages.as_ref().map(|pages| ErrorInfo {
+        pages,
+        uri: parts.uri.path_and_query().map_or_else(
+            || HeaderValue::from_static("/"),
+            |pq| HeaderValue::from_str(pq.as_str()).unwrap_or(HeaderValue::from_static("/")),
+        ),
+        accept: headers.get(http::header::ACCEPT).cloned(),
+        host: forwarded.host.clone(),
+        request_id: request_id.clone(),
+    });
     if addrs.len() == 0 {
+        if let Some(info) = &error_info {
+            return error_page(shared, target, info, StatusCode::SERVICE_UNAVAILABLE).await;
+        }
         return Err((ForwardError::NoEndpoint, None));
     }
 
@@ -370,6 +384,11 @@ async fn forward(
                     shared.metrics.upstream_retry();
                     continue;
                 }
+                if let Some(info) = &error_info {
+                    if info.pages.replaces(resp.status()) {
+                        return error_page(shared, target, info, resp.status()).await;
+                    }
+                }
                 let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
                 if switching {
                     match client_upgrade {
@@ -397,11 +416,93 @@ async fn forward(
                     parts.headers.append(http::header::SET_COOKIE, cookie);
                 }
                 let body = ProxyBody::guarded(body, None, policy.timeouts.read);
-                return Ok((Response::from_parts(parts, body), addr));
+                return Ok((Response::from_parts(parts, body), Some(addr)));
             }
         }
     }
     Err(last.unwrap_or((ForwardError::NoEndpoint, None)))
+}
+
+/// What the error backend is told about the request it answers for.
+struct ErrorInfo<'p> {
+    pages: &'p ErrorPages,
+    uri: HeaderValue,
+    accept: Option<HeaderValue>,
+    host: HeaderValue,
+    request_id: HeaderValue,
+}
+
+static X_CODE: http::HeaderName = http::HeaderName::from_static("x-code");
+static X_FORMAT: http::HeaderName = http::HeaderName::from_static("x-format");
+static X_ORIGINAL_URI: http::HeaderName = http::HeaderName::from_static("x-original-uri");
+static X_NAMESPACE: http::HeaderName = http::HeaderName::from_static("x-namespace");
+static X_INGRESS_NAME: http::HeaderName = http::HeaderName::from_static("x-ingress-name");
+static X_SERVICE_NAME: http::HeaderName = http::HeaderName::from_static("x-service-name");
+
+/// Asks the route's error backend for the page of `code` (a GET, with the headers
+/// ingress-nginx's custom error backends read) and answers with it under `code`. When the
+/// error backend fails too, Portico's own page for `code` goes out.
+async fn error_page(
+    shared: &Shared,
+    target: &Target,
+    info: &ErrorInfo<'_>,
+    code: StatusCode,
+) -> Forwarding {
+    let fallback = |addr| Ok((respond::status_page(code), addr));
+    let Some((_, addr, authority)) = info.pages.backend.pick().next() else {
+        return fallback(None);
+    };
+    let Ok(uri) = upstream_uri(
+        Scheme::HTTP,
+        addr,
+        authority,
+        &PathAndQuery::from_static("/"),
+    ) else {
+        return fallback(Some(addr));
+    };
+    let mut req = Request::new(ProxyBody::empty());
+    *req.uri_mut() = uri;
+    let h = req.headers_mut();
+    h.insert(HOST, info.host.clone());
+    h.insert(X_CODE.clone(), HeaderValue::from(code.as_u16()));
+    h.insert(
+        X_FORMAT.clone(),
+        info.accept
+            .clone()
+            .unwrap_or(HeaderValue::from_static("text/html")),
+    );
+    h.insert(X_ORIGINAL_URI.clone(), info.uri.clone());
+    for (name, value) in [
+        (&X_NAMESPACE, target.namespace.as_str()),
+        (&X_INGRESS_NAME, target.ingress.as_str()),
+        (&X_SERVICE_NAME, target.service.as_str()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name.clone(), v);
+        }
+    }
+    h.insert(X_REQUEST_ID.clone(), info.request_id.clone());
+    let sent = tokio::time::timeout(
+        shared.config.upstream_response_timeout,
+        shared.upstreams.default.request(req),
+    )
+    .await;
+    match sent {
+        Ok(Ok(resp)) => {
+            let (mut parts, body) = resp.into_parts();
+            headers::remove_hop_by_hop(&mut parts.headers, false);
+            parts.status = code;
+            Ok((
+                Response::from_parts(parts, ProxyBody::Stream(body)),
+                Some(addr),
+            ))
+        }
+        Ok(Err(e)) => {
+            debug!(upstream = %addr, service = %info.pages.service, error = %e, "error backend failed");
+            fallback(Some(addr))
+        }
+        Err(_) => fallback(Some(addr)),
+    }
 }
 
 /// A request that failed because of its own body (too large, stalled) is the client's fault.

@@ -12,6 +12,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use regex::Regex;
 
+use crate::backend::Backend;
 use crate::balance::Balance;
 use crate::upstream::{Protocol, UpstreamClient, UpstreamTls};
 
@@ -40,6 +41,10 @@ pub struct Policy {
     pub upstream_tls: Option<Arc<UpstreamTls>>,
     /// How an endpoint is chosen (`load-balance`, `upstream-hash-by`, `affinity`).
     pub balance: Balance,
+    /// Backend answers to replace with the error backend's (`custom-http-errors` with
+    /// `default-backend`); the error backend also takes requests when the route's own
+    /// backend has no endpoint.
+    pub error_pages: Option<ErrorPages>,
     /// Changes to the request before it goes upstream.
     pub request_headers: HeaderOps,
     /// Changes to the backend's response before it goes to the client.
@@ -126,6 +131,23 @@ impl Rewrite {
             out.push_str(q);
         }
         Some(out)
+    }
+}
+
+/// `custom-http-errors` and `default-backend`.
+#[derive(Debug)]
+pub struct ErrorPages {
+    /// Statuses (300-599) whose answers the error backend replaces.
+    pub codes: Vec<u16>,
+    pub backend: Arc<Backend>,
+    /// The error backend's Service as `name:port`, for logs.
+    pub service: String,
+}
+
+impl ErrorPages {
+    #[inline]
+    pub fn replaces(&self, status: StatusCode) -> bool {
+        self.codes.contains(&status.as_u16())
     }
 }
 

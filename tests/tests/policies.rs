@@ -380,3 +380,60 @@ async fn snippets_and_bad_values_are_reported_and_the_route_still_serves() {
     p.wait_log("proxy-body-size: expected a size", limit).await;
     p.wait_log("mirror-target is not supported", limit).await;
 }
+
+#[tokio::test]
+async fn custom_errors_come_from_the_error_backend() {
+    let web = echo("web").await;
+    let errors = echo("errors").await;
+    let (_dir, p) = start_with(
+        &[
+            ingress("default", "app")
+                .annotation(&nginx("custom-http-errors"), "404,503")
+                .annotation(&nginx("default-backend"), "errors")
+                .rule("app.com", "/", "Prefix", "web")
+                .yaml(),
+            ingress("default", "down")
+                .annotation(&nginx("default-backend"), "errors")
+                .rule("down.com", "/", "Prefix", "nothing")
+                .yaml(),
+        ],
+        &[
+            ("web", vec![web]),
+            ("errors", vec![errors]),
+            ("nothing", vec![]),
+        ],
+    )
+    .await;
+    let c = p.client(&["app.com", "down.com"]);
+    let r = c
+        .get(p.http_url("app.com", "/missing?status=404"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["x-echo-service"], "errors");
+    let j = echo_json(r).await;
+    assert_eq!(j["headers"]["x-code"], "404");
+    assert_eq!(j["headers"]["x-format"], "application/json");
+    assert_eq!(j["headers"]["x-original-uri"], "/missing?status=404");
+    assert_eq!(j["headers"]["x-ingress-name"], "app");
+    assert_eq!(j["headers"]["x-service-name"], "web:80");
+    // Statuses not listed pass through untouched.
+    let r = c
+        .get(p.http_url("app.com", "/x?status=500"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            r.status().as_u16(),
+            r.headers()["x-echo-service"].to_str().unwrap()
+        ),
+        (500, "web")
+    );
+    // A backend without endpoints: the error backend answers 503.
+    let r = c.get(p.http_url("down.com", "/")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["x-echo-service"], "errors");
+}

@@ -10,7 +10,7 @@ use portico_proxy::{
 };
 
 use super::backends::Backends;
-use super::policy::{self, grammar};
+use super::policy::{self, grammar, RouteContext};
 use super::{validate, Options, Selected};
 use crate::problem::{ObjectRef, Problem, Reason};
 
@@ -205,6 +205,7 @@ fn route_policy(
     shared: &Arc<Policy>,
     pm: &PathMatch,
     backend: &IngressBackend,
+    error_backend: &Option<(Arc<Backend>, String)>,
 ) -> Arc<Policy> {
     let service = backend
         .service
@@ -226,7 +227,48 @@ fn route_policy(
             Err(_) => None,
         },
     };
-    s.policy.build(re, service, Some(pm.path()))
+    s.policy.build(RouteContext {
+        path_regex: re,
+        service,
+        route_path: Some(pm.path()),
+        error_backend: error_backend.clone(),
+    })
+}
+
+/// The error backend of `s` (`default-backend`, else the controller-wide default backend
+/// when `custom-http-errors` asks for one).
+fn error_backend(
+    s: &Selected<'_>,
+    backends: &mut Backends<'_>,
+    options: &Options,
+    problems: &mut Vec<Problem>,
+) -> Option<(Arc<Backend>, String)> {
+    let (ns, name) = match (&s.policy.error_backend, &s.policy.custom_errors) {
+        (Some(name), _) => (s.namespace.to_string(), name.clone()),
+        (None, Some(_)) => options.default_backend_service.clone()?,
+        (None, None) => return None,
+    };
+    let Some(port) = backends.first_port(&ns, &name) else {
+        problems.push(Problem::new(
+            s.object(),
+            Reason::ErrorBackend {
+                service: format!("{ns}/{name}"),
+            },
+        ));
+        return None;
+    };
+    let svc = IngressServiceBackend {
+        name: name.clone(),
+        port: Some(ServiceBackendPort {
+            number: Some(port),
+            name: None,
+        }),
+    };
+    let (backend, problem) = backends.resolve(&ns, &svc);
+    if let Some(reason) = problem {
+        problems.push(Problem::new(s.object(), reason));
+    }
+    Some((backend, format!("{name}:{port}")))
 }
 
 fn canary(s: &Selected<'_>, target: Arc<Target>) -> Canary {
@@ -268,7 +310,11 @@ pub fn build(
         let Some(spec) = s.ingress.spec.as_ref() else {
             continue;
         };
-        let shared_policy = s.policy.build(None, None, None);
+        let error_backend = error_backend(s, backends, options, problems);
+        let shared_policy = s.policy.build(RouteContext {
+            error_backend: error_backend.clone(),
+            ..RouteContext::default()
+        });
         let mut hosts_of_ingress = Vec::new();
         for rule in spec.rules.iter().flatten() {
             if let Some(h) = rule.host.as_deref() {
@@ -343,7 +389,7 @@ pub fn build(
                     ));
                     continue;
                 }
-                let policy = route_policy(s, &shared_policy, &pm, &p.backend);
+                let policy = route_policy(s, &shared_policy, &pm, &p.backend, &error_backend);
                 let Some(t) = target(s, &p.backend, redirect_https, policy, backends, problems)
                 else {
                     continue;

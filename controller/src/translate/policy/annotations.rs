@@ -51,6 +51,8 @@ const SHARED_KEYS: &[&str] = &[
     "session-cookie-expires",
     "session-cookie-samesite",
     "session-cookie-secure",
+    "custom-http-errors",
+    "default-backend",
     "canary",
     "canary-by-header",
     "canary-by-header-value",
@@ -287,6 +289,12 @@ pub fn from_annotations(
             _ => Err("expected Strict, Lax or None".to_string()),
         }),
         cookie_secure: r.parse("session-cookie-secure", grammar::boolean),
+        custom_errors: r.parse("custom-http-errors", grammar::status_list),
+        error_backend: r.parse("default-backend", |v| {
+            super::super::validate::dns_name(v)
+                .map(|_| v.to_string())
+                .map_err(|why| format!("expected a Service name: {why}"))
+        }),
         ..PolicyInput::default()
     };
     // A permanent redirect wins over a temporal one, as in ingress-nginx.

@@ -115,6 +115,20 @@ pub fn hash_key(v: &str) -> Parsed<portico_proxy::balance::HashKey> {
     Ok(HashKey(parts))
 }
 
+/// A comma-separated list of HTTP statuses from 300 to 599 (`404,503`).
+pub fn status_list(v: &str) -> Parsed<Vec<u16>> {
+    let v = sane(v)?;
+    let codes: Parsed<Vec<u16>> = v
+        .split(',')
+        .map(|c| number(c.trim(), 300, 599).map(|n| n as u16))
+        .collect();
+    let mut codes =
+        codes.map_err(|_| "expected statuses from 300 to 599, comma-separated".to_string())?;
+    codes.sort_unstable();
+    codes.dedup();
+    Ok(codes)
+}
+
 /// A whole number in `min..=max`.
 pub fn number(v: &str, min: u64, max: u64) -> Parsed<u64> {
     if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {

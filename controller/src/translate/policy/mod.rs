@@ -15,9 +15,9 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use portico_proxy::balance::{Balance, CookieAffinity, HashKey};
-use portico_proxy::policy::{HeaderOps, Redirect, Retry, RetryOn, Rewrite, Timeouts};
+use portico_proxy::policy::{ErrorPages, HeaderOps, Redirect, Retry, RetryOn, Rewrite, Timeouts};
 use portico_proxy::upstream::{Protocol, UpstreamTls};
-use portico_proxy::Policy;
+use portico_proxy::{Backend, Policy};
 use regex::Regex;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::CertificateDer;
@@ -74,6 +74,23 @@ pub struct PolicyInput {
     pub cookie_expires: Option<u64>,
     pub cookie_same_site: Option<&'static str>,
     pub cookie_secure: Option<bool>,
+    /// `custom-http-errors`: statuses the error backend answers for.
+    pub custom_errors: Option<Vec<u16>>,
+    /// `default-backend`: a Service of the Ingress's namespace.
+    pub error_backend: Option<String>,
+}
+
+/// What one route's policy needs besides the settings.
+#[derive(Default)]
+pub struct RouteContext<'a> {
+    /// The route's path as a compiled regex (for `rewrite-target`).
+    pub path_regex: Option<&'a Regex>,
+    /// `name.namespace` of the route's Service (the default backend TLS name).
+    pub service: Option<&'a str>,
+    /// The route's path (the default affinity cookie path).
+    pub route_path: Option<&'a str>,
+    /// The resolved error backend and its `name:port`.
+    pub error_backend: Option<(Arc<Backend>, String)>,
 }
 
 /// The CA bundle and client certificate of a `proxy-ssl-secret`.
@@ -141,6 +158,8 @@ impl PolicyInput {
             cookie_expires,
             cookie_same_site,
             cookie_secure,
+            custom_errors,
+            error_backend,
         );
     }
 
@@ -196,12 +215,13 @@ impl PolicyInput {
     /// The proxy's policy for one route. `path_regex` is the route's path as a compiled
     /// regex, needed by `rewrite-target`; `service` (`name.namespace`) names the backend
     /// when TLS towards it has no `proxy-ssl-name`.
-    pub fn build(
-        &self,
-        path_regex: Option<&Regex>,
-        service: Option<&str>,
-        route_path: Option<&str>,
-    ) -> Arc<Policy> {
+    pub fn build(&self, ctx: RouteContext<'_>) -> Arc<Policy> {
+        let RouteContext {
+            path_regex,
+            service,
+            route_path,
+            error_backend,
+        } = ctx;
         let plain = PolicyInput {
             ssl_redirect: None,
             force_ssl_redirect: None,
@@ -252,6 +272,11 @@ impl PolicyInput {
             protocol: self.protocol.unwrap_or_default(),
             upstream_tls: self.upstream_tls(service),
             balance: self.balance(route_path),
+            error_pages: error_backend.map(|(backend, service)| ErrorPages {
+                codes: self.custom_errors.clone().unwrap_or_default(),
+                backend,
+                service,
+            }),
             ..Policy::default()
         })
     }
