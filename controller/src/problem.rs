@@ -103,6 +103,8 @@ pub enum Reason {
     InvalidAnnotation { key: String, why: String },
     #[error("annotation {key} is a snippet: Portico never executes configuration text from Ingresses; it is ignored")]
     SnippetIgnored { key: String },
+    #[error("annotation {key} asks for access control Portico does not apply yet; the Ingress's routes answer 503 instead of serving unprotected")]
+    UnsupportedAccessControl { key: String },
     #[error(
         "annotation {key} is not supported by Portico; it is ignored (see docs/annotations.md)"
     )]
@@ -159,6 +161,7 @@ impl Reason {
             Reason::ErrorBackend { .. } => "ErrorBackend",
             Reason::SnippetIgnored { .. } => "SnippetIgnored",
             Reason::UnsupportedAnnotation { .. } => "UnsupportedAnnotation",
+            Reason::UnsupportedAccessControl { .. } => "UnsupportedAccessControl",
             Reason::AnnotationNoEffect { .. } => "AnnotationNoEffect",
             Reason::DefaultBackendConflict { .. } => "DefaultBackendConflict",
             Reason::DefaultCertificate { .. } => "DefaultCertificate",

@@ -130,6 +130,13 @@ async fn route_and_forward(
     let target = canary::choose(matched.target, matched.canaries, req.headers()).clone();
     let policy = &target.policy;
 
+    if policy.deny {
+        return (
+            respond::status_page(StatusCode::SERVICE_UNAVAILABLE),
+            Some(target),
+            None,
+        );
+    }
     if let Some(redirect) = &policy.redirect {
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let resp = match redirect {

@@ -19,6 +19,9 @@ use crate::upstream::{Protocol, UpstreamClient, UpstreamTls};
 /// Everything a route may ask of the proxy. `Default` is "nothing special".
 #[derive(Debug, Default)]
 pub struct Policy {
+    /// Refuse every request with 503: the route asks for access control that cannot be
+    /// applied (fail closed).
+    pub deny: bool,
     /// Answer with a redirect instead of forwarding.
     pub redirect: Option<Redirect>,
     /// Requests for `/` are redirected (302) to this path (`app-root`).

@@ -358,19 +358,31 @@ async fn canaries_by_header_cookie_and_weight() {
 async fn snippets_and_bad_values_are_reported_and_the_route_still_serves() {
     let web = echo("web").await;
     let (_dir, p) = start_with(
-        &[ingress("default", "legacy")
-            .annotation(
-                &nginx("configuration-snippet"),
-                "more_set_headers \"X: y\";",
-            )
-            .annotation(&nginx("proxy-body-size"), "lots")
-            .annotation(&nginx("mirror-target"), "http://elsewhere")
-            .rule("legacy.com", "/", "Prefix", "web")
-            .yaml()],
+        &[
+            ingress("default", "legacy")
+                .annotation(
+                    &nginx("configuration-snippet"),
+                    "more_set_headers \"X: y\";",
+                )
+                .annotation(&nginx("proxy-body-size"), "lots")
+                .annotation(&nginx("mirror-target"), "http://elsewhere")
+                .rule("legacy.com", "/", "Prefix", "web")
+                .yaml(),
+            ingress("default", "secured")
+                .annotation(&nginx("auth-type"), "basic")
+                .annotation(&nginx("auth-secret"), "users")
+                .rule("secured.com", "/", "Prefix", "web")
+                .yaml(),
+        ],
         &[("web", vec![web])],
     )
     .await;
-    let c = p.client(&["legacy.com"]);
+    let c = p.client(&["legacy.com", "secured.com"]);
+    assert_eq!(
+        p.status_of(&c, "secured.com", "/").await,
+        503,
+        "access control that cannot be applied fails closed"
+    );
     let r = c.get(p.http_url("legacy.com", "/")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("x").is_none(), "the snippet never ran");

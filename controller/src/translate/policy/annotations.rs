@@ -72,6 +72,37 @@ const PORTICO_KEYS: &[&str] = &[
     "remove-response-headers",
 ];
 
+/// Access-control keys Portico does not read yet. A route carrying one is refused (503), not
+/// served without the protection its owner asked for.
+const SECURITY_KEYS: &[&str] = &[
+    "auth-type",
+    "auth-secret",
+    "auth-secret-type",
+    "auth-realm",
+    "auth-url",
+    "auth-signin",
+    "auth-method",
+    "auth-response-headers",
+    "auth-tls-secret",
+    "auth-tls-verify-client",
+    "auth-tls-verify-depth",
+    "auth-tls-pass-certificate-to-upstream",
+    "auth-tls-error-page",
+    "whitelist-source-range",
+    "allowlist-source-range",
+    "denylist-source-range",
+];
+
+/// Does the Ingress ask for access control Portico cannot apply yet?
+fn unsupported_security(annotations: &BTreeMap<String, String>) -> bool {
+    annotations.keys().any(|k| {
+        [NGINX_PREFIX, PORTICO_PREFIX]
+            .iter()
+            .filter_map(|p| k.strip_prefix(p))
+            .any(|name| SECURITY_KEYS.contains(&name))
+    })
+}
+
 /// ingress-nginx keys whose setting has no effect in Portico, with why. Anything else under
 /// `nginx.ingress.kubernetes.io/` that Portico does not read is reported as unsupported.
 const NGINX_NO_EFFECT: &[(&str, &str)] = &[
@@ -295,6 +326,7 @@ pub fn from_annotations(
                 .map(|_| v.to_string())
                 .map_err(|why| format!("expected a Service name: {why}"))
         }),
+        deny: unsupported_security(annotations).then_some(true),
         ..PolicyInput::default()
     };
     // A permanent redirect wins over a temporal one, as in ingress-nginx.
@@ -366,6 +398,8 @@ fn report_unread(
             || (prefix == PORTICO_PREFIX && PORTICO_KEYS.contains(&name))
         {
             continue;
+        } else if SECURITY_KEYS.contains(&name) {
+            Reason::UnsupportedAccessControl { key: key.clone() }
         } else if let Some((_, why)) = NGINX_NO_EFFECT
             .iter()
             .find(|(k, _)| prefix == NGINX_PREFIX && *k == name)
@@ -449,6 +483,15 @@ mod tests {
                 "UnsupportedAnnotation"
             ]
         );
+    }
+
+    #[test]
+    fn access_control_that_cannot_be_applied_denies() {
+        let (p, problems) = parse(&[("nginx.ingress.kubernetes.io/auth-type", "basic")]);
+        assert_eq!(p.deny, Some(true));
+        assert_eq!(problems[0].reason.code(), "UnsupportedAccessControl");
+        let (p, _) = parse(&[("nginx.ingress.kubernetes.io/limit-rps", "5")]);
+        assert_eq!(p.deny, None);
     }
 
     #[test]

@@ -78,6 +78,8 @@ pub struct PolicyInput {
     pub custom_errors: Option<Vec<u16>>,
     /// `default-backend`: a Service of the Ingress's namespace.
     pub error_backend: Option<String>,
+    /// Refuse every request: the Ingress asks for access control Portico cannot apply.
+    pub deny: Option<bool>,
 }
 
 /// What one route's policy needs besides the settings.
@@ -160,6 +162,7 @@ impl PolicyInput {
             cookie_secure,
             custom_errors,
             error_backend,
+            deny,
         );
     }
 
@@ -272,6 +275,7 @@ impl PolicyInput {
             protocol: self.protocol.unwrap_or_default(),
             upstream_tls: self.upstream_tls(service),
             balance: self.balance(route_path),
+            deny: self.deny == Some(true),
             error_pages: error_backend.map(|(backend, service)| ErrorPages {
                 codes: self.custom_errors.clone().unwrap_or_default(),
                 backend,
