@@ -363,3 +363,103 @@ async fn labelled_certificates_and_problem_events() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn annotations_from_the_api_server_shape_routes_and_report_events() {
+    let api = ApiServer::shared();
+    let client = api.client().await;
+    let ns = "policies";
+    namespace(&client, ns).await;
+    let web = netns::echo("web").await;
+    let beta = netns::echo("beta").await;
+    apply(&client, CLASS).await;
+    apply(&client, &service(ns, "web", &web)).await;
+    apply(&client, &service(ns, "beta", &beta)).await;
+    let p = Portico::cluster(&api.kubeconfig, &args(ns, "policies-leader")).await;
+
+    apply(
+        &client,
+        &ingress(ns, "app")
+            .class("portico")
+            .annotation("nginx.ingress.kubernetes.io/rewrite-target", "/$2")
+            .annotation(
+                "nginx.ingress.kubernetes.io/configuration-snippet",
+                "return 200;",
+            )
+            .rule(
+                "policies.test",
+                "/api(/|$)(.*)",
+                "ImplementationSpecific",
+                "web",
+            )
+            .rule("policies.test", "/", "Prefix", "web")
+            .yaml(),
+    )
+    .await;
+    apply(
+        &client,
+        &ingress(ns, "app-canary")
+            .class("portico")
+            .annotation("nginx.ingress.kubernetes.io/canary", "true")
+            .annotation("nginx.ingress.kubernetes.io/canary-by-header", "X-Beta")
+            .rule("policies.test", "/", "Prefix", "beta")
+            .yaml(),
+    )
+    .await;
+    until(
+        &p,
+        "policies.test",
+        (200, Some("web")),
+        Duration::from_secs(5),
+    )
+    .await;
+    let c = p.client(&["policies.test"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = c
+            .get(p.http_url("policies.test", "/"))
+            .header("x-beta", "always")
+            .send()
+            .await
+            .unwrap();
+        if r.headers()
+            .get("x-echo-service")
+            .is_some_and(|v| v == "beta")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the canary never took over\n{}",
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = c
+        .get(p.http_url("policies.test", "/api/v1/users"))
+        .send()
+        .await
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(j["path"], "/v1/users");
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = events.list(&Default::default()).await.unwrap();
+        let found = list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("SnippetIgnored")
+                && e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("app")
+        });
+        if found {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no SnippetIgnored event\n{}",
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
