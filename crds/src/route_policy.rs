@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::policy::PolicySpec;
 
 /// Routing policy for the Ingresses it targets, in its own namespace.
+// Two printer columns share `type_ = "string"`, which clippy takes for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "portico.dev",
