@@ -75,7 +75,7 @@ fn yaml(out: &mut String, v: &Value, indent: usize) {
                         // The first key shares the line with the dash.
                         let mut inner = String::new();
                         yaml(&mut inner, item, indent + 2);
-                        let _ = write!(out, "{pad}- {}", &inner[indent + 2..]);
+                        let _ = write!(out, "{pad}- {}", inner.trim_start_matches(' '));
                     }
                     Value::Array(a) if !a.is_empty() => {
                         let _ = writeln!(out, "{pad}-");
