@@ -31,17 +31,29 @@ pub const WATCHED: &[Rule] = &[
         resources: &["endpointslices"],
         verbs: READ,
     },
+    Rule {
+        api_group: "portico.dev",
+        resources: &["routepolicies", "ingressclassparameters"],
+        verbs: READ,
+    },
 ];
 
-/// Everything granted cluster-wide: the watches, Ingress status, Events.
+/// Everything granted cluster-wide: the watches, the status of Ingresses and of Portico's own
+/// resources, Events.
 pub const CLUSTER_RULES: &[Rule] = &[
     WATCHED[0],
     WATCHED[1],
     WATCHED[2],
+    WATCHED[3],
     Rule {
         api_group: "networking.k8s.io",
         resources: &["ingresses/status"],
         verbs: &["get", "patch", "update"],
+    },
+    Rule {
+        api_group: "portico.dev",
+        resources: &["routepolicies/status", "ingressclassparameters/status"],
+        verbs: &["patch", "update"],
     },
     Rule {
         api_group: "events.k8s.io",
@@ -127,6 +139,38 @@ mod tests {
                     allows(WATCHED, group, resource, verb),
                     "{group}/{resource} {verb}"
                 );
+            }
+        }
+    }
+
+    /// Every watch is granted cluster-wide: nothing in `WATCHED` is left out of the ClusterRole.
+    #[test]
+    fn the_cluster_role_grants_every_watch() {
+        for rule in WATCHED {
+            for resource in rule.resources {
+                for verb in rule.verbs {
+                    assert!(
+                        allows(CLUSTER_RULES, rule.api_group, resource, verb),
+                        "{}/{resource} {verb}",
+                        rule.api_group
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn portico_resources_are_read_and_only_their_status_written() {
+        for resource in ["routepolicies", "ingressclassparameters"] {
+            for verb in ["get", "list", "watch"] {
+                assert!(allows(CLUSTER_RULES, "portico.dev", resource, verb));
+            }
+            for verb in ["create", "update", "patch", "delete"] {
+                assert!(!allows(CLUSTER_RULES, "portico.dev", resource, verb));
+            }
+            for verb in ["patch", "update"] {
+                let status = format!("{resource}/status");
+                assert!(allows(CLUSTER_RULES, "portico.dev", &status, verb));
             }
         }
     }

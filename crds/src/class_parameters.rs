@@ -1,0 +1,116 @@
+//! `IngressClassParameters`: settings of one IngressClass, named by its `spec.parameters`
+//! (`apiGroup: portico.dev`, `kind: IngressClassParameters`). Cluster-scoped, as the class is.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::PolicySpec;
+
+/// HSTS `max-age` used when `hsts` gives none: one year, as preload lists require.
+pub const DEFAULT_HSTS_MAX_AGE: i64 = 31_536_000;
+
+/// Settings of the IngressClasses whose `spec.parameters` name it.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "portico.dev",
+    version = "v1alpha1",
+    kind = "IngressClassParameters",
+    plural = "ingressclassparameters",
+    shortname = "icp",
+    category = "portico",
+    status = "IngressClassParametersStatus",
+    derive = "PartialEq",
+    doc = "Settings of the IngressClasses that name it in spec.parameters: TLS, PROXY protocol, and default routing policy.",
+    printcolumn(name = "MinTLS", type_ = "string", json_path = ".spec.tls.minVersion"),
+    printcolumn(
+        name = "HSTS max-age",
+        type_ = "integer",
+        json_path = ".spec.tls.hsts.maxAge"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressClassParametersSpec {
+    /// TLS on the client side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClassTls>,
+    /// PROXY protocol from trusted load balancers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// Policy for every Ingress of the class; a RoutePolicy overrides it field by field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<PolicySpec>,
+}
+
+/// TLS on the client side.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClassTls {
+    /// The lowest TLS version accepted (default 1.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_version: Option<TlsVersion>,
+    /// `Strict-Transport-Security` on HTTPS responses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Hsts>,
+}
+
+/// A TLS protocol version.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// `Strict-Transport-Security`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.preload) || !self.preload || (has(self.includeSubDomains) && self.includeSubDomains && (!has(self.maxAge) || self.maxAge >= 31536000))",
+        "message": "preload needs includeSubDomains and a maxAge of at least 31536000"
+    }
+]))]
+pub struct Hsts {
+    /// `max-age`, in seconds (default 31536000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_age: Option<i64>,
+    /// `includeSubDomains`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub include_sub_domains: Option<bool>,
+    /// `preload` (needs includeSubDomains and a max-age of a year or more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preload: Option<bool>,
+}
+
+/// PROXY protocol (v1 and v2) on the listeners.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyProtocol {
+    /// Peers whose PROXY header is trusted; others' connections are refused.
+    #[schemars(length(min = 1, max = 64), inner(length(max = 43)))]
+    pub trusted_cidrs: Vec<String>,
+}
+
+/// What the controller made of an `IngressClassParameters`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressClassParametersStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Accepted` (the parameters are valid and in use).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
