@@ -11,6 +11,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use portico_crds::{IngressClassParameters, RoutePolicy};
 use portico_proxy::TlsCertificate;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -40,6 +41,8 @@ pub struct Inputs {
     pub services: Vec<Arc<Service>>,
     pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     pub secrets: Vec<Arc<Secret>>,
+    pub route_policies: Vec<Arc<RoutePolicy>>,
+    pub class_parameters: Vec<Arc<IngressClassParameters>>,
     /// The certificate of every Secret, by `(namespace, name)`: parsed and checked, or why
     /// not (no `tls.crt`, bad PEM, a key that does not match, …).
     pub certificates: BTreeMap<ObjectKey, ParsedCertificate>,
@@ -57,6 +60,8 @@ impl fmt::Debug for Inputs {
             .field("services", &self.services.len())
             .field("endpoint_slices", &self.endpoint_slices.len())
             .field("secrets", &self.secrets.len())
+            .field("route_policies", &self.route_policies.len())
+            .field("class_parameters", &self.class_parameters.len())
             .field("certificates", &self.certificates.len())
             .field("ca_bundles", &self.ca_bundles.len())
             .field("problems", &self.problems)

@@ -8,7 +8,9 @@ use clap::Parser as _;
 use portico_controller::cli::{self, Cli, Command, LogFormat, RunArgs};
 use portico_controller::inputs::Inputs;
 use portico_controller::publish::Report;
-use portico_controller::{echo, events, leader, publish, quickstart, source, status, translate};
+use portico_controller::{
+    echo, events, leader, policy_status, publish, quickstart, source, status, translate,
+};
 use portico_proxy::{admin, Drain, Proxy, ProxyConfig, TlsCertificate, TrustedProxies};
 use tokio::sync::watch;
 use tracing::info;
@@ -164,6 +166,11 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
             tokio::spawn(status::run(
                 client.clone(),
                 status,
+                reports_rx.clone(),
+                leader_rx.clone(),
+            ));
+            tokio::spawn(policy_status::run(
+                client.clone(),
                 reports_rx.clone(),
                 leader_rx.clone(),
             ));

@@ -99,6 +99,8 @@ pub enum Reason {
     BackendTlsSecret { secret: String, error: String },
     #[error("error backend Service {service} does not exist or has no port; custom error pages are not served")]
     ErrorBackend { service: String },
+    #[error("field {field}: {why}; this setting is ignored")]
+    InvalidPolicyField { field: String, why: String },
     #[error("annotation {key}: {why}; this setting is ignored")]
     InvalidAnnotation { key: String, why: String },
     #[error("annotation {key} is a snippet: Portico never executes configuration text from Ingresses; it is ignored")]
@@ -157,6 +159,7 @@ impl Reason {
             Reason::TlsConflict { .. } => "TLSConflict",
             Reason::HostOwnedElsewhere { .. } => "HostOwnedElsewhere",
             Reason::InvalidAnnotation { .. } => "InvalidAnnotation",
+            Reason::InvalidPolicyField { .. } => "InvalidPolicyField",
             Reason::BackendTlsSecret { .. } => "BackendTlsSecret",
             Reason::ErrorBackend { .. } => "ErrorBackend",
             Reason::SnippetIgnored { .. } => "SnippetIgnored",

@@ -16,6 +16,7 @@ use k8s_openapi::api::networking::v1::IngressLoadBalancerStatus;
 use crate::inputs::{Inputs, ObjectKey};
 use crate::problem::Problem;
 use crate::translate::{self, Options};
+use portico_crds::{RoutePolicyStatus, TargetStatus};
 
 /// What the last publish did, for the status writer and the event recorder.
 #[derive(Debug, Default)]
@@ -27,6 +28,18 @@ pub struct Report {
     pub served: BTreeMap<ObjectKey, IngressInfo>,
     /// Every other Ingress (another class), so status Portico wrote can be cleared.
     pub others: BTreeMap<ObjectKey, IngressInfo>,
+    /// Every RoutePolicy: its generation, its targets' fate, its current status.
+    pub route_policies: BTreeMap<ObjectKey, RoutePolicyInfo>,
+}
+
+/// What the RoutePolicy status writer needs of one RoutePolicy.
+#[derive(Debug, Default)]
+pub struct RoutePolicyInfo {
+    pub generation: Option<i64>,
+    pub targets: Vec<TargetStatus>,
+    /// Problems found in its fields.
+    pub problems: Vec<String>,
+    pub current: Option<RoutePolicyStatus>,
 }
 
 /// What status and events need of an Ingress.
@@ -40,11 +53,39 @@ fn report(
     inputs: &Inputs,
     problems: Vec<Problem>,
     served: &BTreeSet<ObjectKey>,
+    policy_status: BTreeMap<ObjectKey, (Option<i64>, Vec<TargetStatus>)>,
     generation: u64,
 ) -> Report {
+    let mut route_policies = BTreeMap::new();
+    for p in &inputs.route_policies {
+        let key = (
+            p.metadata.namespace.clone().unwrap_or_default(),
+            p.metadata.name.clone().unwrap_or_default(),
+        );
+        let (generation, targets) = policy_status.get(&key).cloned().unwrap_or_default();
+        let found = problems
+            .iter()
+            .filter(|pr| {
+                pr.object.kind == "RoutePolicy"
+                    && pr.object.namespace == key.0
+                    && pr.object.name == key.1
+            })
+            .map(|pr| pr.reason.to_string())
+            .collect();
+        route_policies.insert(
+            key,
+            RoutePolicyInfo {
+                generation,
+                targets,
+                problems: found,
+                current: p.status.clone(),
+            },
+        );
+    }
     let mut r = Report {
         generation,
         problems,
+        route_policies,
         ..Report::default()
     };
     for i in &inputs.ingresses {
@@ -115,13 +156,20 @@ pub async fn run(
             snapshot,
             problems: found,
             served,
+            route_policy_status,
         } = output;
         let routes = snapshot.routes.route_count();
         let certificates = snapshot.tls.certificate_count();
         let problems = found.len();
         match proxy.publish(snapshot, build_time) {
             Ok(generation) => {
-                let _ = reports.send(Arc::new(report(&current, found, &served, generation)));
+                let _ = reports.send(Arc::new(report(
+                    &current,
+                    found,
+                    &served,
+                    route_policy_status,
+                    generation,
+                )));
                 info!(
                     generation,
                     routes,

@@ -62,6 +62,13 @@ pub(crate) async fn handle(
     let (resp, target, upstream) =
         route_and_forward(&shared, &conn, req, client, &request_id).await;
     let (mut parts, body) = resp.into_parts();
+    if conn.tls {
+        if let Some(hsts) = target.as_ref().and_then(|t| t.policy.hsts.as_ref()) {
+            parts
+                .headers
+                .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
     parts
         .headers
         .insert(X_REQUEST_ID.clone(), request_id.clone());

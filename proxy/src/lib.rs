@@ -33,5 +33,5 @@ pub use config::ProxyConfig;
 pub use policy::Policy;
 pub use routing::{HostPattern, HostRoutes, Matched, PathMatch, RegexPath, Route, RouteTable};
 pub use server::{Drain, Listeners, Live, Proxy};
-pub use snapshot::Snapshot;
+pub use snapshot::{ListenerSettings, Snapshot};
 pub use tls::{TlsCertificate, TlsTable};

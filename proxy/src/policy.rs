@@ -52,6 +52,8 @@ pub struct Policy {
     pub request_headers: HeaderOps,
     /// Changes to the backend's response before it goes to the client.
     pub response_headers: HeaderOps,
+    /// `Strict-Transport-Security` for answers over TLS (the class's parameters).
+    pub hsts: Option<HeaderValue>,
     /// The upstream client when this policy needs one of its own (attached at publish).
     pub client: OnceLock<UpstreamClient>,
 }

@@ -246,7 +246,14 @@ async fn serve_connection(
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let trusted = &shared.config.trusted_proxies;
-    if shared.config.proxy_protocol && trusted.contains(peer.ip()) {
+    let by_class = shared.live.load().as_ref().is_some_and(|live| {
+        live.snapshot
+            .listener
+            .proxy_protocol_from
+            .as_ref()
+            .is_some_and(|from| from.contains(peer.ip()))
+    });
+    if by_class || (shared.config.proxy_protocol && trusted.contains(peer.ip())) {
         let header = tokio::time::timeout(
             shared.config.client_header_timeout,
             crate::proxy_protocol::read_header(&mut stream),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::backend::Target;
+use crate::client_addr::TrustedProxies;
 use crate::routing::RouteTable;
 use crate::tls::TlsTable;
 
@@ -13,6 +14,17 @@ pub struct Snapshot {
     pub tls: TlsTable,
     /// How many per-object problems translate reported while building this snapshot.
     pub problems: usize,
+    /// Listener settings that come from Kubernetes objects (the class's parameters).
+    pub listener: ListenerSettings,
+}
+
+/// Listener-wide settings carried by the snapshot, so they change without a restart.
+#[derive(Clone, Debug, Default)]
+pub struct ListenerSettings {
+    /// Refuse TLS 1.2: only TLS 1.3 handshakes.
+    pub tls13_only: bool,
+    /// Expect a PROXY protocol header from these peers (in addition to `--proxy-protocol`).
+    pub proxy_protocol_from: Option<TrustedProxies>,
 }
 
 impl Snapshot {

@@ -18,14 +18,17 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::inputs::{CertCache, Inputs};
+use portico_crds::{IngressClassParameters, RoutePolicy};
 
 /// The (API group, resource) of every watch, checked against the RBAC table in tests.
-pub const WATCHED_KINDS: [(&str, &str); 5] = [
+pub const WATCHED_KINDS: [(&str, &str); 7] = [
     ("networking.k8s.io", "ingresses"),
     ("networking.k8s.io", "ingressclasses"),
     ("", "services"),
     ("discovery.k8s.io", "endpointslices"),
     ("", "secrets"),
+    ("portico.dev", "routepolicies"),
+    ("portico.dev", "ingressclassparameters"),
 ];
 
 /// How long a burst of watch events may last before the inputs are rebuilt (the publisher
@@ -47,6 +50,9 @@ pub struct Stores {
     services: Vec<Store<Service>>,
     slices: Vec<Store<EndpointSlice>>,
     secrets: Vec<Store<Secret>>,
+    /// Empty when Portico's CRDs are not installed.
+    route_policies: Vec<Store<RoutePolicy>>,
+    class_parameters: Option<Store<IngressClassParameters>>,
 }
 
 impl Stores {
@@ -64,6 +70,12 @@ impl Stores {
             s.wait_until_ready().await?;
         }
         for s in &self.secrets {
+            s.wait_until_ready().await?;
+        }
+        for s in &self.route_policies {
+            s.wait_until_ready().await?;
+        }
+        if let Some(s) = &self.class_parameters {
             s.wait_until_ready().await?;
         }
         Ok(())
@@ -91,6 +103,12 @@ impl Stores {
             certificates: certs.certificates(&secrets),
             ca_bundles: crate::inputs::ca_bundles(&secrets),
             secrets,
+            route_policies: all(&self.route_policies),
+            class_parameters: self
+                .class_parameters
+                .as_ref()
+                .map(|s| all(std::slice::from_ref(s)))
+                .unwrap_or_default(),
             problems: Vec::new(),
         }
     }
@@ -122,6 +140,10 @@ impl Stores {
         add(&mut h, &self.services);
         add(&mut h, &self.slices);
         add(&mut h, &self.secrets);
+        add(&mut h, &self.route_policies);
+        if let Some(s) = &self.class_parameters {
+            add(&mut h, std::slice::from_ref(s));
+        }
         h.finish()
     }
 }
@@ -176,8 +198,28 @@ where
     }
 }
 
+/// Are Portico's CRDs served? Without them (`crds.enabled=false`), RoutePolicies and
+/// IngressClassParameters are not watched, and everything else still is.
+async fn crds_installed(client: &Client) -> bool {
+    let version = format!("{}/v1alpha1", portico_crds::GROUP);
+    match client.list_api_group_resources(&version).await {
+        Ok(list) => {
+            let served: Vec<&str> = list.resources.iter().map(|r| r.name.as_str()).collect();
+            served.contains(&"routepolicies") && served.contains(&"ingressclassparameters")
+        }
+        Err(e) => {
+            warn!(error = %e, "Portico's CRDs are not installed; RoutePolicies and IngressClassParameters are not read (install them and restart)");
+            false
+        }
+    }
+}
+
 /// Starts every watch; returns the stores and a stream that yields on every change.
-pub fn start(client: &Client, scope: &WatchScope) -> (Stores, BoxStream<'static, &'static str>) {
+pub fn start(
+    client: &Client,
+    scope: &WatchScope,
+    with_crds: bool,
+) -> (Stores, BoxStream<'static, &'static str>) {
     let mut streams = Vec::new();
     let mut ingresses = Vec::new();
     for api in apis::<Ingress>(client, scope) {
@@ -211,6 +253,21 @@ pub fn start(client: &Client, scope: &WatchScope) -> (Stores, BoxStream<'static,
         watcher::Config::default(),
     );
     streams.push(e);
+    let mut route_policies = Vec::new();
+    let mut class_parameters = None;
+    if with_crds {
+        for api in apis::<RoutePolicy>(client, scope) {
+            let (s, e) = reflect(api, watcher::Config::default());
+            route_policies.push(s);
+            streams.push(e);
+        }
+        let (s, e) = reflect(
+            Api::<IngressClassParameters>::all(client.clone()),
+            watcher::Config::default(),
+        );
+        class_parameters = Some(s);
+        streams.push(e);
+    }
     (
         Stores {
             ingresses,
@@ -218,6 +275,8 @@ pub fn start(client: &Client, scope: &WatchScope) -> (Stores, BoxStream<'static,
             services,
             slices,
             secrets,
+            route_policies,
+            class_parameters,
         },
         stream::select_all(streams).boxed(),
     )
@@ -226,7 +285,8 @@ pub fn start(client: &Client, scope: &WatchScope) -> (Stores, BoxStream<'static,
 /// Runs the watches: waits for every store to sync, then sends [`Inputs`] on `tx` after each
 /// burst of changes (debounced) whose objects differ from the last sent.
 pub async fn run(client: Client, scope: WatchScope, tx: watch::Sender<Arc<Inputs>>) {
-    let (stores, mut events) = start(&client, &scope);
+    let with_crds = crds_installed(&client).await;
+    let (stores, mut events) = start(&client, &scope, with_crds);
     let waiting = stores.clone();
     let mut ready = Box::pin(async move { waiting.wait_until_ready().await.is_ok() });
     // Drive the watches while waiting for the first lists.
@@ -297,6 +357,8 @@ mod tests {
             kind::<Service>(),
             kind::<EndpointSlice>(),
             kind::<Secret>(),
+            kind::<RoutePolicy>(),
+            kind::<IngressClassParameters>(),
         ];
         let listed: Vec<(String, String)> = WATCHED_KINDS
             .iter()

@@ -28,6 +28,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use notify::{RecursiveMode, Watcher};
+use portico_crds::{IngressClassParameters, RoutePolicy};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -52,6 +53,8 @@ pub enum Object {
     Service(Arc<Service>),
     EndpointSlice(Arc<EndpointSlice>),
     Secret(Arc<Secret>),
+    RoutePolicy(Arc<RoutePolicy>),
+    IngressClassParameters(Arc<IngressClassParameters>),
 }
 
 impl Object {
@@ -62,6 +65,8 @@ impl Object {
             Object::Service(_) => "Service",
             Object::EndpointSlice(_) => "EndpointSlice",
             Object::Secret(_) => "Secret",
+            Object::RoutePolicy(_) => "RoutePolicy",
+            Object::IngressClassParameters(_) => "IngressClassParameters",
         }
     }
 
@@ -72,6 +77,8 @@ impl Object {
             Object::Service(x) => &x.metadata,
             Object::EndpointSlice(x) => &x.metadata,
             Object::Secret(x) => &x.metadata,
+            Object::RoutePolicy(x) => &x.metadata,
+            Object::IngressClassParameters(x) => &x.metadata,
         }
     }
 
@@ -235,6 +242,8 @@ impl ManifestDir {
                     Object::Service(x) => inputs.services.push(x.clone()),
                     Object::EndpointSlice(x) => inputs.endpoint_slices.push(x.clone()),
                     Object::Secret(x) => inputs.secrets.push(x.clone()),
+                    Object::RoutePolicy(x) => inputs.route_policies.push(x.clone()),
+                    Object::IngressClassParameters(x) => inputs.class_parameters.push(x.clone()),
                 }
             }
             inputs.problems.extend(state.good.warnings.iter().cloned());
@@ -355,6 +364,7 @@ fn expected_version(kind: &str) -> Option<&'static str> {
         "Ingress" | "IngressClass" => Some("networking.k8s.io/v1"),
         "Service" | "Secret" => Some("v1"),
         "EndpointSlice" => Some("discovery.k8s.io/v1"),
+        "RoutePolicy" | "IngressClassParameters" => Some("portico.dev/v1alpha1"),
         _ => None,
     }
 }
@@ -364,7 +374,9 @@ fn expected_version(kind: &str) -> Option<&'static str> {
 fn is_kubernetes_group(api_version: &str) -> bool {
     match api_version.split_once('/') {
         None => true,
-        Some((group, _)) => group == "extensions" || group.ends_with(".k8s.io"),
+        Some((group, _)) => {
+            group == "extensions" || group.ends_with(".k8s.io") || group == portico_crds::GROUP
+        }
     }
 }
 
@@ -411,6 +423,12 @@ fn decode(api_version: &str, kind: &str, source: Source<'_>) -> Result<Decoded, 
             default_namespace(&mut x.metadata);
             Object::EndpointSlice(Arc::new(x))
         }
+        "RoutePolicy" => {
+            let mut x: RoutePolicy = source.decode()?;
+            default_namespace(&mut x.metadata);
+            Object::RoutePolicy(Arc::new(x))
+        }
+        "IngressClassParameters" => Object::IngressClassParameters(Arc::new(source.decode()?)),
         _ => {
             let mut x: Secret = source.decode()?;
             default_namespace(&mut x.metadata);

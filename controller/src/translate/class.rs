@@ -15,6 +15,10 @@ pub struct ClassFilter {
     ours: BTreeMap<String, bool>,
     legacy_name: String,
     take_classless: bool,
+    /// Our classes' `spec.parameters` naming an IngressClassParameters: class → its name.
+    params: BTreeMap<String, String>,
+    /// Our class marked as the cluster default, if any.
+    default_class: Option<String>,
 }
 
 impl ClassFilter {
@@ -25,6 +29,8 @@ impl ClassFilter {
         serve_classless: bool,
     ) -> Self {
         let mut ours = BTreeMap::new();
+        let mut params = BTreeMap::new();
+        let mut default_class = None;
         let mut default_is_ours = false;
         for c in classes {
             let name = c.metadata.name.clone().unwrap_or_default();
@@ -36,13 +42,47 @@ impl ClassFilter {
                 .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
                 .is_some_and(|v| v == "true");
             default_is_ours |= is_ours && is_default;
+            if is_ours && is_default && default_class.is_none() {
+                default_class = Some(name.clone());
+            }
+            if let Some(p) = c.spec.as_ref().and_then(|s| s.parameters.as_ref()) {
+                if is_ours
+                    && p.api_group.as_deref() == Some(portico_crds::GROUP)
+                    && p.kind == "IngressClassParameters"
+                    && p.scope.as_deref().unwrap_or("Cluster") == "Cluster"
+                {
+                    params.insert(name.clone(), p.name.clone());
+                }
+            }
             ours.insert(name, is_ours);
         }
         ClassFilter {
             ours,
             legacy_name: legacy_name.to_string(),
             take_classless: serve_classless || default_is_ours,
+            params,
+            default_class,
         }
+    }
+
+    /// The IngressClassParameters that apply to an accepted Ingress: those of the class it
+    /// names, else (legacy annotation, no class) those of the default class or of the class
+    /// named like `--ingress-class`.
+    pub fn parameters_of(&self, ingress: &Ingress) -> Option<&str> {
+        let class = match Self::class_of(ingress) {
+            Some(c) if self.ours.get(c).copied().unwrap_or(false) => c,
+            _ => self
+                .default_class
+                .as_deref()
+                .unwrap_or(self.legacy_name.as_str()),
+        };
+        self.params.get(class).map(String::as_str)
+    }
+
+    /// The IngressClassParameters of the class named like `--ingress-class` (listener-wide
+    /// settings: minimum TLS version, PROXY protocol).
+    pub fn primary_parameters(&self) -> Option<&str> {
+        self.params.get(&self.legacy_name).map(String::as_str)
     }
 
     /// The class an Ingress names (`spec.ingressClassName`, else the legacy annotation).

@@ -13,7 +13,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
@@ -82,6 +82,8 @@ pub struct Output {
     pub problems: Vec<Problem>,
     /// The Ingresses Portico serves (its class), as `(namespace, name)`.
     pub served: BTreeSet<ObjectKey>,
+    /// Each RoutePolicy's generation and the fate of its targets.
+    pub route_policy_status: BTreeMap<ObjectKey, (Option<i64>, Vec<portico_crds::TargetStatus>)>,
 }
 
 /// An Ingress chosen for serving, with what every later step needs.
@@ -122,6 +124,9 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
         options.serve_classless,
     );
 
+    let class_settings = policy::sources::class_settings(inputs, &mut problems);
+    let route_policies = policy::sources::RoutePolicies::new(inputs, &mut problems);
+
     // Oldest first (a missing timestamp counts as oldest), then namespace/name: the order
     // decides every conflict.
     let mut selected: Vec<Selected<'_>> = inputs
@@ -138,7 +143,20 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
                     .any(|k| a.get(*k).is_some_and(|v| v == "true"))
             });
             let object = ObjectRef::new("Ingress", namespace, name);
-            let mut policy = policy::from_annotations(annotations, &object, &mut problems);
+            // Weakest first: the class's defaults, RoutePolicies, then annotations.
+            let mut policy = classes
+                .parameters_of(i)
+                .and_then(|p| class_settings.get(p))
+                .map(|c| c.defaults.clone())
+                .unwrap_or_default();
+            if let Some(rp) = route_policies.for_ingress(namespace, name) {
+                policy.overlay(&rp);
+            }
+            policy.overlay(&policy::from_annotations(
+                annotations,
+                &object,
+                &mut problems,
+            ));
             policy.resolve_ssl_secret(namespace, inputs, &object, &mut problems);
             let canary_input = if canary {
                 policy::canary_of(annotations, &object, &mut problems)
@@ -178,17 +196,37 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
 
     problems.sort();
     problems.dedup();
-    let served = selected
+    let served: BTreeSet<ObjectKey> = selected
         .iter()
         .map(|s| (s.namespace.to_string(), s.name.to_string()))
         .collect();
+    let exists: BTreeSet<ObjectKey> = inputs
+        .ingresses
+        .iter()
+        .map(|i| {
+            (
+                i.metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+                i.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let listener = classes
+        .primary_parameters()
+        .and_then(|p| class_settings.get(p))
+        .map(|c| c.listener.clone())
+        .unwrap_or_default();
     Output {
         snapshot: Snapshot {
             routes,
             tls: tls_table,
             problems: problems.len(),
+            listener,
         },
         problems,
+        route_policy_status: route_policies.status(&served, &exists),
         served,
     }
 }

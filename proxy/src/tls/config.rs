@@ -38,14 +38,19 @@ impl ResolvesServerCert for SnapshotResolver {
     }
 }
 
-/// TLS 1.2 and 1.3 with rustls' default (modern, AEAD-only) cipher suites; ALPN `h2` then
+/// TLS 1.2 and 1.3 (or 1.3 only, by the class's parameters) with rustls' default (modern, AEAD-only) cipher suites; ALPN `h2` then
 /// `http/1.1`.
 pub fn server_config(
     snapshot: Arc<Snapshot>,
     sessions: &SessionState,
 ) -> Result<Arc<ServerConfig>, CertError> {
+    let versions: &[&'static rustls::SupportedProtocolVersion] = if snapshot.listener.tls13_only {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
     let mut config = ServerConfig::builder_with_provider(crate::tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(versions)
         .map_err(|e| CertError::Key(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SnapshotResolver(snapshot)));

@@ -7,7 +7,9 @@
 //! not parse is a problem; that one setting is ignored and the route keeps serving.
 
 mod annotations;
+mod crd;
 pub mod grammar;
+pub mod sources;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +29,7 @@ use crate::inputs::Inputs;
 use crate::problem::{ObjectRef, Problem, Reason};
 
 pub use annotations::{canary_of, from_annotations, CanaryInput, NGINX_PREFIX, PORTICO_PREFIX};
+pub use crd::from_spec;
 
 /// Every policy setting, each unset unless a source set it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -80,6 +83,8 @@ pub struct PolicyInput {
     pub error_backend: Option<String>,
     /// Refuse every request: the Ingress asks for access control Portico cannot apply.
     pub deny: Option<bool>,
+    /// `Strict-Transport-Security` (from the class's parameters).
+    pub hsts: Option<HeaderValue>,
 }
 
 /// What one route's policy needs besides the settings.
@@ -163,6 +168,7 @@ impl PolicyInput {
             custom_errors,
             error_backend,
             deny,
+            hsts,
         );
     }
 
@@ -276,6 +282,7 @@ impl PolicyInput {
             upstream_tls: self.upstream_tls(service),
             balance: self.balance(route_path),
             deny: self.deny == Some(true),
+            hsts: self.hsts.clone(),
             error_pages: error_backend.map(|(backend, service)| ErrorPages {
                 codes: self.custom_errors.clone().unwrap_or_default(),
                 backend,

@@ -170,3 +170,139 @@ fn routes_without_annotations_share_the_empty_policy() {
         &portico_proxy::Policy::none()
     ));
 }
+
+fn class_with_parameters(name: &str, params: &str) -> Arc<IngressClass> {
+    let mut c = (*class(name, CONTROLLER_NAME, false)).clone();
+    if let Some(spec) = c.spec.as_mut() {
+        spec.parameters = Some(
+            k8s_openapi::api::networking::v1::IngressClassParametersReference {
+                api_group: Some("portico.dev".into()),
+                kind: "IngressClassParameters".into(),
+                name: params.into(),
+                namespace: None,
+                scope: Some("Cluster".into()),
+            },
+        );
+    }
+    Arc::new(c)
+}
+
+fn crd<T: serde::de::DeserializeOwned>(json: serde_json::Value) -> Arc<T> {
+    Arc::new(serde_json::from_value(json).unwrap())
+}
+
+#[test]
+fn class_defaults_then_route_policies_then_annotations() {
+    let mut inputs = world(vec![
+        ingress("default", "app")
+            .class("portico")
+            .annotation("nginx.ingress.kubernetes.io/proxy-connect-timeout", "9")
+            .rule("h.com", "/", backend("web", 80))
+            .build(),
+        ingress("default", "other")
+            .class("portico")
+            .rule("o.com", "/", backend("web", 80))
+            .build(),
+    ]);
+    inputs.ingress_classes = vec![class_with_parameters("portico", "strict")];
+    inputs.class_parameters = vec![crd(serde_json::json!({
+        "apiVersion": "portico.dev/v1alpha1", "kind": "IngressClassParameters",
+        "metadata": {"name": "strict"},
+        "spec": {
+            "tls": {"minVersion": "1.3", "hsts": {"maxAge": 600, "includeSubDomains": true}},
+            "defaults": {"timeouts": {"read": "30s", "connect": "1s"}, "maxBodySize": "2m"}
+        }
+    }))];
+    inputs.route_policies = vec![
+        crd(serde_json::json!({
+            "apiVersion": "portico.dev/v1alpha1", "kind": "RoutePolicy",
+            "metadata": {"name": "newer", "namespace": "default", "creationTimestamp": "2026-02-01T00:00:00Z"},
+            "spec": {"targetRefs": [{"kind": "Ingress", "name": "app"}],
+                     "timeouts": {"read": "7s"}, "maxBodySize": "5m"}
+        })),
+        crd(serde_json::json!({
+            "apiVersion": "portico.dev/v1alpha1", "kind": "RoutePolicy",
+            "metadata": {"name": "older", "namespace": "default", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"targetRefs": [{"kind": "Ingress", "name": "app"}, {"kind": "Ingress", "name": "missing"}],
+                     "timeouts": {"read": "3s"}}
+        })),
+    ];
+    let out = run(&inputs);
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let app = &out
+        .snapshot
+        .routes
+        .find("h.com", "/")
+        .unwrap()
+        .target
+        .policy;
+    assert_eq!(
+        app.timeouts.read,
+        Some(std::time::Duration::from_secs(3)),
+        "the oldest RoutePolicy wins"
+    );
+    assert_eq!(
+        app.max_body_size,
+        Some(5 << 20),
+        "a RoutePolicy beats the class"
+    );
+    assert_eq!(
+        app.timeouts.connect,
+        Some(std::time::Duration::from_secs(9)),
+        "annotations beat all"
+    );
+    assert_eq!(app.hsts.as_ref().unwrap(), "max-age=600; includeSubDomains");
+    let other = &out
+        .snapshot
+        .routes
+        .find("o.com", "/")
+        .unwrap()
+        .target
+        .policy;
+    assert_eq!(
+        other.timeouts.read,
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert!(out.snapshot.listener.tls13_only);
+    let (_, targets) = &out.route_policy_status[&("default".to_string(), "older".to_string())];
+    let fates: Vec<(&str, bool, &str)> = targets
+        .iter()
+        .map(|t| (t.name.as_str(), t.accepted, t.reason.as_str()))
+        .collect();
+    assert_eq!(
+        fates,
+        [
+            ("app", true, "Accepted"),
+            ("missing", false, "IngressNotFound")
+        ]
+    );
+}
+
+#[test]
+fn bad_route_policy_fields_are_reported_on_the_route_policy() {
+    let mut inputs = world(vec![ingress("default", "app")
+        .rule("h.com", "/", backend("web", 80))
+        .build()]);
+    inputs.route_policies = vec![crd(serde_json::json!({
+        "apiVersion": "portico.dev/v1alpha1", "kind": "RoutePolicy",
+        "metadata": {"name": "bad", "namespace": "default"},
+        "spec": {"targetRefs": [{"kind": "Ingress", "name": "app"}],
+                 "hashBy": "$nope", "timeouts": {"read": "2s"}}
+    }))];
+    let out = run(&inputs);
+    let [p] = &out.problems[..] else {
+        panic!("{:?}", out.problems)
+    };
+    assert_eq!(
+        (p.object.kind, p.reason.code()),
+        ("RoutePolicy", "InvalidPolicyField")
+    );
+    let app = &out
+        .snapshot
+        .routes
+        .find("h.com", "/")
+        .unwrap()
+        .target
+        .policy;
+    assert_eq!(app.timeouts.read, Some(std::time::Duration::from_secs(2)));
+}

@@ -1,0 +1,196 @@
+//! The weaker policy sources, gathered once per translation: each class's
+//! IngressClassParameters (defaults, HSTS, listener settings) and the RoutePolicies attached
+//! to each Ingress.
+
+use std::collections::BTreeMap;
+
+use http::HeaderValue;
+use portico_crds::{IngressClassParameters, RoutePolicy, TargetStatus, TlsVersion};
+use portico_proxy::{ListenerSettings, TrustedProxies};
+
+use super::{from_spec, PolicyInput};
+use crate::inputs::{Inputs, ObjectKey};
+use crate::problem::{ObjectRef, Problem, Reason};
+
+/// What one IngressClassParameters object gives.
+#[derive(Clone, Debug, Default)]
+pub struct ClassSettings {
+    /// `spec.defaults`, the weakest policy source.
+    pub defaults: PolicyInput,
+    pub listener: ListenerSettings,
+}
+
+/// Every IngressClassParameters, by name.
+pub fn class_settings(
+    inputs: &Inputs,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, ClassSettings> {
+    let mut out = BTreeMap::new();
+    for p in &inputs.class_parameters {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let object = ObjectRef::new("IngressClassParameters", "", &name);
+        out.insert(name, settings_of(p, &object, problems));
+    }
+    out
+}
+
+fn settings_of(
+    p: &IngressClassParameters,
+    object: &ObjectRef,
+    problems: &mut Vec<Problem>,
+) -> ClassSettings {
+    let mut defaults = p
+        .spec
+        .defaults
+        .as_ref()
+        .map(|d| from_spec(d, object, problems))
+        .unwrap_or_default();
+    let tls = p.spec.tls.as_ref();
+    if let Some(h) = tls.and_then(|t| t.hsts.as_ref()) {
+        let mut value = format!(
+            "max-age={}",
+            h.max_age
+                .unwrap_or(portico_crds::class_parameters::DEFAULT_HSTS_MAX_AGE)
+                .max(0)
+        );
+        if h.include_sub_domains == Some(true) {
+            value.push_str("; includeSubDomains");
+        }
+        if h.preload == Some(true) {
+            value.push_str("; preload");
+        }
+        defaults.hsts = HeaderValue::from_str(&value).ok();
+    }
+    let proxy_protocol_from = match p.spec.proxy_protocol.as_ref() {
+        Some(pp) if !pp.trusted_cidrs.is_empty() => {
+            match TrustedProxies::parse(&pp.trusted_cidrs.join(",")) {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    problems.push(Problem::new(
+                        object.clone(),
+                        Reason::InvalidPolicyField {
+                            field: "proxyProtocol.trustedCidrs".into(),
+                            why,
+                        },
+                    ));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    ClassSettings {
+        defaults,
+        listener: ListenerSettings {
+            tls13_only: tls.and_then(|t| t.min_version) == Some(TlsVersion::Tls13),
+            proxy_protocol_from,
+        },
+    }
+}
+
+/// RoutePolicies by the Ingress they target, each already parsed, oldest first.
+pub struct RoutePolicies {
+    by_target: BTreeMap<ObjectKey, Vec<PolicyInput>>,
+    /// Every RoutePolicy and its targets (for status).
+    targets: Vec<(ObjectKey, Option<i64>, Vec<String>)>,
+}
+
+impl RoutePolicies {
+    pub fn new(inputs: &Inputs, problems: &mut Vec<Problem>) -> Self {
+        let mut policies: Vec<&RoutePolicy> =
+            inputs.route_policies.iter().map(|p| p.as_ref()).collect();
+        policies.sort_by(|a, b| {
+            let key = |p: &RoutePolicy| {
+                (
+                    p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    p.metadata.namespace.clone(),
+                    p.metadata.name.clone(),
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        let mut by_target: BTreeMap<ObjectKey, Vec<PolicyInput>> = BTreeMap::new();
+        let mut targets = Vec::new();
+        for p in policies {
+            let ns = p
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let object = ObjectRef::new("RoutePolicy", &ns, &name);
+            let input = from_spec(&p.spec.policy, &object, problems);
+            let mut names = Vec::new();
+            for t in &p.spec.target_refs {
+                let group_ok =
+                    t.group.as_deref().unwrap_or("networking.k8s.io") == "networking.k8s.io";
+                if t.kind != "Ingress" || !group_ok {
+                    continue;
+                }
+                names.push(t.name.clone());
+                by_target
+                    .entry((ns.clone(), t.name.clone()))
+                    .or_default()
+                    .push(input.clone());
+            }
+            targets.push(((ns, name), p.metadata.generation, names));
+        }
+        RoutePolicies { by_target, targets }
+    }
+
+    /// The RoutePolicy settings for an Ingress: the oldest policy wins a field two set.
+    pub fn for_ingress(&self, namespace: &str, name: &str) -> Option<PolicyInput> {
+        let list = self
+            .by_target
+            .get(&(namespace.to_string(), name.to_string()))?;
+        let mut merged = PolicyInput::default();
+        for p in list.iter().rev() {
+            merged.overlay(p);
+        }
+        Some(merged)
+    }
+
+    /// Each RoutePolicy's generation and targets, accepted when Portico serves the Ingress.
+    pub fn status(
+        &self,
+        served: &std::collections::BTreeSet<ObjectKey>,
+        exists: &std::collections::BTreeSet<ObjectKey>,
+    ) -> BTreeMap<ObjectKey, (Option<i64>, Vec<TargetStatus>)> {
+        let mut out = BTreeMap::new();
+        for (key, generation, names) in &self.targets {
+            let list = names
+                .iter()
+                .map(|n| {
+                    let target = (key.0.clone(), n.clone());
+                    let (accepted, reason, message) = if served.contains(&target) {
+                        (
+                            true,
+                            "Accepted",
+                            "the Ingress is served by Portico with this policy",
+                        )
+                    } else if exists.contains(&target) {
+                        (
+                            false,
+                            "NotServed",
+                            "the Ingress belongs to another ingress class",
+                        )
+                    } else {
+                        (
+                            false,
+                            "IngressNotFound",
+                            "no Ingress of this name in the namespace",
+                        )
+                    };
+                    TargetStatus {
+                        name: n.clone(),
+                        accepted,
+                        reason: reason.to_string(),
+                        message: message.to_string(),
+                    }
+                })
+                .collect();
+            out.insert(key.clone(), (*generation, list));
+        }
+        out
+    }
+}
