@@ -449,3 +449,83 @@ async fn custom_errors_come_from_the_error_backend() {
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["x-echo-service"], "errors");
 }
+
+#[tokio::test]
+async fn class_parameters_and_route_policies_change_what_is_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let web = echo("web").await;
+    let (secret, _) = portico_e2e::manifests::tls_secret("default", "site-tls", &["site.com"]);
+    let class = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: portico\n\
+                 spec:\n  controller: portico.dev/ingress-controller\n  parameters:\n    \
+                 apiGroup: portico.dev\n    kind: IngressClassParameters\n    name: strict\n    scope: Cluster\n";
+    let params = "apiVersion: portico.dev/v1alpha1\nkind: IngressClassParameters\nmetadata:\n  name: strict\n\
+                  spec:\n  tls:\n    minVersion: \"1.3\"\n    hsts:\n      maxAge: 86400\n      includeSubDomains: true\n  \
+                  proxyProtocol:\n    trustedCidrs: [\"127.0.0.2/32\"]\n  defaults:\n    headers:\n      response:\n        \
+                  set:\n          X-Content-Type-Options: nosniff\n";
+    let policy = "apiVersion: portico.dev/v1alpha1\nkind: RoutePolicy\nmetadata:\n  name: site\n  namespace: default\n\
+                  spec:\n  targetRefs:\n    - kind: Ingress\n      name: site\n  rewriteTarget: /v2/$1\n";
+    let (_dir, p) = start_with(
+        &[
+            class.to_string(),
+            params.to_string(),
+            policy.to_string(),
+            secret,
+            ingress("default", "site")
+                .class("portico")
+                .annotation(&nginx("ssl-redirect"), "false")
+                .tls(&["site.com"], Some("site-tls"))
+                .rule("site.com", "/api/(.*)", "ImplementationSpecific", "web")
+                .yaml(),
+        ],
+        &[("web", vec![web])],
+    )
+    .await;
+
+    // TLS 1.3 only: a TLS 1.2 client is refused, a TLS 1.3 client served with HSTS.
+    let tls12 = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .max_tls_version(reqwest::tls::Version::TLS_1_2)
+        .resolve("site.com", p.https)
+        .build()
+        .unwrap();
+    assert!(tls12
+        .get(p.https_url("site.com", "/api/x"))
+        .send()
+        .await
+        .is_err());
+    let c = p.client(&["site.com"]);
+    let r = c
+        .get(p.https_url("site.com", "/api/users"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["strict-transport-security"],
+        "max-age=86400; includeSubDomains"
+    );
+    assert_eq!(
+        r.headers()["x-content-type-options"],
+        "nosniff",
+        "the class's defaults"
+    );
+    let j = echo_json(r).await;
+    assert_eq!(j["path"], "/v2/users", "the RoutePolicy's rewrite");
+
+    // PROXY protocol from the class's trusted peers (here 127.0.0.2): the client address
+    // comes from the header.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut s = socket.connect(p.http).await.unwrap();
+    s.write_all(
+        b"PROXY TCP4 203.0.113.9 10.0.0.1 40000 80\r\nGET /api/who HTTP/1.1\r\nHost: site.com\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    assert!(
+        answer.contains("\"x-real-ip\": \"203.0.113.9\""),
+        "{answer}"
+    );
+}
