@@ -97,7 +97,9 @@ pub struct Hsts {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxyProtocol {
-    /// Peers whose PROXY header is trusted; others' connections are refused.
+    /// Peers that must send a PROXY header (v1 or v2) first; the client address is read from
+    /// it. Other peers' connections are served as they come (a PROXY header from them is not
+    /// read). Listener-wide: taken from the parameters of the class named by --ingress-class.
     #[schemars(length(min = 1, max = 64), inner(length(max = 43)))]
     pub trusted_cidrs: Vec<String>,
 }

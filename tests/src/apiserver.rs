@@ -182,3 +182,36 @@ pub async fn wait_status_ip(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Installs Portico's CRDs (server-side apply) and waits until the API server serves them.
+pub async fn install_crds(client: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, Patch, PatchParams};
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in portico_crds::crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        api.patch(
+            &name,
+            &PatchParams::apply("portico-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("installing {name}: {e}"));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let served = client
+            .list_api_group_resources("portico.dev/v1alpha1")
+            .await
+            .map(|l| l.resources.len())
+            .unwrap_or(0);
+        if served >= 2 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Portico's CRDs never became served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -463,3 +463,75 @@ async fn annotations_from_the_api_server_shape_routes_and_report_events() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn route_policies_from_the_api_server_apply_and_get_status() {
+    use portico_crds::RoutePolicy;
+    let api = ApiServer::shared();
+    let client = api.client().await;
+    let ns = "routepolicies";
+    namespace(&client, ns).await;
+    portico_e2e::apiserver::install_crds(&client).await;
+    let web = netns::echo("web").await;
+    apply(&client, CLASS).await;
+    apply(&client, &service(ns, "web", &web)).await;
+    let p = Portico::cluster(&api.kubeconfig, &args(ns, "rp-leader")).await;
+    apply(
+        &client,
+        &ingress(ns, "app")
+            .class("portico")
+            .rule("rp.test", "/", "Prefix", "web")
+            .yaml(),
+    )
+    .await;
+    until(&p, "rp.test", (200, Some("web")), Duration::from_secs(5)).await;
+    apply(
+        &client,
+        &format!(
+            "apiVersion: portico.dev/v1alpha1\nkind: RoutePolicy\nmetadata:\n  name: headers\n  namespace: {ns}\n\
+             spec:\n  targetRefs:\n    - kind: Ingress\n      name: app\n    - kind: Ingress\n      name: nowhere\n  \
+             headers:\n    response:\n      set:\n        X-Policy: applied\n"
+        ),
+    )
+    .await;
+    let c = p.client(&["rp.test"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = c.get(p.http_url("rp.test", "/")).send().await.unwrap();
+        if r.headers().get("x-policy").is_some_and(|v| v == "applied") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the RoutePolicy never applied\n{}",
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let policies: Api<RoutePolicy> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rp = policies.get("headers").await.unwrap();
+        if let Some(status) = rp.status.as_ref().filter(|s| !s.targets.is_empty()) {
+            let accepted = &status.conditions[0];
+            assert_eq!(
+                (accepted.type_.as_str(), accepted.status.as_str()),
+                ("Accepted", "True")
+            );
+            let fates: Vec<(&str, bool)> = status
+                .targets
+                .iter()
+                .map(|t| (t.name.as_str(), t.accepted))
+                .collect();
+            assert_eq!(fates, [("app", true), ("nowhere", false)]);
+            assert_eq!(status.observed_generation, rp.metadata.generation);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no RoutePolicy status\n{}",
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
