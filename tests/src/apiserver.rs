@@ -128,7 +128,20 @@ pub async fn namespace(client: &kube::Client, name: &str) {
 pub async fn apply(client: &kube::Client, yaml: &str) {
     use kube::api::{Api, DynamicObject, Patch, PatchParams};
     use kube::discovery::{ApiResource, Scope};
-    let discovery = kube::Discovery::new(client.clone()).run().await.unwrap();
+    // Discovery can fail for a moment while another test installs CRDs (a group listed
+    // before its versions are served): try again briefly.
+    let mut tries = 0;
+    let discovery = loop {
+        match kube::Discovery::new(client.clone()).run().await {
+            Ok(d) => break d,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("discovery: {e}"),
+        }
+    };
     for doc in yaml.split("\n---\n").filter(|d| !d.trim().is_empty()) {
         let obj: DynamicObject = serde_yaml::from_str(doc).unwrap_or_else(|e| panic!("{e}: {doc}"));
         let types = obj.types.clone().unwrap();
