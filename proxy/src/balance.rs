@@ -352,6 +352,25 @@ mod tests {
     }
 
     #[test]
+    fn removing_one_of_n_endpoints_moves_about_one_nth_of_keys() {
+        let (five, four) = (ids(5), ids(4));
+        let headers = HeaderMap::new();
+        let mut moved = 0;
+        for i in 0..2000 {
+            let uri: Uri = format!("/k/{i}").parse().unwrap();
+            let b = Balance::Hash(HashKey(vec![KeyPart::RequestUri]));
+            let before = b.choose(&five, &[], || 0, &req(&uri, &headers)).first;
+            let after = b.choose(&four, &[], || 0, &req(&uri, &headers)).first;
+            if before != after {
+                assert_eq!(before, 4, "only keys of the removed endpoint move");
+                moved += 1;
+            }
+        }
+        // 1/5 of 2000 = 400, within 3σ.
+        assert!((340..=460).contains(&moved), "{moved}");
+    }
+
+    #[test]
     fn ewma_prefers_the_faster_endpoint() {
         let loads: Vec<EndpointLoad> = (0..2).map(|_| EndpointLoad::default()).collect();
         for _ in 0..10 {

@@ -57,6 +57,9 @@ impl ProxyBody {
     /// `inner`, failing with [`BodyError::TooLarge`] past `limit` bytes and with
     /// [`BodyError::Idle`] when no frame comes for `idle`. Unguarded when both are `None`.
     pub fn guarded(inner: Incoming, limit: Option<u64>, idle: Option<Duration>) -> Self {
+        // A body of known length cannot grow past it (hyper enforces the length), and an
+        // empty one cannot grow at all: the limit only needs watching on streamed bodies.
+        let limit = limit.filter(|_| !inner.is_end_stream() && inner.size_hint().exact().is_none());
         if limit.is_none() && idle.is_none() {
             return ProxyBody::Stream(inner);
         }

@@ -204,6 +204,16 @@ mod tests {
     }
 
     #[test]
+    fn a_weight_of_20_percent_lands_within_three_sigma() {
+        let p = target("primary");
+        let c = [canary("c", None, false, 20)];
+        let n = 2000.0;
+        let hits = (0..2000).filter(|_| pick(&p, &c, &[]) == "c").count() as f64;
+        let sigma = (n * 0.2 * 0.8_f64).sqrt();
+        assert!((hits - n * 0.2).abs() <= 3.0 * sigma, "{hits} of {n}");
+    }
+
+    #[test]
     fn cookies_are_found_by_exact_name() {
         let mut h = HeaderMap::new();
         h.insert(

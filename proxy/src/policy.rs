@@ -32,7 +32,8 @@ pub struct Policy {
     pub x_forwarded_prefix: Option<HeaderValue>,
     /// Sent upstream as `Host` instead of the client's (`upstream-vhost`).
     pub upstream_vhost: Option<HeaderValue>,
-    /// Largest request body accepted; larger ones get 413 (`proxy-body-size`).
+    /// Largest request body accepted; larger ones get 413 (`proxy-body-size`; 1 MiB unless
+    /// a source sets it, as ingress-nginx; `None` is unlimited).
     pub max_body_size: Option<u64>,
     pub timeouts: Timeouts,
     pub retry: Retry,
@@ -58,7 +59,15 @@ pub struct Policy {
     pub client: OnceLock<UpstreamClient>,
 }
 
-static NONE: LazyLock<Arc<Policy>> = LazyLock::new(|| Arc::new(Policy::default()));
+/// ingress-nginx's default `proxy-body-size`.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 1 << 20;
+
+static NONE: LazyLock<Arc<Policy>> = LazyLock::new(|| {
+    Arc::new(Policy {
+        max_body_size: Some(DEFAULT_MAX_BODY_SIZE),
+        ..Policy::default()
+    })
+});
 
 impl Policy {
     /// The shared empty policy of every route that sets nothing.

@@ -177,15 +177,29 @@ async fn rewrite_target_with_captures_prefix_vhost_and_headers() {
 async fn body_size_and_read_timeout() {
     let web = echo("web").await;
     let (_dir, p) = start_with(
-        &[ingress("default", "limits")
-            .annotation(&nginx("proxy-body-size"), "1k")
-            .annotation(&nginx("proxy-read-timeout"), "1")
-            .rule("limits.com", "/", "Prefix", "web")
-            .yaml()],
+        &[
+            ingress("default", "limits")
+                .annotation(&nginx("proxy-body-size"), "1k")
+                .annotation(&nginx("proxy-read-timeout"), "1")
+                .rule("limits.com", "/", "Prefix", "web")
+                .yaml(),
+            ingress("default", "default")
+                .rule("default.com", "/", "Prefix", "web")
+                .yaml(),
+        ],
         &[("web", vec![web])],
     )
     .await;
-    let c = p.client(&["limits.com"]);
+    let c = p.client(&["limits.com", "default.com"]);
+    // Without a setting, bodies up to 1 MiB pass, as in ingress-nginx.
+    let url = p.http_url("default.com", "/upload");
+    let ok = c.post(&url).body(vec![b'a'; 1 << 20]).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..3).map(|_| Ok(vec![b'c'; 512 * 1024])).collect();
+    let stream = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let over = c.post(&url).body(stream).send().await.unwrap();
+    assert_eq!(over.status(), 413);
     let url = p.http_url("limits.com", "/upload");
     let small = c.post(&url).body(vec![b'a'; 1000]).send().await.unwrap();
     assert_eq!(small.status(), 200);

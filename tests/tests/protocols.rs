@@ -63,7 +63,24 @@ async fn other_upgrades_are_not_passed_through() {
 
 #[tokio::test]
 async fn bodies_stream_both_ways() {
-    let (_d, p, host) = one_backend("body.test").await;
+    // Unlimited bodies on this route (the default limit is 1 MiB, as ingress-nginx's).
+    let dir = tempfile::tempdir().unwrap();
+    let web = portico_e2e::echo("web").await;
+    portico_e2e::write(
+        dir.path(),
+        "b.yaml",
+        &portico_e2e::manifests::backend("default", "web", &[web]),
+    );
+    portico_e2e::write(
+        dir.path(),
+        "i.yaml",
+        &portico_e2e::manifests::ingress("default", "i")
+            .annotation("nginx.ingress.kubernetes.io/proxy-body-size", "0")
+            .rule("body.test", "/", "Prefix", "web")
+            .yaml(),
+    );
+    let p = Portico::start(dir.path(), &[]).await;
+    let host = "body.test".to_string();
     let c = p.client(&[&host]);
     // A chunked upload of 8 MiB, echoed back as it streams.
     let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..128)

@@ -17,7 +17,9 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use portico_proxy::balance::{Balance, CookieAffinity, HashKey};
-use portico_proxy::policy::{ErrorPages, HeaderOps, Redirect, Retry, RetryOn, Rewrite, Timeouts};
+use portico_proxy::policy::{
+    ErrorPages, HeaderOps, Redirect, Retry, RetryOn, Rewrite, Timeouts, DEFAULT_MAX_BODY_SIZE,
+};
 use portico_proxy::upstream::{Protocol, UpstreamTls};
 use portico_proxy::{Backend, Policy};
 use regex::Regex;
@@ -260,7 +262,10 @@ impl PolicyInput {
             },
             x_forwarded_prefix: self.x_forwarded_prefix.clone(),
             upstream_vhost: self.upstream_vhost.clone(),
-            max_body_size: self.max_body_size.flatten(),
+            max_body_size: match self.max_body_size {
+                None => Some(DEFAULT_MAX_BODY_SIZE),
+                Some(set) => set,
+            },
             timeouts: Timeouts {
                 connect: self.connect_timeout,
                 read: self.read_timeout,
