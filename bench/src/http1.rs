@@ -358,95 +358,134 @@ pub struct OpenLoop {
     pub counts: Counts,
 }
 
-/// Open loop at `rate` requests/s spread over `conns` keep-alive connections, one thread
-/// each (blocking sockets and `nanosleep`, which keeps send times precise to tens of µs).
+/// Works through the requests handed to one connection, in order: a request waits for the
+/// ones before it, and its latency counts from when it was due.
+async fn open_connection(
+    addr: SocketAddr,
+    request: Arc<Vec<u8>>,
+    mut due: tokio::sync::mpsc::UnboundedReceiver<Instant>,
+    window: Window,
+    counters: Arc<Counters>,
+) -> Vec<u32> {
+    let mut lat = Vec::new();
+    let mut buf = Vec::with_capacity(4096);
+    let mut conn: Option<tokio::net::TcpStream> = None;
+    let mut reused = false;
+    while let Some(due) = due.recv().await {
+        let counted = window.counts_at(due);
+        let mut attempt = 0;
+        let result = loop {
+            let s = match &mut conn {
+                Some(s) => s,
+                None => match connect(addr).await {
+                    Ok(s) => {
+                        reused = false;
+                        conn.insert(s)
+                    }
+                    Err(e) => break Err(Failure::Broken(e)),
+                },
+            };
+            match exchange(s, &mut buf, &request).await {
+                Err(Failure::NoAnswer(_)) if reused && attempt == 0 => {
+                    attempt += 1;
+                    conn = None;
+                    if counted {
+                        counters.retried.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok((status, close)) => {
+                if counted {
+                    counters.answer(status);
+                    let us = due.elapsed().as_micros().min(u32::MAX as u128);
+                    lat.push(us as u32);
+                }
+                reused = true;
+                if close {
+                    conn = None;
+                }
+            }
+            Err(_) => {
+                if counted {
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                conn = None;
+            }
+        }
+    }
+    lat
+}
+
+/// Open loop at `rate` requests/s over `conns` keep-alive connections, on one thread. Every
+/// millisecond the requests that fell due are handed round-robin to the connections (each
+/// works through its own in order), so the offered load does not slow down when the server
+/// does, and each latency runs from the request's due time (coordinated-omission
+/// correction). Due times are spaced exactly at 1/rate; the millisecond pacing adds up to a
+/// millisecond to a latency only when the dispatcher itself runs late.
 pub fn open_loop(
     addr: SocketAddr,
     request: Arc<Vec<u8>>,
     conns: usize,
     rate: f64,
     window: Window,
-) -> OpenLoop {
-    let interval = Duration::from_secs_f64(conns as f64 / rate);
+) -> io::Result<OpenLoop> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let counters = Arc::new(Counters::default());
-    let threads: Vec<_> = (0..conns)
-        .map(|i| {
-            let request = request.clone();
-            let counters = counters.clone();
-            std::thread::spawn(move || {
-                let mut lat = Vec::new();
-                let mut buf = Vec::with_capacity(4096);
-                let mut conn: Option<std::net::TcpStream> = None;
-                let mut reused = false;
-                let first = window.start + interval.mul_f64(i as f64 / conns as f64);
-                for k in 0u32.. {
-                    let due = first + interval * k;
-                    if due >= window.end {
-                        break;
-                    }
-                    let now = Instant::now();
-                    if now < due {
-                        std::thread::sleep(due - now);
-                    }
-                    let mut attempt = 0;
-                    let result = loop {
-                        let s = match &mut conn {
-                            Some(s) => s,
-                            None => match connect_blocking(addr) {
-                                Ok(s) => {
-                                    reused = false;
-                                    conn.insert(s)
-                                }
-                                Err(e) => break Err(Failure::Broken(e)),
-                            },
-                        };
-                        match exchange_blocking(s, &mut buf, &request) {
-                            Err(Failure::NoAnswer(_)) if reused && attempt == 0 => {
-                                attempt += 1;
-                                conn = None;
-                                if window.counts_at(due) {
-                                    counters.retried.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                            other => break other,
-                        }
-                    };
-                    let counted = window.counts_at(due);
-                    match result {
-                        Ok((status, close)) => {
-                            if counted {
-                                counters.answer(status);
-                                let us = due.elapsed().as_micros().min(u32::MAX as u128);
-                                lat.push(us as u32);
-                            }
-                            reused = true;
-                            if close {
-                                conn = None;
-                            }
-                        }
-                        Err(_) => {
-                            if counted {
-                                counters.failed.fetch_add(1, Ordering::Relaxed);
-                            }
-                            conn = None;
-                        }
-                    }
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut latencies_us = Vec::new();
-    for t in threads {
-        if let Ok(l) = t.join() {
-            latencies_us.extend(l);
+    let step = Duration::from_secs_f64(1.0 / rate);
+    let latencies = rt.block_on(async {
+        let mut queues = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..conns.max(1) {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            queues.push(tx);
+            tasks.push(tokio::spawn(open_connection(
+                addr,
+                request.clone(),
+                rx,
+                window,
+                counters.clone(),
+            )));
         }
-    }
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut next = 0u64;
+        let mut i = 0usize;
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            loop {
+                let due = window.start + step * next as u32;
+                if due > now || due >= window.end {
+                    break;
+                }
+                let _ = queues[i % queues.len()].send(due);
+                i += 1;
+                next += 1;
+            }
+            if window.start + step * next as u32 >= window.end {
+                break;
+            }
+        }
+        drop(queues);
+        let mut all = Vec::new();
+        for t in tasks {
+            if let Ok(l) = t.await {
+                all.extend(l);
+            }
+        }
+        all
+    });
+    let mut latencies_us = latencies;
     latencies_us.sort_unstable();
-    OpenLoop {
+    Ok(OpenLoop {
         latencies_us,
         counts: counters.get(),
-    }
+    })
 }
 
 /// One `GET /` on a new connection: the status code, or an error.

@@ -123,11 +123,13 @@ async fn one(
 }
 
 /// `conns` concurrent clients doing handshakes with random names from `names` until
-/// `window.end`, on one thread.
+/// `window.end`, on one thread. With `resume`, each client keeps its own session store, so
+/// that every connection after its first can resume with the ticket its previous one got
+/// (a shared store runs dry when more clients are in flight than it keeps tickets per server).
 pub fn handshakes(
     addr: SocketAddr,
     names: Arc<Vec<ServerName<'static>>>,
-    config: Arc<ClientConfig>,
+    resume: bool,
     conns: usize,
     window: Window,
 ) -> io::Result<Handshakes> {
@@ -135,33 +137,33 @@ pub fn handshakes(
         .enable_all()
         .build()?;
     let counters = Arc::new(Counters::default());
-    let connector = tokio_rustls::TlsConnector::from(config);
     rt.block_on(async {
-        let tasks: Vec<_> = (0..conns)
-            .map(|_| {
-                let (names, counters, connector) =
-                    (names.clone(), counters.clone(), connector.clone());
-                tokio::spawn(async move {
-                    while Instant::now() < window.end {
-                        let name = names[fastrand::usize(..names.len())].clone();
-                        let r = one(addr, name, &connector).await;
-                        if !window.counts_at(Instant::now()) {
-                            continue;
-                        }
-                        let c = match r {
-                            Ok(true) => &counters.resumed,
-                            Ok(false) => &counters.full,
-                            Err(_) => &counters.failed,
-                        };
-                        c.fetch_add(1, Ordering::Relaxed);
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let config = client_config(resume).map_err(io::Error::other)?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let (names, counters) = (names.clone(), counters.clone());
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < window.end {
+                    let name = names[fastrand::usize(..names.len())].clone();
+                    let r = one(addr, name, &connector).await;
+                    if !window.counts_at(Instant::now()) {
+                        continue;
                     }
-                })
-            })
-            .collect();
+                    let c = match r {
+                        Ok(true) => &counters.resumed,
+                        Ok(false) => &counters.full,
+                        Err(_) => &counters.failed,
+                    };
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
         for t in tasks {
             let _ = t.await;
         }
-    });
+        Ok::<_, io::Error>(())
+    })?;
     Ok(Handshakes {
         full: counters.full.load(Ordering::Relaxed),
         resumed: counters.resumed.load(Ordering::Relaxed),

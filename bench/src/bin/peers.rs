@@ -46,6 +46,8 @@ enum Mode {
 struct Plan {
     mode: Mode,
     reps: usize,
+    /// Repetitions of the N-hosts, N-certificates and latency runs.
+    large_reps: usize,
     warmup: Duration,
     duration: Duration,
     /// Hosts and certificates in the large configuration.
@@ -65,8 +67,9 @@ impl Plan {
         let base = Plan {
             mode,
             reps: 5,
+            large_reps: 5,
             warmup: secs(1.0),
-            duration: secs(5.0),
+            duration: secs(4.0),
             n: 10_000,
             change_duration: secs(10.0),
             rsa: true,
@@ -79,6 +82,7 @@ impl Plan {
             Mode::Full => base,
             Mode::Quick => Plan {
                 reps: 2,
+                large_reps: 1,
                 warmup: secs(0.5),
                 duration: secs(2.0),
                 change_duration: secs(3.0),
@@ -87,6 +91,7 @@ impl Plan {
             },
             Mode::Smoke => Plan {
                 reps: 1,
+                large_reps: 1,
                 warmup: secs(0.1),
                 duration: secs(0.3),
                 n: 200,
@@ -127,15 +132,18 @@ impl Peer {
 enum Config {
     /// bench.test (HTTP), t0.tls.test (ECDSA) and rsa.tls.test (RSA): the single-host runs.
     Small,
-    /// Small plus N HTTP hosts and N-1 more TLS hosts with their own certificates.
-    Large,
+    /// Small plus N plain-HTTP hosts.
+    Routes,
+    /// Small plus N-1 more TLS hosts, each with its own certificate (N in all).
+    Certs,
 }
 
 impl Config {
     fn name(self) -> &'static str {
         match self {
             Config::Small => "small",
-            Config::Large => "large",
+            Config::Routes => "routes",
+            Config::Certs => "certs",
         }
     }
 }
@@ -577,9 +585,10 @@ fn hosts(n: usize, config: Config) -> (Vec<String>, Vec<(String, String)>) {
         (tls_host(0), "t0".to_string()),
         (RSA_HOST.to_string(), "rsa".to_string()),
     ];
-    if config == Config::Large {
-        plain.extend((0..n).map(http_host));
-        tls.extend((1..n).map(|i| (tls_host(i), format!("t{i}"))));
+    match config {
+        Config::Small => {}
+        Config::Routes => plain.extend((0..n).map(http_host)),
+        Config::Certs => tls.extend((1..n).map(|i| (tls_host(i), format!("t{i}")))),
     }
     (plain, tls)
 }
@@ -875,7 +884,8 @@ fn start(ctx: &Ctx, peer: Peer, config: Config, master_worker: bool) -> Result<R
     let (port, probe) = match (peer, config) {
         (Peer::Direct, _) => (DIRECT, ONE_HOST.to_string()),
         (_, Config::Small) => (HTTP, ONE_HOST.to_string()),
-        (_, Config::Large) => (HTTP, http_host(ctx.plan.n - 1)),
+        (_, Config::Routes) => (HTTP, http_host(ctx.plan.n - 1)),
+        (_, Config::Certs) => (HTTP, ONE_HOST.to_string()),
     };
     let deadline = t + Duration::from_secs(180);
     let mut readyz = peer != Peer::Portico;
@@ -987,10 +997,9 @@ fn run_tls(
         .map(ServerName::try_from)
         .collect::<Result<Vec<_>, _>>()?;
     let names = Arc::new(names);
-    let config = tls::client_config(resume)?;
     let (clients, window) = (ctx.plan.tls_clients, ctx.plan.window());
     let (hs, cpu) = measured(ctx, r.pid, window, move || {
-        tls::handshakes(addr(HTTPS), names, config, clients, window)
+        tls::handshakes(addr(HTTPS), names, resume, clients, window)
     })?;
     let hs = hs?;
     if hs.failed > 0 {
@@ -1017,7 +1026,10 @@ fn run_tls(
 fn run_h2(ctx: &mut Ctx, r: &Running, streams: usize, key: &'static str) -> Result<()> {
     let secs = ctx.plan.duration.as_millis().max(100);
     let c0 = procfs::tree_cpu_ticks(r.pid);
-    let out = Command::new("h2load")
+    // h2load can wait forever for a server that stopped answering: bound it.
+    let limit = (secs / 1000 + 20).to_string();
+    let out = Command::new("timeout")
+        .args([limit.as_str(), "h2load"])
         .args(["-c", &ctx.plan.h2_clients.to_string()])
         .args(["-m", &streams.to_string()])
         .args(["-D", &format!("{secs}ms")])
@@ -1082,18 +1094,17 @@ fn small_phase(ctx: &mut Ctx, peer: Peer) -> Result<()> {
     Ok(())
 }
 
-fn large_phase(ctx: &mut Ctx, peer: Peer) -> Result<()> {
-    let r = start(ctx, peer, Config::Large, false)?;
+fn routes_phase(ctx: &mut Ctx, peer: Peer) -> Result<()> {
+    let r = start(ctx, peer, Config::Routes, false)?;
+    let n = ctx.plan.n;
+    let hosts = (0..n).map(http_host).collect();
+    run_http1(ctx, &r, HTTP, hosts, "h1_rand", "h1_rand_rps")
+}
+
+fn certs_phase(ctx: &mut Ctx, peer: Peer) -> Result<()> {
+    let r = start(ctx, peer, Config::Certs, false)?;
     ctx.results.add("ready_n", peer, r.ready.as_secs_f64());
     let n = ctx.plan.n;
-    run_http1(
-        ctx,
-        &r,
-        HTTP,
-        (0..n).map(http_host).collect(),
-        "h1_rand",
-        "h1_rand_rps",
-    )?;
     run_tls(
         ctx,
         &r,
@@ -1112,7 +1123,7 @@ fn latency_phase(ctx: &mut Ctx, peer: Peer, rates: (f64, f64)) -> Result<()> {
     for (rate, key) in [(rates.0, "p99_50"), (rates.1, "p99_80")] {
         let req = Arc::new(http1::request(ONE_HOST));
         let window = ctx.plan.window();
-        let res = http1::open_loop(addr(HTTP), req, ctx.plan.open_conns, rate, window);
+        let res = http1::open_loop(addr(HTTP), req, ctx.plan.open_conns, rate, window)?;
         check_counts(ctx, key, peer, res.counts);
         let p50 = quantile(&res.latencies_us, 0.5);
         let p99 = quantile(&res.latencies_us, 0.99);
@@ -1265,7 +1276,7 @@ fn main() -> Result<()> {
     }
     let began = Instant::now();
     write_certs(&ctx)?;
-    for config in [Config::Small, Config::Large] {
+    for config in [Config::Small, Config::Routes, Config::Certs] {
         write_portico(&ctx, config)?;
         write_nginx(&ctx, config)?;
         write_haproxy(&ctx, config)?;
@@ -1287,10 +1298,11 @@ fn main() -> Result<()> {
     let (table, missing) = table(&ctx, rates);
     let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let header = format!(
-        "Portico vs nginx vs haproxy — mode {:?}, {} repetition(s) of {:.1} s (+{:.1} s warm-up), N = {}; \
-         took {:.0} s; load average at the end: {}\n\n",
+        "Portico vs nginx vs haproxy — mode {:?}, {} repetition(s) ({} of the N-host and latency runs) \
+         of {:.1} s (+{:.1} s warm-up), N = {}; took {:.0} s; load average at the end: {}\n\n",
         ctx.plan.mode,
         ctx.plan.reps,
+        ctx.plan.large_reps,
         ctx.plan.duration.as_secs_f64(),
         ctx.plan.warmup.as_secs_f64(),
         num(ctx.plan.n as f64),
@@ -1327,8 +1339,13 @@ fn run(ctx: &mut Ctx) -> Result<(f64, f64)> {
         for peer in ctx.order() {
             small_phase(ctx, peer)?;
         }
-        for peer in ctx.order() {
-            large_phase(ctx, peer)?;
+        if rep < ctx.plan.large_reps {
+            for peer in ctx.order() {
+                routes_phase(ctx, peer)?;
+            }
+            for peer in ctx.order() {
+                certs_phase(ctx, peer)?;
+            }
         }
     }
     let nginx_max = ctx
@@ -1337,9 +1354,13 @@ fn run(ctx: &mut Ctx) -> Result<(f64, f64)> {
         .map(|s| s.median)
         .ok_or_else(|| anyhow!("no nginx throughput to set the latency runs' rate"))?;
     let rates = (0.5 * nginx_max, 0.8 * nginx_max);
-    for rep in 0..ctx.plan.reps {
+    for rep in 0..ctx.plan.large_reps {
         ctx.rep = rep;
-        eprintln!("== latency, repetition {} of {}", rep + 1, ctx.plan.reps);
+        eprintln!(
+            "== latency, repetition {} of {}",
+            rep + 1,
+            ctx.plan.large_reps
+        );
         for peer in ctx.order() {
             latency_phase(ctx, peer, rates)?;
         }
