@@ -99,6 +99,10 @@ pub enum Reason {
     BackendTlsSecret { secret: String, error: String },
     #[error("error backend Service {service} does not exist or has no port; custom error pages are not served")]
     ErrorBackend { service: String },
+    #[error("{setting} is above the class's limit; {limit} is used")]
+    LimitExceeded { setting: String, limit: String },
+    #[error("annotation {key} is denied by the class's parameters; it is ignored")]
+    AnnotationDenied { key: String },
     #[error("field {field}: {why}; this setting is ignored")]
     InvalidPolicyField { field: String, why: String },
     #[error("annotation {key}: {why}; this setting is ignored")]
@@ -160,6 +164,8 @@ impl Reason {
             Reason::HostOwnedElsewhere { .. } => "HostOwnedElsewhere",
             Reason::InvalidAnnotation { .. } => "InvalidAnnotation",
             Reason::InvalidPolicyField { .. } => "InvalidPolicyField",
+            Reason::LimitExceeded { .. } => "LimitExceeded",
+            Reason::AnnotationDenied { .. } => "AnnotationDenied",
             Reason::BackendTlsSecret { .. } => "BackendTlsSecret",
             Reason::ErrorBackend { .. } => "ErrorBackend",
             Reason::SnippetIgnored { .. } => "SnippetIgnored",

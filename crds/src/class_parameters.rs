@@ -46,6 +46,30 @@ pub struct IngressClassParametersSpec {
     /// Policy for every Ingress of the class; a RoutePolicy overrides it field by field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub defaults: Option<PolicySpec>,
+    /// Ceilings no RoutePolicy or annotation of the class may exceed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+    /// Annotation keys (without their `nginx.ingress.kubernetes.io/` or `portico.dev/`
+    /// prefix, e.g. `rewrite-target`) that Ingresses of the class may not use; such
+    /// annotations are reported and ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 128), inner(regex(pattern = "^[a-z0-9-]+$")))]
+    pub denied_annotations: Vec<String>,
+}
+
+/// Ceilings for the class's routes. A larger value from a RoutePolicy or annotation is
+/// lowered to the ceiling and reported.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// The largest `proxy-body-size` (also the ceiling of "unlimited").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::policy::SIZE_PATTERN))]
+    pub max_body_size: Option<String>,
+    /// The longest connect, read or send timeout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::policy::DURATION_PATTERN))]
+    pub max_timeout: Option<String>,
 }
 
 /// TLS on the client side.

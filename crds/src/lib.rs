@@ -19,7 +19,7 @@ use kube::CustomResourceExt;
 pub use chart::{chart_file_name, chart_template, crd_yaml};
 pub use class_parameters::{
     ClassTls, Hsts, IngressClassParameters, IngressClassParametersSpec,
-    IngressClassParametersStatus, ProxyProtocol, TlsVersion,
+    IngressClassParametersStatus, Limits, ProxyProtocol, TlsVersion,
 };
 pub use error::Error;
 pub use policy::{

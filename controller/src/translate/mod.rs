@@ -143,20 +143,26 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
                     .any(|k| a.get(*k).is_some_and(|v| v == "true"))
             });
             let object = ObjectRef::new("Ingress", namespace, name);
-            // Weakest first: the class's defaults, RoutePolicies, then annotations.
-            let mut policy = classes
-                .parameters_of(i)
-                .and_then(|p| class_settings.get(p))
-                .map(|c| c.defaults.clone())
-                .unwrap_or_default();
+            // Weakest first: the class's defaults, RoutePolicies, then annotations; then the
+            // class's limits.
+            let class = classes.parameters_of(i).and_then(|p| class_settings.get(p));
+            let mut policy = class.map(|c| c.defaults.clone()).unwrap_or_default();
             if let Some(rp) = route_policies.for_ingress(namespace, name) {
                 policy.overlay(&rp);
             }
+            let allowed = match (class, annotations) {
+                (Some(c), Some(a)) => c.allowed_annotations(a, &object, &mut problems),
+                _ => None,
+            };
+            let annotations = allowed.as_ref().or(annotations);
             policy.overlay(&policy::from_annotations(
                 annotations,
                 &object,
                 &mut problems,
             ));
+            if let Some(c) = class {
+                c.clamp(&mut policy, &object, &mut problems);
+            }
             policy.resolve_ssl_secret(namespace, inputs, &object, &mut problems);
             let canary_input = if canary {
                 policy::canary_of(annotations, &object, &mut problems)

@@ -18,6 +18,75 @@ pub struct ClassSettings {
     /// `spec.defaults`, the weakest policy source.
     pub defaults: PolicyInput,
     pub listener: ListenerSettings,
+    /// `spec.limits.maxBodySize`.
+    pub max_body_size: Option<u64>,
+    /// `spec.limits.maxTimeout`.
+    pub max_timeout: Option<std::time::Duration>,
+    /// `spec.deniedAnnotations`.
+    pub denied_annotations: Vec<String>,
+}
+
+impl ClassSettings {
+    /// Lowers what exceeds the class's limits, reporting each on `object`.
+    pub fn clamp(&self, p: &mut PolicyInput, object: &ObjectRef, problems: &mut Vec<Problem>) {
+        let mut report = |setting: &str, limit: String| {
+            problems.push(Problem::new(
+                object.clone(),
+                Reason::LimitExceeded {
+                    setting: setting.to_string(),
+                    limit,
+                },
+            ));
+        };
+        if let Some(max) = self.max_body_size {
+            let asked = p
+                .max_body_size
+                .unwrap_or(Some(portico_proxy::policy::DEFAULT_MAX_BODY_SIZE));
+            if asked.is_none_or(|a| a > max) {
+                report("proxy-body-size", format!("{max} bytes"));
+                p.max_body_size = Some(Some(max));
+            }
+        }
+        if let Some(max) = self.max_timeout {
+            for (name, t) in [
+                ("proxy-connect-timeout", &mut p.connect_timeout),
+                ("proxy-read-timeout", &mut p.read_timeout),
+                ("proxy-send-timeout", &mut p.send_timeout),
+            ] {
+                if t.is_some_and(|t| t > max) {
+                    report(name, format!("{max:?}"));
+                    *t = Some(max);
+                }
+            }
+        }
+    }
+
+    /// The annotations without the denied ones (each reported on `object`).
+    pub fn allowed_annotations(
+        &self,
+        annotations: &BTreeMap<String, String>,
+        object: &ObjectRef,
+        problems: &mut Vec<Problem>,
+    ) -> Option<BTreeMap<String, String>> {
+        if self.denied_annotations.is_empty() {
+            return None;
+        }
+        let mut kept = annotations.clone();
+        kept.retain(|key, _| {
+            let name = key
+                .strip_prefix(super::NGINX_PREFIX)
+                .or_else(|| key.strip_prefix(super::PORTICO_PREFIX));
+            let denied = name.is_some_and(|n| self.denied_annotations.iter().any(|d| d == n));
+            if denied {
+                problems.push(Problem::new(
+                    object.clone(),
+                    Reason::AnnotationDenied { key: key.clone() },
+                ));
+            }
+            !denied
+        });
+        Some(kept)
+    }
 }
 
 /// Every IngressClassParameters, by name.
@@ -79,8 +148,43 @@ fn settings_of(
         }
         _ => None,
     };
+    let limits = p.spec.limits.as_ref();
+    let mut field = |name: &str, why: String| {
+        problems.push(Problem::new(
+            object.clone(),
+            Reason::InvalidPolicyField {
+                field: name.into(),
+                why,
+            },
+        ));
+    };
+    let max_body_size = match limits
+        .and_then(|l| l.max_body_size.as_deref())
+        .map(super::grammar::size)
+    {
+        Some(Ok(v)) => v,
+        Some(Err(why)) => {
+            field("limits.maxBodySize", why);
+            None
+        }
+        None => None,
+    };
+    let max_timeout = match limits
+        .and_then(|l| l.max_timeout.as_deref())
+        .map(super::grammar::duration)
+    {
+        Some(Ok(v)) => Some(v),
+        Some(Err(why)) => {
+            field("limits.maxTimeout", why);
+            None
+        }
+        None => None,
+    };
     ClassSettings {
         defaults,
+        max_body_size,
+        max_timeout,
+        denied_annotations: p.spec.denied_annotations.clone(),
         listener: ListenerSettings {
             tls13_only: tls.and_then(|t| t.min_version) == Some(TlsVersion::Tls13),
             proxy_protocol_from,

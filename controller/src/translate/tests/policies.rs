@@ -306,3 +306,44 @@ fn bad_route_policy_fields_are_reported_on_the_route_policy() {
         .policy;
     assert_eq!(app.timeouts.read, Some(std::time::Duration::from_secs(2)));
 }
+
+#[test]
+fn class_limits_cap_annotations_and_denied_annotations_are_ignored() {
+    let mut inputs = world(vec![ingress("default", "app")
+        .class("portico")
+        .annotation("nginx.ingress.kubernetes.io/proxy-body-size", "0")
+        .annotation("nginx.ingress.kubernetes.io/proxy-read-timeout", "600")
+        .annotation(
+            "nginx.ingress.kubernetes.io/upstream-vhost",
+            "internal.example",
+        )
+        .annotation("portico.dev/proxy-connect-timeout", "2")
+        .rule("h.com", "/", backend("web", 80))
+        .build()]);
+    inputs.ingress_classes = vec![class_with_parameters("portico", "guarded")];
+    inputs.class_parameters = vec![crd(serde_json::json!({
+        "apiVersion": "portico.dev/v1alpha1", "kind": "IngressClassParameters",
+        "metadata": {"name": "guarded"},
+        "spec": {"limits": {"maxBodySize": "10m", "maxTimeout": "60s"},
+                 "deniedAnnotations": ["upstream-vhost"]}
+    }))];
+    let out = run(&inputs);
+    let codes: Vec<&str> = out.problems.iter().map(|p| p.reason.code()).collect();
+    assert_eq!(
+        codes,
+        ["LimitExceeded", "LimitExceeded", "AnnotationDenied"],
+        "{:?}",
+        out.problems
+    );
+    let p = &out
+        .snapshot
+        .routes
+        .find("h.com", "/")
+        .unwrap()
+        .target
+        .policy;
+    assert_eq!(p.max_body_size, Some(10 << 20), "unlimited is capped too");
+    assert_eq!(p.timeouts.read, Some(std::time::Duration::from_secs(60)));
+    assert_eq!(p.timeouts.connect, Some(std::time::Duration::from_secs(2)));
+    assert!(p.upstream_vhost.is_none());
+}
