@@ -23,8 +23,8 @@ pub use class_parameters::{
 };
 pub use error::Error;
 pub use policy::{
-    Affinity, AffinityMode, BackendProtocol, CookieAffinity, HeaderOps, Headers, LoadBalance,
-    PolicySpec, Redirect, Retries, SameSite, Timeouts, Upstream, UpstreamTls,
+    Affinity, AffinityMode, BackendProtocol, Compression, CookieAffinity, HeaderOps, Headers,
+    LoadBalance, PolicySpec, Redirect, Retries, SameSite, Timeouts, Upstream, UpstreamTls,
 };
 pub use route_policy::{RoutePolicy, RoutePolicySpec, RoutePolicyStatus, TargetRef, TargetStatus};
 

@@ -93,6 +93,40 @@ pub struct PolicySpec {
     /// no endpoint can, and for `customHttpErrors`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_backend: Option<String>,
+    /// Compress answers (ingress-nginx's `use-gzip`, `enable-brotli`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+}
+
+/// Response compression, chosen from the client's `Accept-Encoding` (brotli first).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Compression {
+    /// Offer gzip.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gzip: Option<bool>,
+    /// Offer brotli.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brotli: Option<bool>,
+    /// gzip level (default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 9))]
+    pub gzip_level: Option<u32>,
+    /// brotli quality (default 4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 11))]
+    pub brotli_level: Option<u32>,
+    /// Answers with a known length below this many bytes are not compressed (default 256).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_length: Option<u64>,
+    /// Media types to compress (default: ingress-nginx's `gzip-types`, plus text/html).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(regex(pattern = "^[a-z0-9.+-]+/[a-z0-9.+-]+$"))
+    )]
+    pub types: Vec<String>,
 }
 
 /// A redirect answered by Portico itself.

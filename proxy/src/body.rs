@@ -22,6 +22,9 @@ pub enum BodyError {
     /// No data for longer than the route's timeout.
     #[error("no body data for {0:?}")]
     Idle(Duration),
+    /// Compressing the answer failed.
+    #[error("compressing the answer failed: {0}")]
+    Compress(std::io::Error),
 }
 
 /// Either a peer's streamed body (never buffered) or bytes Portico produced itself.
@@ -29,6 +32,7 @@ pub enum BodyError {
 pub enum ProxyBody {
     Stream(Incoming),
     Guarded(Box<Guarded>),
+    Compressed(Box<crate::compress::Compressed<ProxyBody>>),
     Bytes(Option<Bytes>),
 }
 
@@ -121,6 +125,7 @@ impl http_body::Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Stream(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::Peer),
             ProxyBody::Guarded(g) => g.poll_frame(cx),
+            ProxyBody::Compressed(c) => Pin::new(c.as_mut()).poll_frame(cx),
             ProxyBody::Bytes(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -129,6 +134,7 @@ impl http_body::Body for ProxyBody {
         match self {
             ProxyBody::Stream(b) => b.is_end_stream(),
             ProxyBody::Guarded(g) => g.inner.is_end_stream(),
+            ProxyBody::Compressed(c) => c.is_end_stream(),
             ProxyBody::Bytes(b) => b.is_none(),
         }
     }
@@ -137,6 +143,7 @@ impl http_body::Body for ProxyBody {
         match self {
             ProxyBody::Stream(b) => b.size_hint(),
             ProxyBody::Guarded(g) => g.inner.size_hint(),
+            ProxyBody::Compressed(c) => c.size_hint(),
             ProxyBody::Bytes(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Bytes(None) => SizeHint::with_exact(0),
         }

@@ -226,6 +226,16 @@ async fn forward(
             return Err((ForwardError::BodyTooLarge, None));
         }
     }
+    // What compression needs of the request, kept before the headers go upstream.
+    let accept_encoding: Vec<HeaderValue> = match &policy.compression {
+        Some(_) => req
+            .headers()
+            .get_all(http::header::ACCEPT_ENCODING)
+            .iter()
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
     let websocket =
         req.version() == Version::HTTP_11 && headers::is_websocket_upgrade(req.headers());
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
@@ -432,7 +442,18 @@ async fn forward(
                 if let Some(cookie) = set_cookie {
                     parts.headers.append(http::header::SET_COOKIE, cookie);
                 }
-                let body = ProxyBody::guarded(body, None, policy.timeouts.read);
+                let mut body = ProxyBody::guarded(body, None, policy.timeouts.read);
+                if let Some(c) = &policy.compression {
+                    if let Some(encoding) =
+                        c.choose(&method, &accept_encoding, parts.status, &parts.headers)
+                    {
+                        body = ProxyBody::Compressed(Box::new(c.apply(
+                            encoding,
+                            &mut parts.headers,
+                            body,
+                        )));
+                    }
+                }
                 return Ok((Response::from_parts(parts, body), Some(addr)));
             }
         }
@@ -530,7 +551,7 @@ fn find_body_error(e: &(dyn std::error::Error + 'static)) -> Option<ForwardError
             return match b {
                 BodyError::TooLarge => Some(ForwardError::BodyTooLarge),
                 BodyError::Idle(_) => Some(ForwardError::ClientTimeout),
-                BodyError::Peer(_) => None,
+                BodyError::Peer(_) | BodyError::Compress(_) => None,
             };
         }
         cur = err.source();

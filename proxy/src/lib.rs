@@ -12,6 +12,7 @@ pub mod balance;
 pub mod body;
 pub mod canary;
 pub mod client_addr;
+pub mod compress;
 pub mod config;
 pub mod error;
 mod forward;

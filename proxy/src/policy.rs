@@ -14,6 +14,7 @@ use regex::Regex;
 
 use crate::backend::Backend;
 use crate::balance::Balance;
+use crate::compress::Compression;
 use crate::upstream::{Protocol, UpstreamClient, UpstreamTls};
 
 /// Everything a route may ask of the proxy. `Default` is "nothing special".
@@ -55,6 +56,8 @@ pub struct Policy {
     pub response_headers: HeaderOps,
     /// `Strict-Transport-Security` for answers over TLS (the class's parameters).
     pub hsts: Option<HeaderValue>,
+    /// Compress answers (`use-gzip`, `enable-brotli`).
+    pub compression: Option<Compression>,
     /// The upstream client when this policy needs one of its own (attached at publish).
     pub client: OnceLock<UpstreamClient>,
 }

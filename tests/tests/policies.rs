@@ -484,7 +484,7 @@ async fn class_parameters_and_route_policies_change_what_is_served() {
     let params = "apiVersion: portico.dev/v1alpha1\nkind: IngressClassParameters\nmetadata:\n  name: strict\n\
                   spec:\n  tls:\n    minVersion: \"1.3\"\n    hsts:\n      maxAge: 86400\n      includeSubDomains: true\n  \
                   proxyProtocol:\n    trustedCidrs: [\"127.0.0.2/32\"]\n  defaults:\n    headers:\n      response:\n        \
-                  set:\n          X-Content-Type-Options: nosniff\n";
+                  set:\n          X-Content-Type-Options: nosniff\n    compression:\n      gzip: true\n      brotli: true\n";
     let policy = "apiVersion: portico.dev/v1alpha1\nkind: RoutePolicy\nmetadata:\n  name: site\n  namespace: default\n\
                   spec:\n  targetRefs:\n    - kind: Ingress\n      name: site\n  rewriteTarget: /v2/$1\n";
     let (_dir, p) = start_with(
@@ -534,6 +534,32 @@ async fn class_parameters_and_route_policies_change_what_is_served() {
     );
     let j = echo_json(r).await;
     assert_eq!(j["path"], "/v2/users", "the RoutePolicy's rewrite");
+
+    // Compression from the class's defaults: brotli first, gzip otherwise, as accepted.
+    for (accept, want) in [("gzip, br", "br"), ("gzip", "gzip")] {
+        let r = c
+            .get(p.https_url("site.com", "/api/zip"))
+            .header("accept-encoding", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["content-encoding"], want);
+        assert!(r.headers().get("content-length").is_none());
+        let wire = r.bytes().await.unwrap();
+        let mut plain = String::new();
+        use std::io::Read;
+        if want == "br" {
+            brotli::Decompressor::new(&wire[..], 4096)
+                .read_to_string(&mut plain)
+                .unwrap();
+        } else {
+            flate2::read::GzDecoder::new(&wire[..])
+                .read_to_string(&mut plain)
+                .unwrap();
+        }
+        let j: serde_json::Value = serde_json::from_str(&plain).unwrap();
+        assert_eq!(j["path"], "/v2/zip");
+    }
 
     // PROXY protocol from the class's trusted peers (here 127.0.0.2): the client address
     // comes from the header.

@@ -4,6 +4,7 @@
 //! header) is checked here, and a bad field is a problem on the object, that field ignored.
 
 use portico_crds::{AffinityMode, BackendProtocol, LoadBalance, PolicySpec, SameSite};
+use portico_proxy::compress::Compression;
 use portico_proxy::upstream::Protocol;
 
 use super::annotations::retry_conditions;
@@ -177,6 +178,21 @@ pub fn from_spec(
         }),
         ..PolicyInput::default()
     };
+    if let Some(z) = spec.compression.as_ref() {
+        let defaults = Compression::default();
+        p.compression = Some(Compression {
+            gzip: z.gzip == Some(true),
+            brotli: z.brotli == Some(true),
+            gzip_level: z.gzip_level.unwrap_or(defaults.gzip_level).clamp(1, 9),
+            brotli_level: z.brotli_level.unwrap_or(defaults.brotli_level).min(11),
+            min_length: z.min_length.unwrap_or(defaults.min_length),
+            types: if z.types.is_empty() {
+                defaults.types
+            } else {
+                z.types.iter().map(|t| t.to_ascii_lowercase()).collect()
+            },
+        });
+    }
     if let Some(r) = spec.retries.as_ref() {
         if !r.on.is_empty() {
             p.retry_on = c.check("retries.on", Some(&r.on.join(" ")), retry_conditions);

@@ -17,6 +17,7 @@ use std::time::Duration;
 use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use portico_proxy::balance::{Balance, CookieAffinity, HashKey};
+use portico_proxy::compress::Compression;
 use portico_proxy::policy::{
     ErrorPages, HeaderOps, Redirect, Retry, RetryOn, Rewrite, Timeouts, DEFAULT_MAX_BODY_SIZE,
 };
@@ -87,6 +88,7 @@ pub struct PolicyInput {
     pub deny: Option<bool>,
     /// `Strict-Transport-Security` (from the class's parameters).
     pub hsts: Option<HeaderValue>,
+    pub compression: Option<Compression>,
 }
 
 /// What one route's policy needs besides the settings.
@@ -171,6 +173,7 @@ impl PolicyInput {
             error_backend,
             deny,
             hsts,
+            compression,
         );
     }
 
@@ -288,6 +291,7 @@ impl PolicyInput {
             balance: self.balance(route_path),
             deny: self.deny == Some(true),
             hsts: self.hsts.clone(),
+            compression: self.compression.clone().filter(|c| c.gzip || c.brotli),
             error_pages: error_backend.map(|(backend, service)| ErrorPages {
                 codes: self.custom_errors.clone().unwrap_or_default(),
                 backend,
