@@ -96,7 +96,7 @@ impl Compression {
             .next()?
             .trim()
             .to_ascii_lowercase();
-        if !self.types.iter().any(|t| *t == media) {
+        if !self.types.contains(&media) {
             return None;
         }
         let length = response
