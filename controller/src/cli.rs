@@ -139,7 +139,7 @@ pub struct RunArgs {
     /// Turn the access log off.
     #[arg(long)]
     pub no_access_log: bool,
-    /// Worker threads of the runtime (default: one per core).
+    /// Worker threads of the runtime (default: one per core; 1 runs everything on one thread).
     #[arg(long)]
     pub workers: Option<usize>,
 }

@@ -21,10 +21,14 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Quickstart(q)) => q.run.workers,
         _ => cli.run.workers,
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // One worker: a current-thread runtime, with no cross-thread wake-ups on the request path.
+    let mut runtime = match workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
     runtime.enable_all();
-    if let Some(n) = workers {
-        runtime.worker_threads(n.max(1));
+    if let Some(n) = workers.filter(|n| *n > 1) {
+        runtime.worker_threads(n);
     }
     runtime.build()?.block_on(async_main(cli))
 }
