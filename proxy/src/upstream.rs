@@ -221,7 +221,7 @@ fn client_config(tls: Option<&UpstreamTls>) -> Result<ClientConfig, rustls::Erro
     } else {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate::new(provider)))
     };
     let mut config = match tls.and_then(|t| t.client_auth.clone()) {
         Some(key) => builder.with_client_cert_resolver(Arc::new(ClientCertificate(key))),
@@ -253,7 +253,13 @@ impl ResolvesClientCert for ClientCertificate {
 /// `proxy-ssl-verify: off` (ingress-nginx's default): the backend's certificate is not
 /// checked, but the handshake signatures still are.
 #[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+pub struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl AnyCertificate {
+    pub fn new(provider: Arc<rustls::crypto::CryptoProvider>) -> Self {
+        AnyCertificate(provider)
+    }
+}
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(

@@ -343,25 +343,7 @@ async fn labelled_certificates_and_problem_events() {
     );
 
     // The unknown Service is reported as a Warning Event on the Ingress.
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let list = events.list(&Default::default()).await.unwrap();
-        let found = list.items.iter().any(|e| {
-            e.reason.as_deref() == Some("ServiceNotFound")
-                && e.type_.as_deref() == Some("Warning")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("site")
-        });
-        if found {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no ServiceNotFound event\n{}",
-            p.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_warning(&client, ns, "site", "ServiceNotFound", &p).await;
 }
 
 #[tokio::test]
@@ -443,25 +425,7 @@ async fn annotations_from_the_api_server_shape_routes_and_report_events() {
     let j: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(j["path"], "/v1/users");
 
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let list = events.list(&Default::default()).await.unwrap();
-        let found = list.items.iter().any(|e| {
-            e.reason.as_deref() == Some("SnippetIgnored")
-                && e.type_.as_deref() == Some("Warning")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("app")
-        });
-        if found {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no SnippetIgnored event\n{}",
-            p.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_warning(&client, ns, "app", "SnippetIgnored", &p).await;
 }
 
 #[tokio::test]
@@ -532,6 +496,25 @@ async fn route_policies_from_the_api_server_apply_and_get_status() {
             "no RoutePolicy status\n{}",
             p.logs()
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (10 s at most) for a Warning Event with `reason` on Ingress `ns/name`.
+async fn wait_warning(client: &kube::Client, ns: &str, name: &str, reason: &str, p: &Portico) {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = events.list(&Default::default()).await.unwrap();
+        let found = list.items.iter().any(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        });
+        if found {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {reason} event\n{}", p.logs());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
