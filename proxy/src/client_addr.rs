@@ -7,7 +7,7 @@ use http::HeaderMap;
 use ipnet::IpNet;
 
 /// Networks whose forwarding headers are believed.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {

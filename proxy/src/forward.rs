@@ -146,6 +146,23 @@ async fn route_and_forward(
             None,
         );
     }
+    // Source ranges: the client address as the data plane sees it (behind trusted proxies,
+    // from X-Forwarded-For), deny list first.
+    let refused = policy
+        .deny_sources
+        .as_ref()
+        .is_some_and(|d| d.contains(client))
+        || policy
+            .allow_sources
+            .as_ref()
+            .is_some_and(|a| !a.contains(client));
+    if refused {
+        return (
+            respond::status_page(StatusCode::FORBIDDEN),
+            Some(target),
+            None,
+        );
+    }
     if let Some(redirect) = &policy.redirect {
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let resp = match redirect {

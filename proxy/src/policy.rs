@@ -14,6 +14,7 @@ use regex::Regex;
 
 use crate::backend::Backend;
 use crate::balance::Balance;
+use crate::client_addr::TrustedProxies;
 use crate::compress::Compression;
 use crate::upstream::{Protocol, UpstreamClient, UpstreamTls};
 
@@ -23,6 +24,10 @@ pub struct Policy {
     /// Refuse every request with 503: the route asks for access control that cannot be
     /// applied (fail closed).
     pub deny: bool,
+    /// Clients allowed (`allowlist-source-range`); others get 403. `None`: everyone.
+    pub allow_sources: Option<TrustedProxies>,
+    /// Clients refused with 403 (`denylist-source-range`), checked first.
+    pub deny_sources: Option<TrustedProxies>,
     /// Answer with a redirect instead of forwarding.
     pub redirect: Option<Redirect>,
     /// Requests for `/` are redirected (302) to this path (`app-root`).

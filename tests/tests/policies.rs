@@ -578,3 +578,49 @@ async fn class_parameters_and_route_policies_change_what_is_served() {
         "{answer}"
     );
 }
+
+#[tokio::test]
+async fn source_ranges_allow_deny_and_fail_closed() {
+    let web = echo("web").await;
+    let (_dir, p) = start_with(
+        &[
+            ingress("default", "office")
+                .annotation(&nginx("whitelist-source-range"), "127.0.0.1/32, 10.0.0.0/8")
+                .rule("office.com", "/", "Prefix", "web")
+                .yaml(),
+            ingress("default", "elsewhere")
+                .annotation(&nginx("allowlist-source-range"), "10.0.0.0/8")
+                .rule("elsewhere.com", "/", "Prefix", "web")
+                .yaml(),
+            ingress("default", "blocked")
+                .annotation(&nginx("denylist-source-range"), "127.0.0.0/8")
+                .annotation(&nginx("allowlist-source-range"), "127.0.0.1")
+                .rule("blocked.com", "/", "Prefix", "web")
+                .yaml(),
+            ingress("default", "broken")
+                .annotation(&nginx("whitelist-source-range"), "10.0.0.0/8, the office")
+                .rule("broken.com", "/", "Prefix", "web")
+                .yaml(),
+        ],
+        &[("web", vec![web])],
+    )
+    .await;
+    let hosts = ["office.com", "elsewhere.com", "blocked.com", "broken.com"];
+    let c = p.client(&hosts);
+    assert_eq!(p.status_of(&c, "office.com", "/").await, 200);
+    assert_eq!(p.status_of(&c, "elsewhere.com", "/").await, 403);
+    assert_eq!(p.status_of(&c, "blocked.com", "/").await, 403, "deny first");
+    assert_eq!(
+        p.status_of(&c, "broken.com", "/").await,
+        503,
+        "a list that cannot be applied refuses everyone"
+    );
+    // A spoofed X-Forwarded-For from an untrusted peer changes nothing.
+    let r = c
+        .get(p.http_url("elsewhere.com", "/"))
+        .header("x-forwarded-for", "10.1.2.3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}

@@ -53,6 +53,9 @@ const SHARED_KEYS: &[&str] = &[
     "session-cookie-secure",
     "custom-http-errors",
     "default-backend",
+    "whitelist-source-range",
+    "allowlist-source-range",
+    "denylist-source-range",
     "canary",
     "canary-by-header",
     "canary-by-header-value",
@@ -88,9 +91,6 @@ const SECURITY_KEYS: &[&str] = &[
     "auth-tls-verify-depth",
     "auth-tls-pass-certificate-to-upstream",
     "auth-tls-error-page",
-    "whitelist-source-range",
-    "allowlist-source-range",
-    "denylist-source-range",
 ];
 
 /// Does the Ingress ask for access control Portico cannot apply yet?
@@ -327,8 +327,21 @@ pub fn from_annotations(
                 .map_err(|why| format!("expected a Service name: {why}"))
         }),
         deny: unsupported_security(annotations).then_some(true),
+        deny_sources: r.parse("denylist-source-range", grammar::cidr_list),
         ..PolicyInput::default()
     };
+    // `allowlist-source-range` (or its old name); a source list that cannot be applied
+    // refuses everyone (fail closed).
+    let allow_key = ["allowlist-source-range", "whitelist-source-range"]
+        .into_iter()
+        .find(|k| r.get(k).is_some());
+    p.allow_sources = allow_key.and_then(|k| r.parse(k, grammar::cidr_list));
+    let deny_written = r.get("denylist-source-range").is_some();
+    if (allow_key.is_some() && p.allow_sources.is_none())
+        || (deny_written && p.deny_sources.is_none())
+    {
+        p.deny = Some(true);
+    }
     // A permanent redirect wins over a temporal one, as in ingress-nginx.
     for (url_key, code_key, default) in [
         ("permanent-redirect", "permanent-redirect-code", 301),
@@ -492,6 +505,40 @@ mod tests {
         assert_eq!(problems[0].reason.code(), "UnsupportedAccessControl");
         let (p, _) = parse(&[("nginx.ingress.kubernetes.io/limit-rps", "5")]);
         assert_eq!(p.deny, None);
+    }
+
+    #[test]
+    fn source_ranges_parse_and_fail_closed() {
+        let (p, problems) = parse(&[
+            (
+                "nginx.ingress.kubernetes.io/whitelist-source-range",
+                "10.0.0.0/8, 192.0.2.7",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/denylist-source-range",
+                "10.1.0.0/16",
+            ),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let allow = p.allow_sources.unwrap();
+        assert!(allow.contains("10.2.3.4".parse().unwrap()));
+        assert!(allow.contains("192.0.2.7".parse().unwrap()));
+        assert!(!allow.contains("192.0.2.8".parse().unwrap()));
+        assert!(p
+            .deny_sources
+            .unwrap()
+            .contains("10.1.2.3".parse().unwrap()));
+        assert_eq!(p.deny, None);
+        let (p, problems) = parse(&[(
+            "nginx.ingress.kubernetes.io/whitelist-source-range",
+            "10.0.0.0/8, office",
+        )]);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            p.deny,
+            Some(true),
+            "an allow list that cannot be applied refuses all"
+        );
     }
 
     #[test]

@@ -129,6 +129,23 @@ pub fn status_list(v: &str) -> Parsed<Vec<u16>> {
     Ok(codes)
 }
 
+/// A comma-separated list of CIDRs or addresses (`10.0.0.0/8, 192.0.2.7, 2001:db8::/32`).
+pub fn cidr_list(v: &str) -> Parsed<portico_proxy::TrustedProxies> {
+    let v = sane(v)?;
+    let items: Vec<&str> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if items.is_empty() {
+        return Err("no CIDR given".into());
+    }
+    if items.len() > 1024 {
+        return Err("at most 1024 CIDRs".into());
+    }
+    portico_proxy::TrustedProxies::parse(&items.join(","))
+}
+
 /// A whole number in `min..=max`.
 pub fn number(v: &str, min: u64, max: u64) -> Parsed<u64> {
     if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {

@@ -22,7 +22,7 @@ use portico_proxy::policy::{
     ErrorPages, HeaderOps, Redirect, Retry, RetryOn, Rewrite, Timeouts, DEFAULT_MAX_BODY_SIZE,
 };
 use portico_proxy::upstream::{Protocol, UpstreamTls};
-use portico_proxy::{Backend, Policy};
+use portico_proxy::{Backend, Policy, TrustedProxies};
 use regex::Regex;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::CertificateDer;
@@ -89,6 +89,8 @@ pub struct PolicyInput {
     /// `Strict-Transport-Security` (from the class's parameters).
     pub hsts: Option<HeaderValue>,
     pub compression: Option<Compression>,
+    pub allow_sources: Option<TrustedProxies>,
+    pub deny_sources: Option<TrustedProxies>,
 }
 
 /// What one route's policy needs besides the settings.
@@ -174,6 +176,8 @@ impl PolicyInput {
             deny,
             hsts,
             compression,
+            allow_sources,
+            deny_sources,
         );
     }
 
@@ -290,6 +294,8 @@ impl PolicyInput {
             upstream_tls: self.upstream_tls(service),
             balance: self.balance(route_path),
             deny: self.deny == Some(true),
+            allow_sources: self.allow_sources.clone(),
+            deny_sources: self.deny_sources.clone(),
             hsts: self.hsts.clone(),
             compression: self.compression.clone().filter(|c| c.gzip || c.brotli),
             error_pages: error_backend.map(|(backend, service)| ErrorPages {
