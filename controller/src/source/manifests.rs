@@ -30,6 +30,7 @@ use k8s_openapi::ByteString;
 use notify::{RecursiveMode, Watcher};
 use portico_crds::{IngressClassParameters, RoutePolicy};
 use serde::de::DeserializeOwned;
+use sha2::Digest as _;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -111,8 +112,9 @@ pub struct Parsed {
 
 #[derive(Default)]
 struct FileState {
-    /// The bytes last read; `None` before the first read.
-    text: Option<Vec<u8>>,
+    /// SHA-256 of the bytes last read (not the bytes: 10,000 objects of YAML would stay in
+    /// memory for nothing); `None` before the first read.
+    digest: Option<[u8; 32]>,
     /// The last version that parsed.
     good: Parsed,
     /// Why the current version is not applied.
@@ -177,7 +179,8 @@ impl ManifestDir {
                 }
             };
             let state = self.files.entry(path.clone()).or_default();
-            if state.text.as_deref() == Some(text.as_slice()) {
+            let digest: [u8; 32] = sha2::Sha256::digest(&text).into();
+            if state.digest == Some(digest) {
                 continue;
             }
             changed = true;
@@ -194,7 +197,7 @@ impl ManifestDir {
                     state.problem = Some(*problem);
                 }
             }
-            state.text = Some(text);
+            state.digest = Some(digest);
         }
         Ok(changed)
     }
