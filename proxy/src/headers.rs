@@ -21,6 +21,19 @@ static TRAILER: HeaderName = HeaderName::from_static("trailer");
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named by `Connection`.
 /// `keep_upgrade` leaves `Upgrade` in place and sets `Connection: upgrade` (WebSocket).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names is cheaper than six removals.
+    let any = headers.keys().any(|n| {
+        n == CONNECTION
+            || n == TE
+            || n == TRANSFER_ENCODING
+            || n == UPGRADE
+            || n == KEEP_ALIVE
+            || n == PROXY_CONNECTION
+            || n == TRAILER
+    });
+    if !any && !keep_upgrade {
+        return;
+    }
     if let Some(conn) = headers.get(CONNECTION) {
         if let Ok(list) = conn.to_str() {
             let named: Vec<HeaderName> = list
