@@ -14,19 +14,14 @@ use portico_e2e::Portico;
 
 mod common;
 
-use common::{args, service, until, CLASS};
+use common::{args, backends, service, until, CLASS};
 
 #[tokio::test]
 async fn ingresses_from_the_api_server_are_routed_and_followed() {
     let api = ApiServer::shared();
     let client = api.client().await;
     let ns = "routes";
-    namespace(&client, ns).await;
-    let web = netns::echo("web").await;
-    let other = netns::echo("other").await;
-    apply(&client, CLASS).await;
-    apply(&client, &service(ns, "web", &web)).await;
-    apply(&client, &service(ns, "other", &other)).await;
+    let _backends = backends(&client, ns, ["web", "other"]).await;
     let p = Portico::cluster(&api.kubeconfig, &args(ns, "routes-leader")).await;
 
     apply(
@@ -149,10 +144,7 @@ async fn tls_secrets_are_followed() {
     let api = ApiServer::shared();
     let client = api.client().await;
     let ns = "tls";
-    namespace(&client, ns).await;
-    let web = netns::echo("web").await;
-    apply(&client, CLASS).await;
-    apply(&client, &service(ns, "web", &web)).await;
+    let _backends = backends(&client, ns, ["web"]).await;
     apply(
         &client,
         &ingress(ns, "site")
@@ -215,10 +207,7 @@ async fn one_leader_writes_status_and_another_takes_over() {
     let api = ApiServer::shared();
     let client = api.client().await;
     let ns = "leader";
-    namespace(&client, ns).await;
-    let web = netns::echo("web").await;
-    apply(&client, CLASS).await;
-    apply(&client, &service(ns, "web", &web)).await;
+    let _backends = backends(&client, ns, ["web"]).await;
     apply(
         &client,
         &ingress(ns, "first")
@@ -314,10 +303,7 @@ async fn labelled_certificates_and_problem_events() {
     let api = ApiServer::shared();
     let client = api.client().await;
     let ns = "labels";
-    namespace(&client, ns).await;
-    let web = netns::echo("web").await;
-    apply(&client, CLASS).await;
-    apply(&client, &service(ns, "web", &web)).await;
+    let _backends = backends(&client, ns, ["web"]).await;
     // A certificate stored once per host name, named by no Ingress.
     let (secret, pem) = tls_secret(ns, "wildcard", &["*.labels.test"]);
     let secret = secret.replacen(
@@ -351,12 +337,7 @@ async fn annotations_from_the_api_server_shape_routes_and_report_events() {
     let api = ApiServer::shared();
     let client = api.client().await;
     let ns = "policies";
-    namespace(&client, ns).await;
-    let web = netns::echo("web").await;
-    let beta = netns::echo("beta").await;
-    apply(&client, CLASS).await;
-    apply(&client, &service(ns, "web", &web)).await;
-    apply(&client, &service(ns, "beta", &beta)).await;
+    let _backends = backends(&client, ns, ["web", "beta"]).await;
     let p = Portico::cluster(&api.kubeconfig, &args(ns, "policies-leader")).await;
 
     apply(

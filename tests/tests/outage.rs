@@ -8,21 +8,18 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
-use portico_e2e::apiserver::{apply, namespace, ApiServer};
+use portico_e2e::apiserver::{apply, ApiServer};
 use portico_e2e::manifests::ingress;
-use portico_e2e::{netns, Portico};
+use portico_e2e::Portico;
 
-use common::{args, service, until, CLASS};
+use common::{args, backends, until};
 
 #[tokio::test]
 async fn an_api_server_outage_loses_no_request() {
     let api = ApiServer::shared();
     let client = api.client().await;
     let ns = "outage";
-    namespace(&client, ns).await;
-    let web = netns::echo("web").await;
-    apply(&client, CLASS).await;
-    apply(&client, &service(ns, "web", &web)).await;
+    let _backends = backends(&client, ns, ["web"]).await;
     apply(
         &client,
         &ingress(ns, "site")

@@ -247,6 +247,26 @@ impl<'a> Backends<'a> {
 
 impl Backends<'_> {
     /// The first port of a Service, if it exists.
+    /// The backend of a Service's first port (the default and error backends), with the
+    /// port, and a problem beside it when it has no endpoint; `None` when the Service does
+    /// not exist or has no port.
+    pub fn resolve_first_port(
+        &mut self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<(Arc<Backend>, i32, Option<Reason>)> {
+        let port = self.first_port(namespace, name)?;
+        let svc = IngressServiceBackend {
+            name: name.to_string(),
+            port: Some(k8s_openapi::api::networking::v1::ServiceBackendPort {
+                number: Some(port),
+                name: None,
+            }),
+        };
+        let (backend, problem) = self.resolve(namespace, &svc);
+        Some((backend, port, problem))
+    }
+
     pub fn first_port(&self, namespace: &str, name: &str) -> Option<i32> {
         self.services
             .get(&(namespace, name))?

@@ -248,7 +248,7 @@ fn error_backend(
         (None, Some(_)) => options.default_backend_service.clone()?,
         (None, None) => return None,
     };
-    let Some(port) = backends.first_port(&ns, &name) else {
+    let Some((backend, port, problem)) = backends.resolve_first_port(&ns, &name) else {
         problems.push(Problem::new(
             s.object(),
             Reason::ErrorBackend {
@@ -257,14 +257,6 @@ fn error_backend(
         ));
         return None;
     };
-    let svc = IngressServiceBackend {
-        name: name.clone(),
-        port: Some(ServiceBackendPort {
-            number: Some(port),
-            name: None,
-        }),
-    };
-    let (backend, problem) = backends.resolve(&ns, &svc);
     if let Some(reason) = problem {
         problems.push(Problem::new(s.object(), reason));
     }
@@ -489,7 +481,7 @@ fn default_backend_service(
     problems: &mut Vec<Problem>,
 ) -> Option<Arc<Target>> {
     let object = ObjectRef::new("Service", ns, name);
-    let Some(port) = backends.first_port(ns, name) else {
+    let Some((b, port, problem)) = backends.resolve_first_port(ns, name) else {
         problems.push(Problem::new(
             object,
             Reason::DefaultBackendService {
@@ -498,14 +490,6 @@ fn default_backend_service(
         ));
         return None;
     };
-    let svc = IngressServiceBackend {
-        name: name.to_string(),
-        port: Some(ServiceBackendPort {
-            number: Some(port),
-            name: None,
-        }),
-    };
-    let (b, problem) = backends.resolve(ns, &svc);
     if let Some(reason) = problem {
         problems.push(Problem::new(object, reason));
     }

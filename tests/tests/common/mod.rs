@@ -59,3 +59,24 @@ pub async fn until(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A namespace with Portico's IngressClass and, for each name, an echo backend in the test
+/// network namespace behind a Service of that name. Keep the backends alive for the test.
+pub async fn backends<const N: usize>(
+    client: &kube::Client,
+    ns: &str,
+    names: [&str; N],
+) -> [NetnsEcho; N] {
+    portico_e2e::apiserver::namespace(client, ns).await;
+    portico_e2e::apiserver::apply(client, CLASS).await;
+    let mut out = Vec::new();
+    for name in names {
+        let echo = portico_e2e::netns::echo(name).await;
+        portico_e2e::apiserver::apply(client, &service(ns, name, &echo)).await;
+        out.push(echo);
+    }
+    match out.try_into() {
+        Ok(all) => all,
+        Err(_) => unreachable!("one backend per name"),
+    }
+}
