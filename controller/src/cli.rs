@@ -25,6 +25,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the quickstart: demo backends plus Portico serving example manifests.
     Quickstart(Box<QuickstartArgs>),
+    /// Check what ingress-nginx Ingresses and its ConfigMap become under Portico (exit 1 when
+    /// switching would change behaviour).
+    MigrateCheck(MigrateCheckArgs),
     /// Run demo echo backends (`ADDR=SERVICE`, repeatable).
     Echo {
         #[arg(long = "listen", required = true)]
@@ -142,6 +145,34 @@ pub struct RunArgs {
     /// Worker threads of the runtime (default: one per core; 1 runs everything on one thread).
     #[arg(long)]
     pub workers: Option<usize>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct MigrateCheckArgs {
+    /// Read the Ingresses and ConfigMap from this directory of manifests instead of the cluster.
+    #[arg(long)]
+    pub manifests: Option<PathBuf>,
+    /// Kubeconfig file (default: in-cluster configuration, or $KUBECONFIG).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// ingress-nginx's controller ConfigMap (NAMESPACE/NAME; a bare NAME matches any namespace
+    /// in a directory).
+    #[arg(long, default_value = crate::migrate::load::DEFAULT_CONFIG_MAP)]
+    pub configmap: String,
+    /// Check only Ingresses of this class (`spec.ingressClassName` or the legacy annotation).
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Name of the suggested IngressClassParameters.
+    #[arg(long, default_value = "portico")]
+    pub parameters_name: String,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
 }
 
 #[derive(Clone, Debug, Args)]

@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod inputs;
 pub mod leader;
+pub mod migrate;
 pub mod policy_status;
 pub mod problem;
 pub mod publish;

@@ -9,7 +9,7 @@ use portico_controller::cli::{self, Cli, Command, LogFormat, RunArgs};
 use portico_controller::inputs::Inputs;
 use portico_controller::publish::Report;
 use portico_controller::{
-    echo, events, leader, policy_status, publish, quickstart, source, status, translate,
+    echo, events, leader, migrate, policy_status, publish, quickstart, source, status, translate,
 };
 use portico_proxy::{admin, Drain, Proxy, ProxyConfig, TlsCertificate, TrustedProxies};
 use tokio::sync::watch;
@@ -35,6 +35,27 @@ fn main() -> anyhow::Result<()> {
 
 async fn async_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Some(Command::MigrateCheck(args)) => {
+            init_logging(LogFormat::Text);
+            // Exit 0: behaviour kept; 1: it would change; 2: the check could not run.
+            let client = match &args.manifests {
+                Some(_) => None,
+                None => match kube_client(args.kubeconfig.as_deref()).await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        eprintln!("migrate-check: {e:#}");
+                        std::process::exit(2)
+                    }
+                },
+            };
+            match migrate::run(&args, client).await {
+                Ok(code) => std::process::exit(code),
+                Err(e) => {
+                    eprintln!("migrate-check: {e}");
+                    std::process::exit(2)
+                }
+            }
+        }
         Some(Command::Echo { listen, log_format }) => {
             init_logging(log_format);
             let tasks: Vec<_> = listen

@@ -195,7 +195,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-pub(super) fn retry_conditions(v: &str) -> Parsed<RetryOn> {
+pub fn retry_conditions(v: &str) -> Parsed<RetryOn> {
     let mut on = RetryOn::OFF;
     let mut any = false;
     for word in v.split(' ').filter(|w| !w.is_empty()) {

@@ -31,7 +31,9 @@ use sha2::{Digest, Sha256};
 use crate::inputs::Inputs;
 use crate::problem::{ObjectRef, Problem, Reason};
 
-pub use annotations::{canary_of, from_annotations, CanaryInput, NGINX_PREFIX, PORTICO_PREFIX};
+pub use annotations::{
+    canary_of, from_annotations, retry_conditions, CanaryInput, NGINX_PREFIX, PORTICO_PREFIX,
+};
 pub use crd::from_spec;
 
 /// Every policy setting, each unset unless a source set it.
