@@ -170,3 +170,79 @@ pub fn handshakes(
         failed: counters.failed.load(Ordering::Relaxed),
     })
 }
+
+/// TLS connections held open and idle after their handshake, to measure what a server keeps
+/// per connection. Dropping it closes them.
+pub struct IdleConnections {
+    // Declared before the runtime: the connections are dropped while it still exists.
+    conns: Vec<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    pub failed: u64,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl IdleConnections {
+    /// Opens `count` connections, `parallel` handshakes at a time, each with a random name
+    /// from `names`; failures are counted, not retried.
+    pub fn open(
+        addr: SocketAddr,
+        names: Arc<Vec<ServerName<'static>>>,
+        count: usize,
+        parallel: usize,
+    ) -> io::Result<IdleConnections> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let config = client_config(false).map_err(io::Error::other)?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let parallel = parallel.clamp(1, count.max(1));
+        let (conns, failed) = rt.block_on(async {
+            let mut tasks = Vec::new();
+            for i in 0..parallel {
+                let share = count / parallel + usize::from(i < count % parallel);
+                let (names, connector) = (names.clone(), connector.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut open = Vec::with_capacity(share);
+                    let mut failed = 0u64;
+                    for _ in 0..share {
+                        let name = names[fastrand::usize(..names.len())].clone();
+                        let conn = async {
+                            let tcp = tokio::net::TcpStream::connect(addr).await?;
+                            tcp.set_nodelay(true)?;
+                            connector.connect(name, tcp).await
+                        };
+                        match tokio::time::timeout(Duration::from_secs(5), conn).await {
+                            Ok(Ok(tls)) => open.push(tls),
+                            _ => failed += 1,
+                        }
+                    }
+                    (open, failed)
+                }));
+            }
+            let mut all = Vec::with_capacity(count);
+            let mut failed = 0;
+            for t in tasks {
+                match t.await {
+                    Ok((open, f)) => {
+                        all.extend(open);
+                        failed += f;
+                    }
+                    Err(_) => failed += 1,
+                }
+            }
+            (all, failed)
+        });
+        Ok(IdleConnections {
+            conns,
+            failed,
+            _rt: rt,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+}

@@ -59,6 +59,8 @@ struct Plan {
     open_conns: usize,
     tls_clients: usize,
     h2_clients: usize,
+    /// Idle TLS connections held open to measure memory per connection.
+    idle_conns: usize,
 }
 
 impl Plan {
@@ -77,6 +79,8 @@ impl Plan {
             open_conns: 32,
             tls_clients: 16,
             h2_clients: 16,
+            // 10,000 would need more than the 20,000 descriptors haproxy may have here.
+            idle_conns: 9_000,
         };
         match mode {
             Mode::Full => base,
@@ -87,6 +91,7 @@ impl Plan {
                 duration: secs(2.0),
                 change_duration: secs(3.0),
                 rsa: false,
+                idle_conns: 2_000,
                 ..base
             },
             Mode::Smoke => Plan {
@@ -97,6 +102,7 @@ impl Plan {
                 n: 200,
                 change_duration: secs(0.6),
                 rsa: true,
+                idle_conns: 100,
                 ..base
             },
         }
@@ -450,6 +456,16 @@ fn rows(plan: &Plan, rates: (f64, f64)) -> Vec<Row> {
             format!("memory (PSS, all processes), {n} hosts + {n} certificates"),
             "MB",
             Target::AtMost(100.0),
+            true,
+        ),
+        row(
+            "idle_tls_kib",
+            format!(
+                "memory per idle TLS connection ({} open, PSS delta / connections)",
+                plan.idle_conns
+            ),
+            "KB",
+            Target::AtMost(16.0),
             true,
         ),
         row(
@@ -1115,8 +1131,35 @@ fn certs_phase(ctx: &mut Ctx, peer: Peer) -> Result<()> {
         "tls_full_1k",
     )?;
     run_tls(ctx, &r, (0..n).map(tls_host).collect(), false, "tls_full_n")?;
-    ctx.results
-        .add("pss_n", peer, procfs::tree_pss_kib(r.pid) as f64 / 1024.0);
+    let idle_pss = procfs::tree_pss_kib(r.pid);
+    ctx.results.add("pss_n", peer, idle_pss as f64 / 1024.0);
+    idle_tls_phase(ctx, &r, peer, idle_pss)
+}
+
+/// Memory per idle TLS connection: PSS with `idle_conns` handshaken, idle connections open,
+/// minus PSS before, per connection.
+fn idle_tls_phase(ctx: &mut Ctx, r: &Running, peer: Peer, before_kib: u64) -> Result<()> {
+    let n = ctx.plan.n;
+    let names: Vec<ServerName<'static>> = (0..n)
+        .map(|i| ServerName::try_from(tls_host(i)))
+        .collect::<Result<_, _>>()?;
+    let idle = tls::IdleConnections::open(addr(HTTPS), Arc::new(names), ctx.plan.idle_conns, 8)?;
+    if idle.failed > 0 {
+        ctx.results.note(format!(
+            "idle TLS / {}: {} of {} connections failed",
+            peer.name(),
+            idle.failed,
+            ctx.plan.idle_conns
+        ));
+    }
+    // Let the server finish its side of every handshake (tickets sent, buffers released).
+    std::thread::sleep(Duration::from_millis(500));
+    let after_kib = procfs::tree_pss_kib(r.pid);
+    if !idle.is_empty() {
+        let per_conn = after_kib.saturating_sub(before_kib) as f64 / idle.len() as f64;
+        ctx.results.add("idle_tls_kib", peer, per_conn);
+    }
+    drop(idle);
     Ok(())
 }
 
