@@ -506,6 +506,18 @@ pub fn build(
         });
         let mut hosts_of_ingress = Vec::new();
         for rule in spec.rules.iter().flatten() {
+            if rule.host.is_none() && s.host_tls.client.is_some() && !s.canary {
+                // Client certificates are chosen by SNI, per host: a rule without host could
+                // not be protected, so it is not served (fail closed).
+                problems.push(Problem::new(
+                    s.object(),
+                    Reason::InvalidAnnotation {
+                        key: super::policy::NGINX_PREFIX.to_string() + "auth-tls-secret",
+                        why: "client certificates apply to hosts; the rule without host is not served".into(),
+                    },
+                ));
+                continue;
+            }
             if let Some(h) = rule.host.as_deref() {
                 if let Err(why) = validate::host(h) {
                     problems.push(Problem::new(

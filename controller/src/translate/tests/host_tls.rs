@@ -138,6 +138,22 @@ fn off_means_no_client_auth() {
     assert!(out.problems.is_empty(), "{:?}", out.problems);
 }
 
+#[test]
+fn rules_without_host_are_not_served_unprotected() {
+    let inputs = with_ca(
+        world(vec![mtls("a", "a.example.com", "default/ca")
+            .rule("", "/open", backend("api", 80))
+            .build()]),
+        "default",
+        "ca",
+    );
+    let out = run(&inputs);
+    assert_eq!(served_by(&out, "any.example.org", "/open"), None);
+    assert!(served_by(&out, "a.example.com", "/").is_some());
+    let whys = invalid_annotation(&out, "auth-tls-secret");
+    assert!(whys[0].contains("without host"), "{whys:?}");
+}
+
 fn passthrough_ingresses() -> Vec<Arc<Ingress>> {
     vec![
         ingress("default", "pass")
