@@ -425,3 +425,74 @@ async fn openssl_s_client_gets_the_400() {
         "{text}"
     );
 }
+
+/// HTTP/2 over one TLS connection opened with `sni` and `id`: the status of `GET /` for each
+/// authority in turn (connection reuse, as browsers coalesce).
+async fn h2_statuses(
+    addr: SocketAddr,
+    sni: &str,
+    id: Option<&Identity>,
+    authorities: &[&str],
+) -> Vec<u16> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate::new(provider)));
+    let mut config = match id {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain.clone(), key.clone_key())
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tls = connector
+        .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let mut out = Vec::new();
+    for authority in authorities {
+        let req = hyper::Request::get(format!("https://{authority}/"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        out.push(resp.status().as_u16());
+    }
+    out
+}
+
+#[tokio::test]
+async fn http2_connection_reuse_cannot_skip_the_check() {
+    let s = site().await;
+    let good = client_cert(&s.ca, "alice", false);
+    // Opened for the mTLS host with a valid certificate: that host, then another mTLS host
+    // (421: its own check never ran), then a host asking for nothing.
+    let got = h2_statuses(
+        s.p.https,
+        "on.example.com",
+        Some(&good),
+        &["on.example.com", "opt.example.com", "plain.example.com"],
+    )
+    .await;
+    assert_eq!(got, [200, 421, 200]);
+    // Opened for a host without client authentication: the mTLS host is misdirected.
+    let got = h2_statuses(
+        s.p.https,
+        "plain.example.com",
+        None,
+        &["plain.example.com", "on.example.com", "page.example.com"],
+    )
+    .await;
+    assert_eq!(got, [200, 421, 421]);
+}
