@@ -311,7 +311,7 @@ fn client_auth_of(
             let why = if exists {
                 "the Secret has no ca.crt"
             } else {
-                "the Secret does not exist"
+                "the Secret does not exist (or is not a kubernetes.io/tls Secret)"
             };
             return refuse(why.into(), problems);
         }
