@@ -136,7 +136,7 @@ async fn get(
 }
 
 struct Site {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     p: Portico,
     ca: Ca,
 }
@@ -159,10 +159,11 @@ async fn site() -> Site {
         "backend.yaml",
         &backend("default", "web", &[web]),
     );
+    write(dir.path(), "secrets.yaml", &server_secret);
     write(
         dir.path(),
-        "secrets.yaml",
-        &[server_secret, ca_secret("default", "client-ca", &ca.pem)].join("---\n"),
+        "ca.yaml",
+        &ca_secret("default", "client-ca", &ca.pem),
     );
     let mtls = |name: &str, host: &str, mode: Option<&str>| {
         let mut i = ingress("default", name)
@@ -204,7 +205,7 @@ async fn site() -> Site {
     ];
     write(dir.path(), "ingress.yaml", &ingresses.join("---\n"));
     let p = Portico::start(dir.path(), &[]).await;
-    Site { _dir: dir, p, ca }
+    Site { dir, p, ca }
 }
 
 #[tokio::test]
@@ -495,4 +496,45 @@ async fn http2_connection_reuse_cannot_skip_the_check() {
     )
     .await;
     assert_eq!(got, [200, 421, 421]);
+}
+
+#[tokio::test]
+async fn a_rotated_ca_applies_live() {
+    let s = site().await;
+    let addr = s.p.https;
+    let old = client_cert(&s.ca, "alice", false);
+    let next_ca = ca("Next Client CA");
+    let new = client_cert(&next_ca, "bob", false);
+    assert_eq!(
+        get(addr, "on.example.com", "on.example.com", Some(&old), &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(addr, "on.example.com", "on.example.com", Some(&new), &[])
+            .await
+            .status,
+        400
+    );
+    write(
+        s.dir.path(),
+        "ca.yaml",
+        &ca_secret("default", "client-ca", &next_ca.pem),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while get(addr, "on.example.com", "on.example.com", Some(&new), &[])
+        .await
+        .status
+        != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new CA never applied:\n{}",
+            s.p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let a = get(addr, "on.example.com", "on.example.com", Some(&old), &[]).await;
+    assert_eq!(a.status, 400, "the old CA is no longer trusted");
 }
