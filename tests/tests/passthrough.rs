@@ -87,6 +87,7 @@ async fn site(extra: &[&str]) -> Site {
         &[
             backend("default", "secure", &[tls_addr]),
             backend("default", "web", &[web]),
+            backend("default", "nothing", &[]),
         ]
         .join("---\n"),
     );
@@ -97,6 +98,10 @@ async fn site(extra: &[&str]) -> Site {
         &[
             ingress("default", "pass")
                 .rule("pass.example.com", "/", "Prefix", "secure")
+                .annotation(&format!("{NGINX}/ssl-passthrough"), "true")
+                .yaml(),
+            ingress("default", "dead")
+                .rule("*.dead.example.com", "/", "Prefix", "nothing")
                 .annotation(&format!("{NGINX}/ssl-passthrough"), "true")
                 .yaml(),
             ingress("default", "site")
@@ -166,6 +171,11 @@ async fn passthrough_by_sni_next_to_terminated_hosts() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     s.p.wait_log("passthrough connection", Duration::from_secs(20))
+        .await;
+
+    // A wildcard passthrough host whose Service has no endpoint: the connection is closed.
+    assert!(handshake(s.p.https, "x.dead.example.com").await.is_err());
+    s.p.wait_log("no endpoint answered", Duration::from_secs(20))
         .await;
 }
 
