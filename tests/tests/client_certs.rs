@@ -188,6 +188,7 @@ async fn site() -> Site {
                 &format!("{NGINX}/auth-tls-pass-certificate-to-upstream"),
                 "true",
             )
+            .annotation(&format!("{NGINX}/server-alias"), "on-alias.example.net")
             .yaml(),
         mtls("opt", "opt.example.com", Some("optional")).yaml(),
         mtls("noca", "noca.example.com", Some("optional_no_ca")).yaml(),
@@ -537,4 +538,18 @@ async fn a_rotated_ca_applies_live() {
     }
     let a = get(addr, "on.example.com", "on.example.com", Some(&old), &[]).await;
     assert_eq!(a.status, 400, "the old CA is no longer trusted");
+}
+
+#[tokio::test]
+async fn an_alias_is_served_and_checked_like_its_host() {
+    let s = site().await;
+    let good = client_cert(&s.ca, "alice", false);
+    let alias = "on-alias.example.net";
+    let a = get(s.p.https, alias, alias, Some(&good), &[]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.echo()["headers"]["ssl-client-verify"], "SUCCESS");
+    assert_eq!(get(s.p.https, alias, alias, None, &[]).await.status, 400);
+    // The host's certificate does not cover the alias: the default one is served.
+    let presented = portico_e2e::tls::handshake(s.p.https, alias).await.unwrap();
+    assert_eq!(presented.dns_names, ["portico.invalid"]);
 }
