@@ -113,6 +113,11 @@ pub struct RunArgs {
     /// metadata addresses are refused).
     #[arg(long)]
     pub allow_external_name: bool,
+    /// Serve `ssl-passthrough` Ingresses: TLS connections for their hosts go, unterminated, to
+    /// their backend (chosen by SNI on the HTTPS port). Off: the annotation is reported and the
+    /// Ingress is served with TLS terminated.
+    #[arg(long)]
+    pub enable_ssl_passthrough: bool,
     /// Let Ingresses in several namespaces share a host (off: the first namespace owns it).
     #[arg(long)]
     pub allow_shared_hosts: bool,

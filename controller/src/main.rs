@@ -149,6 +149,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         allow_external_name: args.allow_external_name,
         shared_certificate_namespaces: args.shared_certificate_namespaces.clone(),
         exclusive_host_namespaces: !args.allow_shared_hosts,
+        enable_ssl_passthrough: args.enable_ssl_passthrough,
         ..translate::Options::new(Arc::new(TlsCertificate::self_signed(&["portico.invalid"])?))
     };
     let (tx, rx) = watch::channel(Arc::new(Inputs::default()));

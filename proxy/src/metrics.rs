@@ -80,6 +80,7 @@ pub struct Metrics {
     earliest_expiry: AtomicI64,
     connections_open: AtomicI64,
     connections_total: AtomicU64,
+    passthrough_total: AtomicU64,
 }
 
 impl Metrics {
@@ -140,6 +141,11 @@ impl Metrics {
     pub fn connection_opened(&self) {
         self.connections_open.fetch_add(1, Ordering::Relaxed);
         self.connections_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One TLS connection passed through unterminated (`ssl-passthrough`).
+    pub fn passthrough_connection(&self) {
+        self.passthrough_total.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn connection_closed(&self) {
@@ -225,7 +231,7 @@ impl Metrics {
             self.upstream_retries.load(Ordering::Relaxed)
         );
 
-        let gauges: [(&str, &str, &str, String); 9] = [
+        let gauges: [(&str, &str, &str, String); 10] = [
             (
                 "portico_config_generation",
                 "gauge",
@@ -273,6 +279,12 @@ impl Metrics {
                 "counter",
                 "Client connections accepted.",
                 self.connections_total.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "portico_passthrough_connections_total",
+                "counter",
+                "TLS connections passed through to a backend unterminated (ssl-passthrough).",
+                self.passthrough_total.load(Ordering::Relaxed).to_string(),
             ),
             (
                 "portico_build_info",

@@ -1,5 +1,6 @@
 //! The proxy: the live snapshot, the listeners, connection serving and graceful shutdown.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,12 +16,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::client_auth::{ClientAuth, Verdict};
+use crate::client_hello::{self, Peek, Rewind};
 use crate::config::ProxyConfig;
 use crate::error::{CertError, ServeError};
 use crate::forward::{self, ConnInfo};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
-use crate::tls::{server_config, SessionState};
+use crate::tls::{server_config, server_config_with, SessionState};
 use crate::upstream::Upstreams;
 
 /// The configuration being served: one snapshot and the TLS settings built from it.
@@ -29,6 +32,8 @@ pub struct Live {
     pub snapshot: Arc<Snapshot>,
     pub generation: u64,
     tls: Arc<ServerConfig>,
+    /// The configurations of hosts asking for client certificates, by their settings' key.
+    client_tls: HashMap<Arc<str>, Arc<ServerConfig>>,
 }
 
 /// State shared by every connection.
@@ -101,6 +106,17 @@ impl Proxy {
     pub fn publish(&self, snapshot: Snapshot, build_time: Duration) -> Result<u64, CertError> {
         let snapshot = Arc::new(snapshot);
         let tls = server_config(snapshot.clone(), &self.shared.sessions)?;
+        let mut client_tls = HashMap::new();
+        for (_, auth) in snapshot.client_auth.hosts() {
+            if client_tls.contains_key(&auth.key) {
+                continue;
+            }
+            if let Some(verifier) = auth.handshake_verifier() {
+                let config =
+                    server_config_with(snapshot.clone(), &self.shared.sessions, Some(verifier))?;
+                client_tls.insert(auth.key.clone(), config);
+            }
+        }
         self.shared.upstreams.attach(&snapshot);
         let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.shared.metrics.bind(&snapshot, generation, build_time);
@@ -108,6 +124,7 @@ impl Proxy {
             snapshot,
             generation,
             tls,
+            client_tls,
         })));
         Ok(generation)
     }
@@ -284,39 +301,134 @@ async fn serve_connection(
     if tls {
         serve_tls(shared, stream, conn, watcher).await;
     } else {
-        serve_http(shared, TokioIo::new(stream), conn, watcher, None).await;
+        serve_http(shared, TokioIo::new(stream), conn, watcher, None, None).await;
     }
 }
 
 async fn serve_tls(
     shared: &Arc<Shared>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     conn: Arc<ConnInfo>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
+    let passthrough = shared
+        .live
+        .load()
+        .as_ref()
+        .is_some_and(|l| !l.snapshot.passthrough.is_empty());
+    if !passthrough {
+        return terminate(shared, stream, conn, watcher).await;
+    }
+    // Read the ClientHello (bounded in size and time) to choose between passthrough and
+    // termination; the bytes read are replayed either way.
+    let read = tokio::time::timeout(
+        shared.config.client_header_timeout,
+        client_hello::read(&mut stream),
+    )
+    .await;
+    let (peek, hello) = match read {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            debug!(peer = %conn.peer, error = %e, "reading the ClientHello failed");
+            return;
+        }
+        Err(_) => {
+            debug!(peer = %conn.peer, "ClientHello timed out");
+            return;
+        }
+    };
+    if let Peek::Hello(Some(sni)) = &peek {
+        let live = shared.live.load_full();
+        let target = live
+            .as_ref()
+            .and_then(|l| l.snapshot.passthrough.lookup(sni).cloned());
+        if let Some(target) = target {
+            drop(live);
+            shared.metrics.passthrough_connection();
+            crate::passthrough::splice(
+                stream,
+                hello,
+                &target,
+                sni,
+                conn.peer,
+                shared.config.upstream_connect_timeout,
+            )
+            .await;
+            return;
+        }
+    }
+    terminate(shared, Rewind::new(hello, stream), conn, watcher).await;
+}
+
+/// What a TLS connection was opened for: its server name and, for a host asking for client
+/// certificates, the settings and the verdict on the certificate.
+#[derive(Debug)]
+pub(crate) struct TlsSession {
+    pub(crate) sni: Option<Box<str>>,
+    pub(crate) client: Option<(Arc<ClientAuth>, Verdict)>,
+}
+
+async fn terminate<S>(
+    shared: &Arc<Shared>,
+    stream: S,
+    conn: Arc<ConnInfo>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let acceptor =
         tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
     let handshake = async {
         let start = acceptor.await?;
-        // One snapshot decides the certificate of this handshake.
+        // One snapshot decides the certificate and the client authentication of this
+        // handshake.
         let Some(live) = shared.live.load_full() else {
             return Err(std::io::Error::other("no configuration published yet"));
         };
-        start.into_stream(live.tls.clone()).await
+        let sni: Option<Box<str>> = start
+            .client_hello()
+            .server_name()
+            .map(|n| crate::routing::normalize_host(n).into());
+        let auth = sni
+            .as_deref()
+            .and_then(|n| live.snapshot.client_auth.lookup(n))
+            .cloned();
+        let config = auth
+            .as_ref()
+            .and_then(|a| live.client_tls.get(&a.key))
+            .unwrap_or(&live.tls)
+            .clone();
+        let stream = start.into_stream(config).await?;
+        Ok((stream, sni, auth))
     };
-    let stream = match tokio::time::timeout(shared.config.client_header_timeout, handshake).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            debug!(peer = %conn.peer, "TLS handshake timed out");
-            return;
-        }
-    };
-    let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    serve_http(shared, TokioIo::new(stream), conn, watcher, Some(alpn_h2)).await;
+    let (stream, sni, auth) =
+        match tokio::time::timeout(shared.config.client_header_timeout, handshake).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                debug!(peer = %conn.peer, "TLS handshake timed out");
+                return;
+            }
+        };
+    let tls = stream.get_ref().1;
+    let alpn_h2 = tls.alpn_protocol() == Some(b"h2");
+    let client = auth.map(|a| {
+        let verdict = a.verdict(tls.peer_certificates());
+        (a, verdict)
+    });
+    let session = Arc::new(TlsSession { sni, client });
+    serve_http(
+        shared,
+        TokioIo::new(stream),
+        conn,
+        watcher,
+        Some(alpn_h2),
+        Some(session),
+    )
+    .await;
 }
 
 async fn serve_http<I>(
@@ -325,12 +437,23 @@ async fn serve_http<I>(
     conn: Arc<ConnInfo>,
     watcher: hyper_util::server::graceful::Watcher,
     alpn_h2: Option<bool>,
+    session: Option<Arc<TlsSession>>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let svc_shared = shared.clone();
     let peer = conn.peer;
-    let service = service_fn(move |req| forward::handle(svc_shared.clone(), conn.clone(), req));
+    let service = service_fn(move |mut req| {
+        let shared = svc_shared.clone();
+        let conn = conn.clone();
+        let refused = crate::client_auth::guard(&shared, &conn, session.as_deref(), &mut req);
+        async move {
+            match refused {
+                Some(resp) => Ok(resp),
+                None => forward::handle(shared, conn, req).await,
+            }
+        }
+    });
     let builder = match alpn_h2 {
         Some(true) => shared.http.clone().http2_only(),
         Some(false) => shared.http.clone().http1_only(),

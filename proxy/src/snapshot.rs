@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use crate::backend::Target;
 use crate::client_addr::TrustedProxies;
+use crate::client_auth::ClientAuthTable;
+use crate::passthrough::PassthroughTable;
 use crate::routing::RouteTable;
 use crate::tls::TlsTable;
 
@@ -12,6 +14,10 @@ use crate::tls::TlsTable;
 pub struct Snapshot {
     pub routes: RouteTable,
     pub tls: TlsTable,
+    /// Hosts asking for client certificates (`auth-tls-*`), chosen by SNI.
+    pub client_auth: ClientAuthTable,
+    /// Hosts whose TLS connections go unterminated to a backend (`ssl-passthrough`).
+    pub passthrough: PassthroughTable,
     /// How many per-object problems translate reported while building this snapshot.
     pub problems: usize,
     /// Listener settings that come from Kubernetes objects (the class's parameters).

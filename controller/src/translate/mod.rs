@@ -53,6 +53,9 @@ pub struct Options {
     pub allow_external_name: bool,
     /// The first namespace to claim a host owns it; other namespaces' rules for it are refused.
     pub exclusive_host_namespaces: bool,
+    /// Serve `ssl-passthrough` (ingress-nginx's `--enable-ssl-passthrough`); off, the
+    /// annotation is reported and the Ingress is served terminated.
+    pub enable_ssl_passthrough: bool,
     /// Seconds since the Unix epoch, for certificate validity checks.
     pub now: i64,
 }
@@ -69,6 +72,7 @@ impl Options {
             shared_certificate_namespaces: Vec::new(),
             allow_external_name: false,
             exclusive_host_namespaces: true,
+            enable_ssl_passthrough: false,
             now: 0,
         }
     }
@@ -96,9 +100,17 @@ pub(crate) struct Selected<'a> {
     pub policy: policy::PolicyInput,
     /// For a canary: how requests are chosen for it.
     pub canary_input: policy::CanaryInput,
+    /// Host-level TLS settings: client certificates, passthrough, aliases.
+    pub host_tls: policy::client_tls::HostTlsInput,
 }
 
 impl Selected<'_> {
+    /// Is the Ingress passed through (`ssl-passthrough`, allowed by the controller)? Its
+    /// rules and TLS entries then serve nothing else.
+    pub fn passthrough(&self, options: &Options) -> bool {
+        self.host_tls.passthrough && options.enable_ssl_passthrough && !self.canary
+    }
+
     pub fn object(&self) -> ObjectRef {
         ObjectRef::new("Ingress", self.namespace, self.name)
     }
@@ -164,6 +176,12 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
                 c.clamp(&mut policy, &object, &mut problems);
             }
             policy.resolve_ssl_secret(namespace, inputs, &object, &mut problems);
+            let host_tls = policy::client_tls::from_annotations(
+                annotations,
+                namespace,
+                &object,
+                &mut problems,
+            );
             let canary_input = if canary {
                 policy::canary_of(annotations, &object, &mut problems)
             } else {
@@ -176,6 +194,7 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
                 canary,
                 policy,
                 canary_input,
+                host_tls,
             }
         })
         .collect();
@@ -186,19 +205,24 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
     });
 
     let owners = routes::host_owners(&selected, options.exclusive_host_namespaces);
+    let aliases = routes::aliases(&selected, &owners, options, &mut problems);
     let tls::TlsBuild {
         table: tls_table,
         redirect_hosts,
-    } = tls::build(&selected, inputs, options, &owners, &mut problems);
+        client_auth,
+    } = tls::build(&selected, inputs, options, &owners, &aliases, &mut problems);
     let mut backends = backends::Backends::new(inputs, options.allow_external_name);
     let routes = routes::build(
         &selected,
         &owners,
         &redirect_hosts,
+        &aliases,
         &mut backends,
         options,
         &mut problems,
     );
+    let passthrough =
+        routes::passthrough(&selected, &owners, &mut backends, options, &mut problems);
 
     problems.sort();
     problems.dedup();
@@ -228,6 +252,8 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
         snapshot: Snapshot {
             routes,
             tls: tls_table,
+            client_auth,
+            passthrough,
             problems: problems.len(),
             listener,
         },

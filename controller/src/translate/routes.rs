@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{IngressBackend, IngressServiceBackend, ServiceBackendPort};
 use portico_proxy::{
-    Backend, Canary, CanaryHeader, Endpoints, HeaderMatch, HostPattern, HostRoutes, PathMatch,
-    Policy, RegexPath, Route, RouteTable, Target,
+    Backend, Canary, CanaryHeader, Endpoints, HeaderMatch, HostPattern, HostRoutes,
+    PassthroughTable, PassthroughTarget, PathMatch, Policy, RegexPath, Route, RouteTable, Target,
 };
 
 use super::backends::Backends;
@@ -24,6 +24,11 @@ impl HostOwners<'_> {
     /// Does any Ingress claim `host`?
     pub fn claimed(&self, host: &HostPattern) -> bool {
         self.owners.contains_key(host)
+    }
+
+    /// Is `host` claimed by `namespace` (or is ownership not exclusive)?
+    pub fn owned_by(&self, host: &HostPattern, namespace: &str) -> bool {
+        !self.exclusive || self.owners.get(host).is_none_or(|o| *o == namespace)
     }
 
     /// May Ingress `s` serve `host`? When not, the refusal is reported.
@@ -281,11 +286,199 @@ fn canary(s: &Selected<'_>, target: Arc<Target>) -> Canary {
     }
 }
 
+/// `server-alias` names, each with the host it serves like and the Ingress that asked.
+#[derive(Debug, Default)]
+pub struct Aliases(pub BTreeMap<HostPattern, (HostPattern, String)>);
+
+impl Aliases {
+    /// The aliases of `host`.
+    pub fn of<'s>(&'s self, host: &'s HostPattern) -> impl Iterator<Item = &'s HostPattern> {
+        self.0
+            .iter()
+            .filter(move |(_, (real, _))| real == host)
+            .map(|(alias, _)| alias)
+    }
+}
+
+/// The host an Ingress's aliases attach to: its first rule host (as ingress-nginx, whose
+/// first server of the Ingress takes the aliases).
+pub fn alias_target(s: &Selected<'_>) -> Option<HostPattern> {
+    let spec = s.ingress.spec.as_ref()?;
+    let host = spec
+        .rules
+        .iter()
+        .flatten()
+        .find_map(|r| r.host.as_deref())?;
+    validate::host(host).ok()?;
+    Some(HostPattern::parse(Some(host)))
+}
+
+/// Decides every `server-alias`: an alias serves like its Ingress's first rule host (routes,
+/// certificate, client authentication). A name some Ingress has as a host stays that
+/// Ingress's (the real host wins); a name two Ingresses alias goes to the oldest. Both are
+/// reported.
+pub fn aliases(
+    selected: &[Selected<'_>],
+    owners: &HostOwners<'_>,
+    options: &Options,
+    problems: &mut Vec<Problem>,
+) -> Aliases {
+    let mut out = Aliases::default();
+    for s in selected
+        .iter()
+        .filter(|s| !s.canary && !s.passthrough(options))
+    {
+        if s.host_tls.aliases.is_empty() {
+            continue;
+        }
+        let key = super::policy::NGINX_PREFIX.to_string() + "server-alias";
+        let Some(real) = alias_target(s) else {
+            problems.push(Problem::new(
+                s.object(),
+                Reason::InvalidAnnotation {
+                    key,
+                    why: "the Ingress has no rule with a host for the aliases to serve like".into(),
+                },
+            ));
+            continue;
+        };
+        if owners.claimed(&real) && !owners.owned_by(&real, s.namespace) {
+            continue;
+        }
+        for alias in &s.host_tls.aliases {
+            let pattern = HostPattern::parse(Some(alias));
+            if pattern == real {
+                continue;
+            }
+            let why = if owners.claimed(&pattern) {
+                format!("{alias} is the host of an Ingress, which serves it; the alias is ignored")
+            } else if let Some((_, winner)) = out.0.get(&pattern) {
+                format!("{alias} is already an alias of {winner}; the alias is ignored")
+            } else {
+                out.0.insert(pattern, (real.clone(), s.key()));
+                continue;
+            };
+            problems.push(Problem::new(
+                s.object(),
+                Reason::InvalidAnnotation {
+                    key: key.clone(),
+                    why,
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// The TLS passthrough table: for each passthrough Ingress, the host of its first rule to the
+/// backend of that rule's first path (or its `defaultBackend`), as ingress-nginx. The oldest
+/// Ingress wins a host.
+pub fn passthrough(
+    selected: &[Selected<'_>],
+    owners: &HostOwners<'_>,
+    backends: &mut Backends<'_>,
+    options: &Options,
+    problems: &mut Vec<Problem>,
+) -> PassthroughTable {
+    let key = || super::policy::NGINX_PREFIX.to_string() + "ssl-passthrough";
+    let mut chosen: BTreeMap<HostPattern, Arc<PassthroughTarget>> = BTreeMap::new();
+    let mut owner: BTreeMap<HostPattern, String> = BTreeMap::new();
+    for s in selected
+        .iter()
+        .filter(|s| s.host_tls.passthrough && !s.canary)
+    {
+        let invalid =
+            |why: String| Problem::new(s.object(), Reason::InvalidAnnotation { key: key(), why });
+        if !options.enable_ssl_passthrough {
+            problems.push(invalid(
+                "TLS passthrough is disabled; start the controller with --enable-ssl-passthrough (the Ingress is served with TLS terminated)".into(),
+            ));
+            continue;
+        }
+        let Some(spec) = s.ingress.spec.as_ref() else {
+            continue;
+        };
+        let first = spec.rules.iter().flatten().next();
+        let Some(host) = first.and_then(|r| r.host.as_deref()) else {
+            problems.push(invalid("passthrough needs a rule with a host".into()));
+            continue;
+        };
+        if let Err(why) = validate::host(host) {
+            problems.push(Problem::new(
+                s.object(),
+                Reason::InvalidHost {
+                    host: host.to_string(),
+                    why,
+                },
+            ));
+            continue;
+        }
+        let pattern = HostPattern::parse(Some(host));
+        if !owners.admit(&pattern, s, problems) {
+            continue;
+        }
+        if let Some(winner) = owner.get(&pattern) {
+            problems.push(invalid(format!(
+                "{host} is already passed through by {winner}"
+            )));
+            continue;
+        }
+        let backend = first
+            .and_then(|r| r.http.as_ref())
+            .and_then(|h| h.paths.first())
+            .map(|p| &p.backend)
+            .or(spec.default_backend.as_ref());
+        let Some(svc) = backend.and_then(|b| b.service.as_ref()) else {
+            problems.push(Problem::new(s.object(), Reason::UnsupportedBackend));
+            continue;
+        };
+        let (b, problem) = backends.resolve(s.namespace, svc);
+        if let Some(reason) = problem {
+            problems.push(Problem::new(s.object(), reason));
+        }
+        owner.insert(pattern.clone(), s.key());
+        chosen.insert(
+            pattern,
+            Arc::new(PassthroughTarget {
+                backend: b,
+                ingress: s.key(),
+            }),
+        );
+    }
+    PassthroughTable::new(chosen)
+}
+
+fn copy_route(r: &Route) -> Route {
+    Route {
+        path: r.path.clone(),
+        target: r.target.clone(),
+        canaries: r
+            .canaries
+            .iter()
+            .map(|c| Canary {
+                target: c.target.clone(),
+                header: c.header.as_ref().map(|h| CanaryHeader {
+                    name: h.name.clone(),
+                    matches: match &h.matches {
+                        HeaderMatch::AlwaysNever => HeaderMatch::AlwaysNever,
+                        HeaderMatch::Value(v) => HeaderMatch::Value(v.clone()),
+                        HeaderMatch::Pattern(p) => HeaderMatch::Pattern(p.clone()),
+                    },
+                }),
+                cookie: c.cookie.clone(),
+                weight: c.weight,
+                total: c.total,
+            })
+            .collect(),
+    }
+}
+
 /// Builds the route table from the selected Ingresses (oldest first).
 pub fn build(
     selected: &[Selected<'_>],
     owners: &HostOwners<'_>,
     redirect: &RedirectHosts,
+    aliases: &Aliases,
     backends: &mut Backends<'_>,
     options: &Options,
     problems: &mut Vec<Problem>,
@@ -302,6 +495,10 @@ pub fn build(
         let Some(spec) = s.ingress.spec.as_ref() else {
             continue;
         };
+        if s.passthrough(options) {
+            // Its host's TLS connections go to the backend unterminated; nothing else.
+            continue;
+        }
         let error_backend = error_backend(s, backends, options, problems);
         let shared_policy = s.policy.build(RouteContext {
             error_backend: error_backend.clone(),
@@ -309,6 +506,18 @@ pub fn build(
         });
         let mut hosts_of_ingress = Vec::new();
         for rule in spec.rules.iter().flatten() {
+            if rule.host.is_none() && s.host_tls.client.is_some() && !s.canary {
+                // Client certificates are chosen by SNI, per host: a rule without host could
+                // not be protected, so it is not served (fail closed).
+                problems.push(Problem::new(
+                    s.object(),
+                    Reason::InvalidAnnotation {
+                        key: super::policy::NGINX_PREFIX.to_string() + "auth-tls-secret",
+                        why: "client certificates apply to hosts; the rule without host is not served".into(),
+                    },
+                ));
+                continue;
+            }
             if let Some(h) = rule.host.as_deref() {
                 if let Err(why) = validate::host(h) {
                     problems.push(Problem::new(
@@ -437,6 +646,18 @@ pub fn build(
                 Some(_) => {}
             }
         }
+    }
+
+    // `server-alias`: the alias serves what its host serves.
+    for (alias, (real, _)) in &aliases.0 {
+        let Some(bucket) = buckets.get(real) else {
+            continue;
+        };
+        let copy = Bucket {
+            routes: bucket.routes.iter().map(copy_route).collect(),
+            fallback: bucket.fallback.clone(),
+        };
+        buckets.entry(alias.clone()).or_insert(copy);
     }
 
     // `from-to-www-redirect`: the twin host redirects to the declared one, unless some

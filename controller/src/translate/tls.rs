@@ -23,9 +23,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::IngressTLS;
-use portico_proxy::{HostPattern, TlsCertificate, TlsTable};
+use portico_proxy::{ClientAuth, ClientAuthTable, HostPattern, TlsCertificate, TlsTable};
+use sha2::{Digest, Sha256};
 
-use super::routes::{primaries_first, HostOwners, RedirectHosts};
+use super::policy::client_tls::ClientTlsInput;
+use super::routes::{primaries_first, Aliases, HostOwners, RedirectHosts};
 use super::{validate, Options, Selected};
 use crate::inputs::Inputs;
 use crate::problem::{ObjectRef, Problem, Reason};
@@ -33,6 +35,8 @@ use crate::problem::{ObjectRef, Problem, Reason};
 pub struct TlsBuild {
     pub table: TlsTable,
     pub redirect_hosts: RedirectHosts,
+    /// Hosts asking for client certificates.
+    pub client_auth: ClientAuthTable,
 }
 
 /// What a host got, and from whom.
@@ -57,6 +61,7 @@ pub fn build(
     inputs: &Inputs,
     options: &Options,
     owners: &HostOwners<'_>,
+    aliases: &Aliases,
     problems: &mut Vec<Problem>,
 ) -> TlsBuild {
     let primary_hosts = primary_rule_hosts(selected);
@@ -71,6 +76,9 @@ pub fn build(
         let Some(spec) = s.ingress.spec.as_ref() else {
             continue;
         };
+        if s.passthrough(options) {
+            continue;
+        }
         let entries: &[IngressTLS] = spec.tls.as_deref().unwrap_or_default();
         if entries.is_empty() {
             continue;
@@ -138,6 +146,33 @@ pub fn build(
             b.assign(s, pattern, host, secret, problems);
         }
     }
+    // `server-alias`: an alias of a TLS host is a TLS host, with the host's Secret when its
+    // certificate covers the alias, else the labelled certificate for it.
+    for (alias, (real, ingress)) in &aliases.0 {
+        let Some(choice) = b.chosen.get(real) else {
+            continue;
+        };
+        let Some(s) = selected.iter().find(|s| s.key() == *ingress) else {
+            continue;
+        };
+        let name = alias.to_string();
+        let cert = choice
+            .cert
+            .clone()
+            .filter(|c| c.covers(&name))
+            .or_else(|| b.index.best(&name, s.namespace, options));
+        let secret = choice.secret.clone();
+        b.redirect.0.insert(alias.clone());
+        b.chosen.insert(
+            alias.clone(),
+            Choice {
+                cert,
+                secret,
+                ingress: ingress.clone(),
+            },
+        );
+    }
+    let client_auth = client_auth(selected, inputs, options, owners, aliases, problems);
     let entries = b
         .chosen
         .into_iter()
@@ -145,6 +180,160 @@ pub fn build(
     TlsBuild {
         table: TlsTable::new(entries, default_certificate(inputs, options, problems)),
         redirect_hosts: b.redirect,
+        client_auth,
+    }
+}
+
+/// The client-certificate settings of every host: an Ingress's `auth-tls-*` annotations apply
+/// to its rule hosts and their aliases, for every path of those hosts (nginx's server level).
+/// The oldest Ingress decides a host; a younger one asking otherwise is reported. A CA Secret
+/// that is missing, unusable or in another namespace is reported and the host refuses every
+/// request (fail closed).
+fn client_auth(
+    selected: &[Selected<'_>],
+    inputs: &Inputs,
+    options: &Options,
+    owners: &HostOwners<'_>,
+    aliases: &Aliases,
+    problems: &mut Vec<Problem>,
+) -> ClientAuthTable {
+    let mut chosen: BTreeMap<HostPattern, (Arc<ClientAuth>, String)> = BTreeMap::new();
+    let secret_key = || format!("{}auth-tls-secret", super::policy::NGINX_PREFIX);
+    for s in selected
+        .iter()
+        .filter(|s| !s.canary && !s.passthrough(options))
+    {
+        let Some(input) = s.host_tls.client.as_ref() else {
+            continue;
+        };
+        let Some(spec) = s.ingress.spec.as_ref() else {
+            continue;
+        };
+        let auth = Arc::new(client_auth_of(s, input, inputs, problems));
+        let mut hosts: Vec<HostPattern> = Vec::new();
+        for host in spec
+            .rules
+            .iter()
+            .flatten()
+            .filter_map(|r| r.host.as_deref())
+        {
+            if validate::host(host).is_err() {
+                continue;
+            }
+            let pattern = HostPattern::parse(Some(host));
+            if !owners.owned_by(&pattern, s.namespace) || hosts.contains(&pattern) {
+                continue;
+            }
+            hosts.extend(aliases.of(&pattern).cloned());
+            hosts.push(pattern);
+        }
+        if hosts.is_empty() {
+            problems.push(Problem::new(
+                s.object(),
+                Reason::InvalidAnnotation {
+                    key: secret_key(),
+                    why: "client certificates apply to hosts; the Ingress has no rule with a host"
+                        .into(),
+                },
+            ));
+        }
+        for host in hosts {
+            match chosen.get(&host) {
+                Some((other, winner)) => {
+                    if other.key != auth.key {
+                        problems.push(Problem::new(
+                            s.object(),
+                            Reason::InvalidAnnotation {
+                                key: secret_key(),
+                                why: format!(
+                                    "{host} already has client certificate settings from {winner}, which stand"
+                                ),
+                            },
+                        ));
+                    }
+                }
+                None => {
+                    chosen.insert(host, (auth.clone(), s.key()));
+                }
+            }
+        }
+    }
+    ClientAuthTable::new(chosen.into_iter().map(|(h, (a, _))| (h, a)))
+}
+
+/// The proxy's settings for one Ingress's `auth-tls-*` annotations.
+fn client_auth_of(
+    s: &Selected<'_>,
+    input: &ClientTlsInput,
+    inputs: &Inputs,
+    problems: &mut Vec<Problem>,
+) -> ClientAuth {
+    let settings = format!(
+        "{}:{}:{}:{}",
+        input.mode.as_str(),
+        input.depth,
+        input.pass_certificate,
+        input
+            .error_page
+            .as_ref()
+            .and_then(|p| p.to_str().ok())
+            .unwrap_or("")
+    );
+    let Some((ns, name)) = input.secret.as_ref() else {
+        // Already reported by the annotation parser.
+        return ClientAuth::unusable(format!("{}:unusable", s.key()));
+    };
+    let secret = format!("{ns}/{name}");
+    let refuse = |error: String, problems: &mut Vec<Problem>| {
+        problems.push(Problem::new(
+            s.object(),
+            Reason::InvalidAnnotation {
+                key: format!("{}auth-tls-secret", super::policy::NGINX_PREFIX),
+                why: format!("{secret}: {error}; the host refuses every request"),
+            },
+        ));
+        ClientAuth::unusable(format!("{secret}:unusable"))
+    };
+    if ns != s.namespace {
+        return refuse(
+            "only Secrets in the Ingress's own namespace may be used".into(),
+            problems,
+        );
+    }
+    let roots = match inputs.ca_bundles.get(&(ns.clone(), name.clone())) {
+        Some(Ok(roots)) => roots,
+        Some(Err(e)) => return refuse(e.clone(), problems),
+        None => {
+            let exists = inputs.secrets.iter().any(|x| {
+                x.metadata.namespace.as_deref() == Some(ns.as_str())
+                    && x.metadata.name.as_deref() == Some(name.as_str())
+            });
+            let why = if exists {
+                "the Secret has no ca.crt"
+            } else {
+                "the Secret does not exist (or is not a kubernetes.io/tls Secret)"
+            };
+            return refuse(why.into(), problems);
+        }
+    };
+    let mut hasher = Sha256::new();
+    for c in roots.iter() {
+        hasher.update((c.len() as u64).to_le_bytes());
+        hasher.update(c.as_ref());
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
+    let fingerprint: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let key = format!("{secret}@{fingerprint}:{settings}");
+    match ClientAuth::new(
+        input.mode,
+        input.depth,
+        input.pass_certificate,
+        input.error_page.clone(),
+        roots,
+        key,
+    ) {
+        Ok(auth) => auth,
+        Err(e) => refuse(format!("ca.crt: {e}"), problems),
     }
 }
 

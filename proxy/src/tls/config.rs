@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
@@ -44,16 +45,29 @@ pub fn server_config(
     snapshot: Arc<Snapshot>,
     sessions: &SessionState,
 ) -> Result<Arc<ServerConfig>, CertError> {
+    server_config_with(snapshot, sessions, None)
+}
+
+/// The same configuration, asking clients for certificates with `client_auth` (the hosts of
+/// `auth-tls-*`).
+pub fn server_config_with(
+    snapshot: Arc<Snapshot>,
+    sessions: &SessionState,
+    client_auth: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, CertError> {
     let versions: &[&'static rustls::SupportedProtocolVersion] = if snapshot.listener.tls13_only {
         &[&rustls::version::TLS13]
     } else {
         &[&rustls::version::TLS13, &rustls::version::TLS12]
     };
-    let mut config = ServerConfig::builder_with_provider(crate::tls::provider())
+    let builder = ServerConfig::builder_with_provider(crate::tls::provider())
         .with_protocol_versions(versions)
-        .map_err(|e| CertError::Key(e.to_string()))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SnapshotResolver(snapshot)));
+        .map_err(|e| CertError::Key(e.to_string()))?;
+    let builder = match client_auth {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(SnapshotResolver(snapshot)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.session_storage = sessions.cache.clone();
     config.ticketer = sessions.ticketer.clone();

@@ -63,6 +63,14 @@ const SHARED_KEYS: &[&str] = &[
     "canary-by-cookie",
     "canary-weight",
     "canary-weight-total",
+    // Host-level TLS settings, read by `client_tls`.
+    "auth-tls-secret",
+    "auth-tls-verify-client",
+    "auth-tls-verify-depth",
+    "auth-tls-pass-certificate-to-upstream",
+    "auth-tls-error-page",
+    "ssl-passthrough",
+    "server-alias",
 ];
 
 /// Keys only Portico has.
@@ -86,11 +94,6 @@ const SECURITY_KEYS: &[&str] = &[
     "auth-signin",
     "auth-method",
     "auth-response-headers",
-    "auth-tls-secret",
-    "auth-tls-verify-client",
-    "auth-tls-verify-depth",
-    "auth-tls-pass-certificate-to-upstream",
-    "auth-tls-error-page",
 ];
 
 /// Does the Ingress ask for access control Portico cannot apply yet?

@@ -7,6 +7,7 @@
 //! not parse is a problem; that one setting is ignored and the route keeps serving.
 
 mod annotations;
+pub mod client_tls;
 mod crd;
 pub mod grammar;
 pub mod sources;

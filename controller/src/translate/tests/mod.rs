@@ -22,6 +22,7 @@ mod backends;
 mod classes;
 mod conflicts;
 mod default_backends;
+mod host_tls;
 mod hosts_and_paths;
 mod path_examples;
 mod policies;
