@@ -35,6 +35,10 @@ pub const DIFFERENCES: &[(&str, &str)] = &[
         "several canaries of one host and path share one draw, so their fractions add up",
     ),
     (
+        "ssl-passthrough",
+        "needs the controller flag --enable-ssl-passthrough (as in ingress-nginx); the Ingress then serves no HTTP routes",
+    ),
+    (
         "ssl-redirect",
         "`/` alone keeps its slash in the redirect (https://host/)",
     ),
