@@ -33,6 +33,8 @@ pub struct ProxyConfig {
     pub proxy_protocol: bool,
     /// Emit one access-log line per request.
     pub access_log: bool,
+    /// Access-log format, exclusions and sampling.
+    pub access_log_options: crate::access_log::Options,
 }
 
 impl Default for ProxyConfig {
@@ -50,6 +52,7 @@ impl Default for ProxyConfig {
             max_headers: 200,
             proxy_protocol: false,
             access_log: true,
+            access_log_options: crate::access_log::Options::default(),
         }
     }
 }

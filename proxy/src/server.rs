@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 use crate::config::ProxyConfig;
 use crate::error::{CertError, ServeError};
 use crate::forward::{self, ConnInfo};
-use crate::metrics::Metrics;
+use crate::metrics::{HandshakeResult, Metrics};
 use crate::snapshot::Snapshot;
 use crate::tls::{server_config, SessionState};
 use crate::upstream::Upstreams;
@@ -307,14 +307,18 @@ async fn serve_tls(
     let stream = match tokio::time::timeout(shared.config.client_header_timeout, handshake).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
+            shared.metrics.tls_handshake(None, HandshakeResult::Failed);
             debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
+            shared.metrics.tls_handshake(None, HandshakeResult::Timeout);
             debug!(peer = %conn.peer, "TLS handshake timed out");
             return;
         }
     };
+    let version = stream.get_ref().1.protocol_version();
+    shared.metrics.tls_handshake(version, HandshakeResult::Ok);
     let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     serve_http(shared, TokioIo::new(stream), conn, watcher, Some(alpn_h2)).await;
 }
