@@ -610,3 +610,51 @@ fn run_chromium(chromium: &str, profile: &Path, args: &[&str]) -> Option<String>
     }
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+#[tokio::test]
+async fn readyz_names_the_watches_that_have_not_synced() {
+    let api = portico_e2e::apiserver::ApiServer::shared();
+    let client = api.client().await;
+    let ns = "ops-readyz";
+    portico_e2e::apiserver::namespace(&client, ns).await;
+    // Without etcd the API server answers no list: no watch can sync.
+    api.stop_etcd().await;
+    let p = Portico::spawn_cluster(
+        &api.kubeconfig,
+        &[
+            "--watch-namespace",
+            ns,
+            "--pod-namespace",
+            ns,
+            "--election-id",
+            "ops-readyz",
+        ],
+    );
+    let url = format!("http://{}/readyz", p.admin);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Ok(r) = reqwest::get(&url).await {
+            let status = r.status();
+            let body = r.text().await.unwrap();
+            if body.contains("waiting for the first list of:") {
+                assert_eq!(status, 503);
+                break body;
+            }
+        }
+        assert!(Instant::now() < deadline, "{}", p.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(body.contains("Ingress"), "{body}");
+    assert!(body.contains("EndpointSlice"), "{body}");
+    api.start_etcd().await;
+    p.wait_ready(Duration::from_secs(60)).await;
+    let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert_eq!(body, "ready\n");
+    // The only replica leads.
+    wait_value(
+        &p,
+        "portico_leader_election_status{name=\"ops-readyz\"}",
+        1.0,
+    )
+    .await;
+}
