@@ -658,3 +658,116 @@ async fn readyz_names_the_watches_that_have_not_synced() {
     )
     .await;
 }
+
+fn helm_template(extra: &[&str]) -> Result<String, String> {
+    let bin = std::env::var("PORTICO_HELM").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap();
+        format!("{home}/.cache/portico/helm-v3.22.0/helm")
+    });
+    let out = Command::new(bin)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .args([
+            "template",
+            "portico",
+            "charts/portico",
+            "-n",
+            "portico-system",
+        ])
+        .args(extra)
+        .output()
+        .expect("helm (scripts/test installs it)");
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The metric families a running Portico exposes (`# TYPE` lines).
+async fn families(p: &Portico) -> BTreeSet<String> {
+    p.metrics()
+        .await
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn chart_ships_a_grafana_dashboard_of_real_metrics_and_access_log_settings() {
+    let default = helm_template(&[]).unwrap();
+    assert!(
+        default.contains("- --access-log-format=json"),
+        "json is the chart's default"
+    );
+    assert!(!default.contains("grafana_dashboard"));
+    assert!(!default.contains("--admin-token-file"));
+
+    let rendered = helm_template(&[
+        "--set",
+        "controller.metrics.grafanaDashboard.enabled=true",
+        "--set",
+        "controller.adminToken.secretName=portico-admin",
+        "--set",
+        "controller.accessLogFormat=text",
+        "--set",
+        "controller.accessLogExcludePaths={/healthz}",
+        "--set",
+        "controller.accessLogSample=0.25",
+    ])
+    .unwrap();
+    for arg in [
+        "- --access-log-format=text",
+        "- --access-log-exclude-path=/healthz",
+        "- --access-log-sample=0.25",
+        "- --admin-token-file=/etc/portico/admin/token",
+        "secretName: portico-admin",
+    ] {
+        assert!(rendered.contains(arg), "{arg} missing");
+    }
+    let dashboard = rendered
+        .split("\n---\n")
+        .filter_map(|d| serde_yaml::from_str::<serde_yaml::Value>(d).ok())
+        .find(|d| {
+            d["kind"] == "ConfigMap" && d["metadata"]["name"] == "portico-controller-dashboard"
+        })
+        .expect("the dashboard ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json: serde_json::Value =
+        serde_json::from_str(dashboard["data"]["portico.json"].as_str().unwrap()).unwrap();
+    assert_eq!(json["uid"], "portico-overview");
+
+    // Every metric the dashboard queries is one Portico exposes.
+    let (_dir, p) = seeded(&[]).await;
+    let exposed = families(&p).await;
+    let mut queried = BTreeSet::new();
+    for panel in json["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("portico_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                queried.insert(name.trim_end_matches("_bucket").to_string());
+            }
+        }
+    }
+    assert!(queried.len() >= 15, "{queried:?}");
+    let missing: Vec<_> = queried.difference(&exposed).collect();
+    assert!(
+        missing.is_empty(),
+        "{missing:?} not exposed; exposed: {exposed:?}"
+    );
+
+    for bad in [
+        "controller.accessLogFormat=xml",
+        "controller.accessLogSample=2",
+        "controller.accessLogExcludePaths={healthz}",
+        "controller.adminToken.secretName=Not_A_Name",
+        "controller.metrics.grafanaDashboard.enabled=yes",
+    ] {
+        let err = helm_template(&["--set", bad]).unwrap_err();
+        assert!(err.contains("schema"), "{bad}: {err}");
+    }
+}
