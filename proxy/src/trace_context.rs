@@ -73,17 +73,22 @@ impl TraceParent {
         })
     }
 
-    /// The header value (version `00`).
+    /// The header value (version `00`), built without intermediate strings.
     pub fn to_header(&self) -> HeaderValue {
-        let mut s = String::with_capacity(55);
-        s.push_str("00-");
-        s.push_str(&self.trace_id.to_string());
-        s.push('-');
-        for b in self.parent_id {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s.push_str(&format!("-{:02x}", self.flags));
-        HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static(""))
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [b'-'; 55];
+        buf[0] = b'0';
+        buf[1] = b'0';
+        let mut put = |at: usize, bytes: &[u8]| {
+            for (i, b) in bytes.iter().enumerate() {
+                buf[at + 2 * i] = HEX[(b >> 4) as usize];
+                buf[at + 2 * i + 1] = HEX[(b & 0xf) as usize];
+            }
+        };
+        put(3, &self.trace_id.0);
+        put(36, &self.parent_id);
+        put(53, &[self.flags]);
+        HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static(""))
     }
 }
 
