@@ -213,6 +213,20 @@ pub struct RunArgs {
     /// Fraction of requests written to the access log, 0 to 1 (5xx answers always are).
     #[arg(long, default_value = "1", value_parser = sample_rate)]
     pub access_log_sample: f64,
+    /// Export one span per sampled request to this OTLP/HTTP collector
+    /// (`http://HOST:4318/v1/traces`, JSON encoding).
+    #[cfg(feature = "otlp")]
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
+    /// Probability that a request without a sampled parent `traceparent` starts a sampled
+    /// trace (requests whose parent is sampled always are).
+    #[cfg(feature = "otlp")]
+    #[arg(long, default_value = "0.01", value_parser = sample_rate)]
+    pub otlp_sample_ratio: f64,
+    /// `service.name` of the exported spans.
+    #[cfg(feature = "otlp")]
+    #[arg(long, default_value = "portico")]
+    pub otlp_service_name: String,
     /// Worker threads of the runtime (default: one per core; 1 runs everything on one thread).
     #[arg(long)]
     pub workers: Option<usize>,

@@ -21,6 +21,8 @@ pub mod events;
 pub mod inputs;
 pub mod leader;
 pub mod logging;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod policy_status;
 pub mod problem;
 pub mod publish;

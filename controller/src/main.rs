@@ -13,7 +13,9 @@ use portico_controller::{
     echo, events, leader, logging, policy_status, publish, quickstart, routes_cmd, source, status,
     translate,
 };
-use portico_proxy::{access_log, admin, Drain, Proxy, ProxyConfig, TlsCertificate, TrustedProxies};
+use portico_proxy::{
+    access_log, admin, trace_context, Drain, Proxy, ProxyConfig, TlsCertificate, TrustedProxies,
+};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -106,6 +108,21 @@ async fn serve(args: RunArgs, logs: logging::LogControl) -> anyhow::Result<()> {
         .transpose()
         .map_err(|e| anyhow::anyhow!("--default-backend-service: {e}"))?;
 
+    #[cfg(feature = "otlp")]
+    let tracing = match &args.otlp_endpoint {
+        Some(endpoint) => {
+            let exporter = portico_controller::otlp::start(endpoint, &args.otlp_service_name)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            info!(%endpoint, sample_ratio = args.otlp_sample_ratio, "exporting spans");
+            trace_context::Tracing {
+                sample_new: args.otlp_sample_ratio,
+                sink: Some(exporter),
+            }
+        }
+        None => trace_context::Tracing::default(),
+    };
+    #[cfg(not(feature = "otlp"))]
+    let tracing = trace_context::Tracing::default();
     let proxy = Proxy::new(ProxyConfig {
         trusted_proxies: trusted,
         https_redirect_port: args.https_redirect_port,
@@ -123,6 +140,7 @@ async fn serve(args: RunArgs, logs: logging::LogControl) -> anyhow::Result<()> {
             exclude_user_agents: args.access_log_exclude_user_agents.clone(),
             sample: args.access_log_sample,
         },
+        tracing,
         ..ProxyConfig::default()
     })?;
     let admin_token = match &args.admin_token_file {

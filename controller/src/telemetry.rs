@@ -25,6 +25,18 @@ struct State {
     unsynced: Option<Vec<String>>,
     /// Lease name and whether this replica leads; `None` without an election.
     leader: Option<(String, bool)>,
+    /// Spans by export outcome; `None` when spans are not exported.
+    spans: Option<[u64; 3]>,
+}
+
+/// What became of exported spans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpanOutcome {
+    Exported,
+    /// The export queue was full.
+    Dropped,
+    /// The collector refused or did not answer.
+    Failed,
 }
 
 impl Telemetry {
@@ -64,12 +76,34 @@ impl Telemetry {
         self.with(|s| s.leader.clone()).flatten()
     }
 
+    /// `n` spans had `outcome` (0 declares that spans are exported).
+    pub fn spans(&self, outcome: SpanOutcome, n: u64) {
+        let i = outcome as usize;
+        self.with(|s| s.spans.get_or_insert([0; 3])[i] += n);
+    }
+
     /// Appends the control-plane metrics.
     pub fn render(&self, out: &mut String) {
-        let Some((restarts, leader)) = self.with(|s| (s.watch_restarts.clone(), s.leader.clone()))
+        let Some((restarts, leader, spans)) =
+            self.with(|s| (s.watch_restarts.clone(), s.leader.clone(), s.spans))
         else {
             return;
         };
+        if let Some(spans) = spans {
+            header(
+                out,
+                "portico_otlp_spans_total",
+                "counter",
+                "Request spans by export result (exported, dropped: queue full, failed: collector error).",
+            );
+            for (i, result) in ["exported", "dropped", "failed"].iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "portico_otlp_spans_total{{result=\"{result}\"}} {}",
+                    spans[i]
+                );
+            }
+        }
         header(
             out,
             "portico_watch_restarts_total",

@@ -27,7 +27,7 @@ use http_body::{Body, Frame, SizeHint};
 use crate::backend::Target;
 use crate::body::ProxyBody;
 use crate::metrics::{self, Metrics, RouteStats};
-use crate::trace_context::TraceId;
+use crate::trace_context::{Span, SpanSink, Trace, TraceId, Tracing};
 
 /// The tracing target of access-log lines.
 pub const TARGET: &str = "portico::access";
@@ -90,14 +90,31 @@ impl Options {
 }
 
 /// What is known of a request when it arrives: enough for its metrics and its log line.
-#[derive(Debug)]
 pub struct Head {
     start: Instant,
     method_index: u8,
     bytes_in: u64,
-    trace_id: TraceId,
+    trace: Trace,
     /// `None` when the request gets no log line.
     logged: Option<Logged>,
+    /// Set when the request is sampled and spans are exported.
+    span: Option<Box<PendingSpan>>,
+}
+
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head")
+            .field("trace", &self.trace)
+            .field("logged", &self.logged.is_some())
+            .field("span", &self.span.is_some())
+            .finish()
+    }
+}
+
+/// A sampled request's span until its end.
+struct PendingSpan {
+    sink: Arc<dyn SpanSink>,
+    span: Span,
 }
 
 #[derive(Debug)]
@@ -126,10 +143,37 @@ impl Head {
     pub fn capture<B: Body>(
         enabled: bool,
         options: &Options,
+        tracing: &Tracing,
         req: &Request<B>,
         start: Instant,
-        trace_id: TraceId,
+        trace: Trace,
     ) -> Head {
+        let span = match &tracing.sink {
+            Some(sink) if trace.sampled => Some(Box::new(PendingSpan {
+                sink: sink.clone(),
+                span: Span {
+                    trace,
+                    start_unix_nanos: unix_nanos(),
+                    end_unix_nanos: 0,
+                    method: req.method().clone(),
+                    host: req
+                        .headers()
+                        .get(HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+                        .unwrap_or("")
+                        .to_string(),
+                    path: req.uri().path().to_string(),
+                    status: 0,
+                    client: IpAddr::from([0, 0, 0, 0]),
+                    upstream: None,
+                    namespace: String::new(),
+                    ingress: String::new(),
+                    service: String::new(),
+                },
+            })),
+            _ => None,
+        };
         let logged = (enabled && !options.excluded(req)).then(|| Logged {
             method: req.method().clone(),
             uri: req.uri().clone(),
@@ -146,8 +190,9 @@ impl Head {
             start,
             method_index: metrics::method_index(req.method()),
             bytes_in: req.body().size_hint().lower(),
-            trace_id,
+            trace,
             logged,
+            span,
         }
     }
 
@@ -166,11 +211,22 @@ impl Head {
             .unwrap_or(metrics.unrouted())
             .clone();
         stats.record(self.method_index, outcome.status);
+        let span = self.span.map(|mut p| {
+            p.span.status = outcome.status;
+            p.span.client = outcome.client;
+            p.span.upstream = outcome.upstream;
+            if let Some(t) = &outcome.target {
+                p.span.namespace.clone_from(&t.namespace);
+                p.span.ingress.clone_from(&t.ingress);
+                p.span.service.clone_from(&t.service);
+            }
+            p
+        });
         let record = match self.logged {
             Some(l) if options.sampled(outcome.status) => Some(Box::new(Record {
                 logged: l,
                 outcome,
-                trace_id: self.trace_id,
+                trace_id: self.trace.trace_id,
                 format: options.format,
             })),
             _ => None,
@@ -182,8 +238,16 @@ impl Head {
             bytes_in: self.bytes_in,
             stats: Some(stats),
             record,
+            span,
         }
     }
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// Everything one access-log line says, apart from the bytes sent and the duration.
@@ -318,8 +382,7 @@ fn time_local(unix: i64) -> String {
 }
 
 /// A response body that counts what it sends, and at its end records the route's duration and
-/// bytes and writes the access-log line.
-#[derive(Debug)]
+/// bytes, writes the access-log line and exports the span.
 pub struct LoggedBody {
     inner: ProxyBody,
     sent: u64,
@@ -328,6 +391,18 @@ pub struct LoggedBody {
     /// Taken when the end has been recorded.
     stats: Option<Arc<RouteStats>>,
     record: Option<Box<Record>>,
+    span: Option<Box<PendingSpan>>,
+}
+
+impl std::fmt::Debug for LoggedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoggedBody")
+            .field("inner", &self.inner)
+            .field("sent", &self.sent)
+            .field("record", &self.record)
+            .field("span", &self.span.is_some())
+            .finish()
+    }
 }
 
 impl LoggedBody {
@@ -337,6 +412,10 @@ impl LoggedBody {
         }
         if let Some(r) = self.record.take() {
             r.emit(self.bytes_in, self.sent, self.start, complete);
+        }
+        if let Some(mut p) = self.span.take() {
+            p.span.end_unix_nanos = unix_nanos();
+            p.sink.export(p.span);
         }
     }
 }
@@ -387,7 +466,6 @@ impl Drop for LoggedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace_context::TraceId;
 
     fn request(path: &str, ua: Option<&str>) -> Request<ProxyBody> {
         let mut b = Request::builder().uri(path).header(HOST, "shop.test");
@@ -436,12 +514,19 @@ mod tests {
             .header(USER_AGENT, "curl/8.0 \"x\"")
             .body(ProxyBody::empty())
             .unwrap();
+        let trace = Trace {
+            trace_id: TraceId([0xab; 16]),
+            span_id: [1; 8],
+            parent_id: None,
+            sampled: false,
+        };
         let head = Head::capture(
             true,
             &Options::default(),
+            &Tracing::default(),
             &req,
             Instant::now(),
-            TraceId([0xab; 16]),
+            trace,
         );
         let target = crate::backend::testing::target("web:80");
         let r = Record {
@@ -464,5 +549,78 @@ mod tests {
         let mut s = String::new();
         escaped(&mut s, b"a\"b\\c\x01");
         assert_eq!(s, "a\\x22b\\x5Cc\\x01");
+    }
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<Span>>);
+    impl SpanSink for Collect {
+        fn export(&self, span: Span) {
+            self.0.lock().unwrap().push(span);
+        }
+    }
+
+    fn trace(sampled: bool) -> Trace {
+        Trace {
+            trace_id: TraceId([7; 16]),
+            span_id: [2; 8],
+            parent_id: Some([3; 8]),
+            sampled,
+        }
+    }
+
+    #[test]
+    fn sampled_requests_export_one_span_at_their_end() {
+        let sink = Arc::new(Collect::default());
+        let tracing = Tracing {
+            sample_new: 0.0,
+            sink: Some(sink.clone()),
+        };
+        let metrics = Metrics::default();
+        for sampled in [true, false] {
+            let exported = sink.0.lock().unwrap().len();
+            let req = Request::builder()
+                .method(Method::POST)
+                .uri("/cart")
+                .header(HOST, "shop.test")
+                .body(ProxyBody::empty())
+                .unwrap();
+            let head = Head::capture(
+                false,
+                &Options::default(),
+                &tracing,
+                &req,
+                Instant::now(),
+                trace(sampled),
+            );
+            let body = head.respond(
+                &metrics,
+                &Options::default(),
+                ProxyBody::text("ok"),
+                Outcome {
+                    status: 201,
+                    client: "10.0.0.7".parse().unwrap(),
+                    target: Some(crate::backend::testing::target("web:80")),
+                    upstream: Some("10.1.0.1:80".parse().unwrap()),
+                    request_id: HeaderValue::from_static("rid"),
+                    tls: false,
+                },
+            );
+            assert_eq!(sink.0.lock().unwrap().len(), exported, "only at the end");
+            drop(body);
+        }
+        let spans = sink.0.lock().unwrap();
+        assert_eq!(spans.len(), 1, "only the sampled request");
+        let s = &spans[0];
+        assert_eq!(s.trace, trace(true));
+        assert_eq!((s.method.as_str(), s.path.as_str()), ("POST", "/cart"));
+        assert_eq!((s.host.as_str(), s.status), ("shop.test", 201));
+        assert_eq!(s.service, "web:80");
+        assert!(s.end_unix_nanos >= s.start_unix_nanos && s.start_unix_nanos > 0);
     }
 }

@@ -35,6 +35,8 @@ pub struct ProxyConfig {
     pub access_log: bool,
     /// Access-log format, exclusions and sampling.
     pub access_log_options: crate::access_log::Options,
+    /// Trace sampling and span export.
+    pub tracing: crate::trace_context::Tracing,
 }
 
 impl Default for ProxyConfig {
@@ -53,6 +55,7 @@ impl Default for ProxyConfig {
             proxy_protocol: false,
             access_log: true,
             access_log_options: crate::access_log::Options::default(),
+            tracing: crate::trace_context::Tracing::default(),
         }
     }
 }

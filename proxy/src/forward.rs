@@ -52,9 +52,10 @@ pub(crate) async fn handle(
         req.headers(),
         &shared.config.trusted_proxies,
     );
-    let trace_id = crate::trace_context::apply(req.headers_mut());
+    let tracing = &shared.config.tracing;
+    let trace = crate::trace_context::apply(req.headers_mut(), tracing.sample_new);
     let log = &shared.config.access_log_options;
-    let head = Head::capture(shared.config.access_log, log, &req, start, trace_id);
+    let head = Head::capture(shared.config.access_log, log, tracing, &req, start, trace);
 
     let (resp, target, upstream) =
         route_and_forward(&shared, &conn, req, client, &request_id).await;

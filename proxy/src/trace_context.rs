@@ -3,12 +3,19 @@
 //!
 //! A valid incoming `traceparent` keeps its trace id and flags and gets a new parent id; a
 //! missing or invalid one (anything the specification's grammar refuses, or several headers) is
-//! replaced by a new trace (flags `00`: Portico records no span) and `tracestate` is dropped with
-//! it, since it belongs to the refused trace. An invalid `tracestate` is dropped too.
+//! replaced by a new trace and `tracestate` is dropped with it, since it belongs to the refused
+//! trace. An invalid `tracestate` is dropped too.
+//!
+//! Sampling is parent-based: a request whose valid parent is sampled (flag `01`) is sampled; a
+//! new trace is sampled with the configured ratio (0 unless spans are exported) and then goes
+//! upstream with flag `01`. A sampled request's span goes to the configured [`SpanSink`].
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::Method;
 
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
@@ -89,6 +96,57 @@ impl TraceParent {
         put(36, &self.parent_id);
         put(53, &[self.flags]);
         HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static(""))
+    }
+}
+
+/// Portico's span of one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trace {
+    pub trace_id: TraceId,
+    /// Portico's span id: the parent id the backend sees.
+    pub span_id: [u8; 8],
+    /// The incoming parent span, when the request came with a valid `traceparent`.
+    pub parent_id: Option<[u8; 8]>,
+    pub sampled: bool,
+}
+
+/// One finished request span, for an exporter.
+#[derive(Debug)]
+pub struct Span {
+    pub trace: Trace,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    pub method: Method,
+    pub host: String,
+    pub path: String,
+    pub status: u16,
+    pub client: IpAddr,
+    pub upstream: Option<SocketAddr>,
+    pub namespace: String,
+    pub ingress: String,
+    pub service: String,
+}
+
+/// Where sampled spans go (an exporter the binary provides). `export` must not block.
+pub trait SpanSink: Send + Sync + 'static {
+    fn export(&self, span: Span);
+}
+
+/// Tracing settings of the data plane.
+#[derive(Clone, Default)]
+pub struct Tracing {
+    /// Probability that a request without a sampled parent starts a sampled trace.
+    pub sample_new: f64,
+    /// Where sampled spans go; without one nothing is recorded.
+    pub sink: Option<Arc<dyn SpanSink>>,
+}
+
+impl fmt::Debug for Tracing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracing")
+            .field("sample_new", &self.sample_new)
+            .field("sink", &self.sink.is_some())
+            .finish()
     }
 }
 
@@ -178,34 +236,48 @@ fn valid_value(val: &[u8]) -> bool {
         && val.last() != Some(&b' ')
 }
 
-/// Rewrites a request's trace headers for the hop to the backend; returns the trace id.
-pub fn apply(headers: &mut HeaderMap) -> TraceId {
+/// Rewrites a request's trace headers for the hop to the backend; a new trace is sampled
+/// with probability `sample_new`.
+pub fn apply(headers: &mut HeaderMap, sample_new: f64) -> Trace {
     let mut values = headers.get_all(&TRACEPARENT).iter();
     let incoming = match (values.next(), values.next()) {
         (Some(v), None) => TraceParent::parse(v.as_bytes()),
         _ => None,
     };
-    let outgoing = match incoming {
+    let span_id = new_span_id();
+    let (outgoing, parent_id) = match incoming {
         Some(parent) => {
             if !valid_tracestate(headers.get_all(&TRACESTATE).iter()) {
                 headers.remove(&TRACESTATE);
             }
-            TraceParent {
-                parent_id: new_span_id(),
-                ..parent
-            }
+            (
+                TraceParent {
+                    parent_id: span_id,
+                    ..parent
+                },
+                Some(parent.parent_id),
+            )
         }
         None => {
             headers.remove(&TRACESTATE);
-            TraceParent {
-                trace_id: new_trace_id(),
-                parent_id: new_span_id(),
-                flags: 0,
-            }
+            let sampled = sample_new > 0.0 && fastrand::f64() < sample_new;
+            (
+                TraceParent {
+                    trace_id: new_trace_id(),
+                    parent_id: span_id,
+                    flags: u8::from(sampled),
+                },
+                None,
+            )
         }
     };
     headers.insert(TRACEPARENT.clone(), outgoing.to_header());
-    outgoing.trace_id
+    Trace {
+        trace_id: outgoing.trace_id,
+        span_id,
+        parent_id,
+        sampled: outgoing.flags & 1 == 1,
+    }
 }
 
 #[cfg(test)]
@@ -225,8 +297,13 @@ mod tests {
     #[test]
     fn keeps_a_valid_trace_with_a_new_parent() {
         let mut h = headers(&[(&TRACEPARENT, VALID), (&TRACESTATE, "congo=t61rcWkgMzE")]);
-        let id = apply(&mut h);
-        assert_eq!(id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let t = apply(&mut h, 0.0);
+        assert_eq!(t.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(t.sampled);
+        assert_eq!(
+            t.parent_id,
+            Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
+        );
         let out = h.get(&TRACEPARENT).unwrap().to_str().unwrap().to_string();
         assert!(
             out.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
@@ -241,13 +318,28 @@ mod tests {
     #[test]
     fn generates_one_when_absent() {
         let mut h = HeaderMap::new();
-        let id = apply(&mut h);
+        let t = apply(&mut h, 0.0);
         let out = h.get(&TRACEPARENT).unwrap().to_str().unwrap();
         let parsed = TraceParent::parse(out.as_bytes()).unwrap();
-        assert_eq!(parsed.trace_id, id);
+        assert_eq!(parsed.trace_id, t.trace_id);
+        assert_eq!(parsed.parent_id, t.span_id);
         assert_eq!(parsed.flags, 0);
+        assert!(!t.sampled && t.parent_id.is_none());
         let mut h2 = HeaderMap::new();
-        assert_ne!(apply(&mut h2), id, "trace ids are random");
+        assert_ne!(
+            apply(&mut h2, 0.0).trace_id,
+            t.trace_id,
+            "trace ids are random"
+        );
+        // Sampled new traces say so upstream.
+        let mut h3 = HeaderMap::new();
+        assert!(apply(&mut h3, 1.0).sampled);
+        assert!(h3
+            .get(&TRACEPARENT)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .ends_with("-01"));
     }
 
     #[test]
@@ -264,7 +356,7 @@ mod tests {
             "",
         ] {
             let mut h = headers(&[(&TRACEPARENT, bad), (&TRACESTATE, "a=b")]);
-            let id = apply(&mut h);
+            let id = apply(&mut h, 0.0).trace_id;
             assert_ne!(id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
             let out = h.get(&TRACEPARENT).unwrap().to_str().unwrap();
             assert!(TraceParent::parse(out.as_bytes()).is_some(), "{bad}");
@@ -273,7 +365,7 @@ mod tests {
         // Two traceparent headers: ambiguous, so replaced.
         let mut h = headers(&[(&TRACEPARENT, VALID), (&TRACEPARENT, VALID)]);
         assert_ne!(
-            apply(&mut h).to_string(),
+            apply(&mut h, 0.0).trace_id.to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
         assert_eq!(h.get_all(&TRACEPARENT).iter().count(), 1);
@@ -284,7 +376,7 @@ mod tests {
         let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-says";
         let mut h = headers(&[(&TRACEPARENT, later)]);
         assert_eq!(
-            apply(&mut h).to_string(),
+            apply(&mut h, 0.0).trace_id.to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
         assert!(h
@@ -293,6 +385,19 @@ mod tests {
             .to_str()
             .unwrap()
             .starts_with("00-"));
+    }
+
+    #[test]
+    fn an_unsampled_parent_stays_unsampled() {
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let mut h = headers(&[(&TRACEPARENT, unsampled)]);
+        assert!(!apply(&mut h, 1.0).sampled);
+        assert!(h
+            .get(&TRACEPARENT)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .ends_with("-00"));
     }
 
     #[test]
@@ -307,7 +412,7 @@ mod tests {
         assert!(!ok(&many.join(",")));
         // An invalid tracestate next to a valid traceparent is dropped alone.
         let mut h = headers(&[(&TRACEPARENT, VALID), (&TRACESTATE, "BAD")]);
-        apply(&mut h);
+        apply(&mut h, 0.0);
         assert!(h.get(&TRACESTATE).is_none());
         assert!(h
             .get(&TRACEPARENT)

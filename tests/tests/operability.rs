@@ -771,3 +771,154 @@ async fn chart_ships_a_grafana_dashboard_of_real_metrics_and_access_log_settings
         assert!(err.contains("schema"), "{bad}: {err}");
     }
 }
+
+/// A minimal OTLP/HTTP collector: keeps every request body, answers 200.
+async fn collector() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map(|v| v.trim().parse().unwrap())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned();
+                    buf.drain(..head_end + len);
+                    kept.lock().unwrap().push(body);
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                    if s.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, bodies)
+}
+
+#[tokio::test]
+async fn sampled_requests_are_exported_as_otlp_spans() {
+    let (addr, bodies) = collector().await;
+    let endpoint = format!("http://{addr}/v1/traces");
+    let (_dir, p) = seeded(&["--otlp-endpoint", &endpoint, "--otlp-sample-ratio", "0"]).await;
+    let c = p.client(&["api.test"]);
+    let send = |path: &'static str, traceparent: Option<String>| {
+        let c = c.clone();
+        let url = p.http_url("api.test", path);
+        async move {
+            let mut r = c.get(url);
+            if let Some(tp) = traceparent {
+                r = r.header("traceparent", tp);
+            }
+            echo_json(r.send().await.unwrap()).await
+        }
+    };
+    let sampled = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
+    let seen = send("/v1/sampled", Some(sampled.clone())).await;
+    let portico_span = seen["headers"]["traceparent"].as_str().unwrap()[36..52].to_string();
+    // Not sampled: an unsampled parent, and a new trace at ratio 0.
+    send(
+        "/v1/unsampled",
+        Some(format!("00-{TRACE_ID}-00f067aa0ba902b7-00")),
+    )
+    .await;
+    let fresh = send("/v1/fresh", None).await;
+    assert!(fresh["headers"]["traceparent"]
+        .as_str()
+        .unwrap()
+        .ends_with("-00"));
+    send("/v1/marker", Some(sampled)).await;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spans: Vec<serde_json::Value> = loop {
+        let spans: Vec<serde_json::Value> = bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                let v: serde_json::Value = serde_json::from_str(b).unwrap();
+                v["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()
+                    .unwrap()
+                    .clone()
+            })
+            .collect();
+        let path = |s: &serde_json::Value| {
+            s["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["key"] == "url.path")
+                .map(|a| a["value"]["stringValue"].as_str().unwrap().to_string())
+        };
+        if spans
+            .iter()
+            .any(|s| path(s).as_deref() == Some("/v1/marker"))
+        {
+            let paths: Vec<String> = spans.iter().filter_map(path).collect();
+            assert_eq!(paths, vec!["/v1/sampled", "/v1/marker"], "{spans:?}");
+            break spans;
+        }
+        assert!(Instant::now() < deadline, "no spans arrived:\n{}", p.logs());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let s = &spans[0];
+    assert_eq!(s["traceId"], TRACE_ID);
+    assert_eq!(s["parentSpanId"], "00f067aa0ba902b7");
+    assert_eq!(
+        s["spanId"],
+        portico_span.as_str(),
+        "the span the backend saw as parent"
+    );
+    assert_eq!(s["kind"], 2);
+    let m = wait_value(&p, "portico_otlp_spans_total{result=\"exported\"}", 2.0).await;
+    assert_eq!(
+        value(&m, "portico_otlp_spans_total{result=\"dropped\"}"),
+        Some(0.0)
+    );
+
+    // An endpoint Portico cannot send to is refused at start.
+    let out = Command::new(portico_bin())
+        .args([
+            "--manifests",
+            "/nonexistent",
+            "--otlp-endpoint",
+            "https://c:4318/v1/traces",
+        ])
+        .args(["--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0"])
+        .args(["--admin-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only http"));
+}
