@@ -702,6 +702,7 @@ async fn chart_ships_a_grafana_dashboard_of_real_metrics_and_access_log_settings
     );
     assert!(!default.contains("grafana_dashboard"));
     assert!(!default.contains("--admin-token-file"));
+    assert!(!default.contains("--otlp-endpoint"));
 
     let rendered = helm_template(&[
         "--set",
@@ -714,9 +715,13 @@ async fn chart_ships_a_grafana_dashboard_of_real_metrics_and_access_log_settings
         "controller.accessLogExcludePaths={/healthz}",
         "--set",
         "controller.accessLogSample=0.25",
+        "--set",
+        "controller.tracing.otlpEndpoint=http://otel.observability:4318/v1/traces",
     ])
     .unwrap();
     for arg in [
+        "- --otlp-endpoint=http://otel.observability:4318/v1/traces",
+        "- --otlp-sample-ratio=0.01",
         "- --access-log-format=text",
         "- --access-log-exclude-path=/healthz",
         "- --access-log-sample=0.25",
@@ -766,6 +771,7 @@ async fn chart_ships_a_grafana_dashboard_of_real_metrics_and_access_log_settings
         "controller.accessLogExcludePaths={healthz}",
         "controller.adminToken.secretName=Not_A_Name",
         "controller.metrics.grafanaDashboard.enabled=yes",
+        "controller.tracing.otlpEndpoint=https://otel:4318",
     ] {
         let err = helm_template(&["--set", bad]).unwrap_err();
         assert!(err.contains("schema"), "{bad}: {err}");
