@@ -35,6 +35,62 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Print the live routing table of a running instance (from its admin listener).
+    Routes(RoutesArgs),
+}
+
+/// `portico routes`.
+#[derive(Clone, Debug, Args)]
+pub struct RoutesArgs {
+    /// The running instance's admin listener, HOST:PORT.
+    #[arg(long, env = "PORTICO_ADMIN_ADDR", default_value = "127.0.0.1:10254")]
+    pub admin_addr: String,
+    /// Show only the host table a request for this host is served from (exact, then
+    /// wildcard, then rules without a host), plus the default backend.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = RoutesOutput::Table)]
+    pub output: RoutesOutput,
+    /// File holding the admin bearer token (needed from other hosts than localhost).
+    #[arg(long, env = "PORTICO_ADMIN_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoutesOutput {
+    Table,
+    Json,
+}
+
+/// Access-log line formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AccessLogFormat {
+    /// One JSON object per request.
+    Json,
+    /// A combined-style line, like ingress-nginx's default.
+    Text,
+}
+
+impl From<AccessLogFormat> for portico_proxy::access_log::Format {
+    fn from(f: AccessLogFormat) -> Self {
+        match f {
+            AccessLogFormat::Json => portico_proxy::access_log::Format::Json,
+            AccessLogFormat::Text => portico_proxy::access_log::Format::Text,
+        }
+    }
+}
+
+/// A sampling rate between 0 and 1.
+fn sample_rate(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number between 0 and 1"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not between 0 and 1"))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -90,9 +146,14 @@ pub struct RunArgs {
     /// HTTPS listener.
     #[arg(long, default_value = "[::]:8443")]
     pub https_addr: SocketAddr,
-    /// Admin listener: /healthz, /readyz, /metrics.
+    /// Admin listener: /healthz, /readyz and /metrics for anyone; /status, /api/routes and
+    /// /api/log-level for localhost, or with --admin-token-file's bearer token.
     #[arg(long, default_value = "[::]:10254")]
     pub admin_addr: SocketAddr,
+    /// File holding a bearer token that opens /status, /api/routes and /api/log-level to
+    /// peers other than localhost.
+    #[arg(long, env = "PORTICO_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Peers whose X-Forwarded-* headers are trusted (CIDR[,CIDR…]).
     #[arg(long, default_value = "")]
     pub trusted_proxies: String,
@@ -147,6 +208,33 @@ pub struct RunArgs {
     /// Turn the access log off.
     #[arg(long)]
     pub no_access_log: bool,
+    /// Access-log format (written on stdout; other logs go to stderr).
+    #[arg(long, value_enum, default_value_t = AccessLogFormat::Text)]
+    pub access_log_format: AccessLogFormat,
+    /// Leave requests for this exact path out of the access log (repeatable; health checks).
+    #[arg(long = "access-log-exclude-path")]
+    pub access_log_exclude_paths: Vec<String>,
+    /// Leave requests whose User-Agent contains this out of the access log (repeatable; e.g.
+    /// kube-probe/).
+    #[arg(long = "access-log-exclude-user-agent")]
+    pub access_log_exclude_user_agents: Vec<String>,
+    /// Fraction of requests written to the access log, 0 to 1 (5xx answers always are).
+    #[arg(long, default_value = "1", value_parser = sample_rate)]
+    pub access_log_sample: f64,
+    /// Export one span per sampled request to this OTLP/HTTP collector
+    /// (`http://HOST:4318/v1/traces`, JSON encoding).
+    #[cfg(feature = "otlp")]
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
+    /// Probability that a request without a sampled parent `traceparent` starts a sampled
+    /// trace (requests whose parent is sampled always are).
+    #[cfg(feature = "otlp")]
+    #[arg(long, default_value = "0.01", value_parser = sample_rate)]
+    pub otlp_sample_ratio: f64,
+    /// `service.name` of the exported spans.
+    #[cfg(feature = "otlp")]
+    #[arg(long, default_value = "portico")]
+    pub otlp_service_name: String,
     /// Worker threads of the runtime (default: one per core; 1 runs everything on one thread).
     #[arg(long)]
     pub workers: Option<usize>,

@@ -40,6 +40,7 @@ impl LeaseConfig {
 pub async fn run(client: Client, config: LeaseConfig, leader: watch::Sender<bool>) {
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     let mut last_renewed: Option<std::time::Instant> = None;
+    crate::telemetry::TELEMETRY.set_leader(&config.name, *leader.borrow());
     loop {
         let held = match try_acquire(&api, &config).await {
             Ok(held) => {
@@ -60,6 +61,7 @@ pub async fn run(client: Client, config: LeaseConfig, leader: watch::Sender<bool
             } else {
                 warn!(lease = %config.name, identity = %config.identity, "not the leader any more");
             }
+            crate::telemetry::TELEMETRY.set_leader(&config.name, held);
             let _ = leader.send(held);
         }
         tokio::time::sleep(config.renew_every).await;

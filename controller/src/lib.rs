@@ -12,6 +12,7 @@
 //! - [`problem`]: every reason an object (or a manifest file) is not used as written.
 //! - [`error`]: why a source stopped.
 
+pub mod admin_ext;
 pub mod cli;
 pub mod duration;
 pub mod echo;
@@ -19,12 +20,18 @@ pub mod error;
 pub mod events;
 pub mod inputs;
 pub mod leader;
+pub mod logging;
 pub mod migrate;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod policy_status;
 pub mod problem;
 pub mod publish;
 pub mod quickstart;
 pub mod rbac;
+pub mod routes_cmd;
 pub mod source;
 pub mod status;
+pub mod status_page;
+pub mod telemetry;
 pub mod translate;

@@ -5,13 +5,17 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use portico_controller::cli::{self, Cli, Command, LogFormat, RunArgs};
+use portico_controller::admin_ext::AdminExtension;
+use portico_controller::cli::{self, Cli, Command, RunArgs};
 use portico_controller::inputs::Inputs;
 use portico_controller::publish::Report;
 use portico_controller::{
-    echo, events, leader, migrate, policy_status, publish, quickstart, source, status, translate,
+    echo, events, leader, logging, migrate, policy_status, publish, quickstart, routes_cmd, source,
+    status, translate,
 };
-use portico_proxy::{admin, Drain, Proxy, ProxyConfig, TlsCertificate, TrustedProxies};
+use portico_proxy::{
+    access_log, admin, trace_context, Drain, Proxy, ProxyConfig, TlsCertificate, TrustedProxies,
+};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -36,7 +40,7 @@ fn main() -> anyhow::Result<()> {
 async fn async_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::MigrateCheck(args)) => {
-            init_logging(LogFormat::Text);
+            logging::init(cli::LogFormat::Text, access_log::Format::Text);
             // Exit 0: behaviour kept; 1: it would change; 2: the check could not run.
             let client = match &args.manifests {
                 Some(_) => None,
@@ -56,8 +60,12 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Some(Command::Routes(args)) => {
+            print!("{}", routes_cmd::run(&args).await?);
+            Ok(())
+        }
         Some(Command::Echo { listen, log_format }) => {
-            init_logging(log_format);
+            logging::init(log_format, access_log::Format::Text);
             let tasks: Vec<_> = listen
                 .into_iter()
                 .map(|e| tokio::spawn(echo::serve(e)))
@@ -68,7 +76,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Quickstart(q)) => {
-            init_logging(q.run.log_format);
+            let logs = logging::init(q.run.log_format, q.run.access_log_format.into());
             let dir = quickstart::prepare(q.dir.as_deref()).context("preparing the quickstart")?;
             for backend in quickstart::backends() {
                 let listener = tokio::net::TcpListener::bind(backend.addr)
@@ -96,16 +104,16 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 http = run.http_addr.port(),
                 https = run.https_addr.port(),
             );
-            serve(run).await
+            serve(run, logs).await
         }
         None => {
-            init_logging(cli.run.log_format);
-            serve(cli.run).await
+            let logs = logging::init(cli.run.log_format, cli.run.access_log_format.into());
+            serve(cli.run, logs).await
         }
     }
 }
 
-async fn serve(args: RunArgs) -> anyhow::Result<()> {
+async fn serve(args: RunArgs, logs: logging::LogControl) -> anyhow::Result<()> {
     let trusted = TrustedProxies::parse(&args.trusted_proxies)
         .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?;
     let default_certificate = args
@@ -121,6 +129,21 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         .transpose()
         .map_err(|e| anyhow::anyhow!("--default-backend-service: {e}"))?;
 
+    #[cfg(feature = "otlp")]
+    let tracing = match &args.otlp_endpoint {
+        Some(endpoint) => {
+            let exporter = portico_controller::otlp::start(endpoint, &args.otlp_service_name)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            info!(%endpoint, sample_ratio = args.otlp_sample_ratio, "exporting spans");
+            trace_context::Tracing {
+                sample_new: args.otlp_sample_ratio,
+                sink: Some(exporter),
+            }
+        }
+        None => trace_context::Tracing::default(),
+    };
+    #[cfg(not(feature = "otlp"))]
+    let tracing = trace_context::Tracing::default();
     let proxy = Proxy::new(ProxyConfig {
         trusted_proxies: trusted,
         https_redirect_port: args.https_redirect_port,
@@ -132,13 +155,33 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         upstream_idle_timeout: args.upstream_idle_timeout,
         proxy_protocol: args.proxy_protocol,
         access_log: !args.no_access_log,
+        access_log_options: access_log::Options {
+            format: args.access_log_format.into(),
+            exclude_paths: args.access_log_exclude_paths.clone(),
+            exclude_user_agents: args.access_log_exclude_user_agents.clone(),
+            sample: args.access_log_sample,
+        },
+        tracing,
         ..ProxyConfig::default()
     })?;
+    let admin_token = match &args.admin_token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --admin-token-file {}", path.display()))?;
+            let token = token.trim().to_string();
+            anyhow::ensure!(
+                !token.is_empty(),
+                "--admin-token-file {} is empty",
+                path.display()
+            );
+            Some(token)
+        }
+        None => None,
+    };
     let listeners = Proxy::bind(Some(args.http_addr), Some(args.https_addr))?;
     let admin_listener = admin::bind(args.admin_addr)
         .await
         .with_context(|| format!("binding the admin listener {}", args.admin_addr))?;
-    tokio::spawn(admin::serve(admin_listener, proxy.clone()));
 
     let mut options = translate::Options {
         serve_classless: true,
@@ -154,6 +197,18 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
     };
     let (tx, rx) = watch::channel(Arc::new(Inputs::default()));
     let (reports_tx, reports_rx) = watch::channel(Arc::new(Report::default()));
+    tokio::spawn(admin::serve(
+        admin_listener,
+        proxy.clone(),
+        admin::AdminConfig {
+            token: admin_token,
+            extension: Some(Arc::new(AdminExtension {
+                proxy: proxy.clone(),
+                reports: reports_rx.clone(),
+                logs: Some(logs),
+            })),
+        },
+    ));
     let mut lease = None;
     match args.manifests.clone() {
         Some(dir) => {
@@ -257,18 +312,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term => info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => info!("interrupt received"),
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTICO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
     }
 }

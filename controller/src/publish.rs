@@ -30,6 +30,53 @@ pub struct Report {
     pub others: BTreeMap<ObjectKey, IngressInfo>,
     /// Every RoutePolicy: its generation, its targets' fate, its current status.
     pub route_policies: BTreeMap<ObjectKey, RoutePolicyInfo>,
+    /// When this configuration went live (Unix milliseconds).
+    pub published_at_millis: i64,
+    /// Time from the change to live (debounce, translate and swap).
+    pub publish_time: Duration,
+    /// Endpoints EndpointSlices list as not ready, by Service (namespace, name), for the
+    /// status page (the snapshot holds only the ready ones).
+    pub not_ready: BTreeMap<ObjectKey, Vec<String>>,
+}
+
+/// Addresses of endpoints whose `conditions.ready` is false, by Service.
+fn not_ready_endpoints(inputs: &Inputs) -> BTreeMap<ObjectKey, Vec<String>> {
+    let mut out: BTreeMap<ObjectKey, Vec<String>> = BTreeMap::new();
+    for slice in &inputs.endpoint_slices {
+        let Some(service) = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kubernetes.io/service-name"))
+        else {
+            continue;
+        };
+        let key = (
+            slice.metadata.namespace.clone().unwrap_or_default(),
+            service.clone(),
+        );
+        for ep in &slice.endpoints {
+            if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                out.entry(key.clone())
+                    .or_default()
+                    .extend(ep.addresses.iter().cloned());
+            }
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+        v.dedup();
+    }
+    out
+}
+
+/// Problems counted by reason code, for `portico_config_problems`.
+pub fn problems_by_reason(problems: &[Problem]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for p in problems {
+        *out.entry(p.reason.code().to_string()).or_default() += 1;
+    }
+    out
 }
 
 /// What the RoutePolicy status writer needs of one RoutePolicy.
@@ -86,6 +133,7 @@ fn report(
         generation,
         problems,
         route_policies,
+        not_ready: not_ready_endpoints(inputs),
         ..Report::default()
     };
     for i in &inputs.ingresses {
@@ -122,6 +170,7 @@ pub async fn run(
         if inputs.changed().await.is_err() {
             return;
         }
+        let changed_at = Instant::now();
         tokio::time::sleep(DEBOUNCE).await;
         let current = inputs.borrow_and_update().clone();
         let opts = options.clone();
@@ -163,13 +212,13 @@ pub async fn run(
         let problems = found.len();
         match proxy.publish(snapshot, build_time) {
             Ok(generation) => {
-                let _ = reports.send(Arc::new(report(
-                    &current,
-                    found,
-                    &served,
-                    route_policy_status,
-                    generation,
-                )));
+                let publish_time = changed_at.elapsed();
+                proxy.metrics().set_problems(problems_by_reason(&found));
+                proxy.metrics().published(publish_time);
+                let mut r = report(&current, found, &served, route_policy_status, generation);
+                r.published_at_millis = proxy.metrics().last_publish_millis();
+                r.publish_time = publish_time;
+                let _ = reports.send(Arc::new(r));
                 info!(
                     generation,
                     routes,
@@ -179,7 +228,10 @@ pub async fn run(
                     "configuration published"
                 )
             }
-            Err(e) => error!(error = %e, "publishing failed; the last configuration keeps serving"),
+            Err(e) => {
+                proxy.metrics().publish_failed();
+                error!(error = %e, "publishing failed; the last configuration keeps serving")
+            }
         }
     }
 }

@@ -548,29 +548,34 @@ pub(crate) fn guard(
             }
         }
     };
-    let status = resp.status().as_u16();
-    shared
-        .metrics
-        .request(None, status, std::time::Duration::ZERO);
-    let record = shared.config.access_log.then(|| {
-        Box::new(crate::access_log::Record {
-            client: conn.peer.ip(),
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            host: http::HeaderValue::from_str(raw).ok(),
-            status,
-            start: std::time::Instant::now(),
-            bytes_in: 0,
-            upstream: None,
-            target: None,
-            request_id: crate::headers::request_id(req.headers()),
-            tls: conn.tls,
-        })
-    });
+    // Answered here: logged and counted as every other answer (no route, no upstream).
+    let tracing = &shared.config.tracing;
+    let trace = crate::trace_context::apply(req.headers_mut(), tracing.sample_new);
+    let log = &shared.config.access_log_options;
+    let head = crate::access_log::Head::capture(
+        shared.config.access_log,
+        log,
+        tracing,
+        req,
+        std::time::Instant::now(),
+        trace,
+    );
+    let outcome = crate::access_log::Outcome {
+        status: resp.status().as_u16(),
+        client: crate::client_addr::client_ip(
+            conn.peer.ip(),
+            req.headers(),
+            &shared.config.trusted_proxies,
+        ),
+        target: None,
+        upstream: None,
+        request_id: crate::headers::request_id(req.headers()),
+        tls: conn.tls,
+    };
     let (parts, body) = resp.into_parts();
     Some(http::Response::from_parts(
         parts,
-        crate::access_log::LoggedBody::new(body, record),
+        head.respond(&shared.metrics, log, body, outcome),
     ))
 }
 

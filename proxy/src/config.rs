@@ -33,6 +33,10 @@ pub struct ProxyConfig {
     pub proxy_protocol: bool,
     /// Emit one access-log line per request.
     pub access_log: bool,
+    /// Access-log format, exclusions and sampling.
+    pub access_log_options: crate::access_log::Options,
+    /// Trace sampling and span export.
+    pub tracing: crate::trace_context::Tracing,
 }
 
 impl Default for ProxyConfig {
@@ -50,6 +54,8 @@ impl Default for ProxyConfig {
             max_headers: 200,
             proxy_protocol: false,
             access_log: true,
+            access_log_options: crate::access_log::Options::default(),
+            tracing: crate::trace_context::Tracing::default(),
         }
     }
 }

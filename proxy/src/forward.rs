@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::{debug, warn};
 
-use crate::access_log::{LoggedBody, Record};
+use crate::access_log::{self, Head, LoggedBody};
 use crate::backend::{Endpoints, Pick, Target};
 use crate::balance::{Balance, RequestKey};
 use crate::body::{BodyError, ProxyBody};
@@ -43,7 +43,7 @@ const ACME_PREFIX: &str = "/.well-known/acme-challenge/";
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<LoggedBody>, Infallible> {
     let start = Instant::now();
     let request_id = headers::request_id(req.headers());
@@ -52,14 +52,10 @@ pub(crate) async fn handle(
         req.headers(),
         &shared.config.trusted_proxies,
     );
-    let log_head = shared.config.access_log.then(|| {
-        (
-            req.method().clone(),
-            req.uri().clone(),
-            req.headers().get(HOST).cloned(),
-            http_body::Body::size_hint(req.body()).lower(),
-        )
-    });
+    let tracing = &shared.config.tracing;
+    let trace = crate::trace_context::apply(req.headers_mut(), tracing.sample_new);
+    let log = &shared.config.access_log_options;
+    let head = Head::capture(shared.config.access_log, log, tracing, &req, start, trace);
 
     let (resp, target, upstream) =
         route_and_forward(&shared, &conn, req, client, &request_id).await;
@@ -74,34 +70,16 @@ pub(crate) async fn handle(
     parts
         .headers
         .insert(X_REQUEST_ID.clone(), request_id.clone());
-    let status = parts.status.as_u16();
-    shared.metrics.request(
-        target
-            .as_ref()
-            .and_then(|t| t.stats.get())
-            .map(|s| s.as_ref()),
-        status,
-        start.elapsed(),
-    );
-    let record = log_head.map(|(method, uri, host, bytes_in)| {
-        Box::new(Record {
-            client,
-            host: host.or_else(|| {
-                uri.authority()
-                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            }),
-            method,
-            uri,
-            status,
-            start,
-            bytes_in,
-            upstream,
-            target,
-            request_id,
-            tls: conn.tls,
-        })
-    });
-    Ok(Response::from_parts(parts, LoggedBody::new(body, record)))
+    let outcome = access_log::Outcome {
+        status: parts.status.as_u16(),
+        client,
+        target,
+        upstream,
+        request_id,
+        tls: conn.tls,
+    };
+    let body = head.respond(&shared.metrics, log, body, outcome);
+    Ok(Response::from_parts(parts, body))
 }
 
 type Outcome = (Response<ProxyBody>, Option<Arc<Target>>, Option<SocketAddr>);
@@ -390,7 +368,11 @@ async fn forward(
             l.start();
             Instant::now()
         });
+        let sent_at = Instant::now();
         let sent = tokio::time::timeout(read_timeout, client.request(up)).await;
+        if let (Ok(Ok(_)), Some(stats)) = (&sent, target.stats.get()) {
+            stats.upstream_response(sent_at.elapsed());
+        }
         if let (Some(l), Some(t)) = (load, started) {
             l.finish(t.elapsed());
         }

@@ -28,6 +28,7 @@ pub mod routing;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
+pub mod trace_context;
 pub mod upstream;
 
 pub use backend::{Backend, Endpoints, Target};

@@ -21,7 +21,7 @@ use crate::client_hello::{self, Peek, Rewind};
 use crate::config::ProxyConfig;
 use crate::error::{CertError, ServeError};
 use crate::forward::{self, ConnInfo};
-use crate::metrics::Metrics;
+use crate::metrics::{HandshakeResult, Metrics};
 use crate::snapshot::Snapshot;
 use crate::tls::{server_config, server_config_with, SessionState};
 use crate::upstream::Upstreams;
@@ -405,15 +405,20 @@ async fn terminate<S>(
         match tokio::time::timeout(shared.config.client_header_timeout, handshake).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
+                shared.metrics.tls_handshake(None, HandshakeResult::Failed);
                 debug!(peer = %conn.peer, error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
+                shared.metrics.tls_handshake(None, HandshakeResult::Timeout);
                 debug!(peer = %conn.peer, "TLS handshake timed out");
                 return;
             }
         };
     let tls = stream.get_ref().1;
+    shared
+        .metrics
+        .tls_handshake(tls.protocol_version(), HandshakeResult::Ok);
     let alpn_h2 = tls.alpn_protocol() == Some(b"h2");
     let client = auth.map(|a| {
         let verdict = a.verdict(tls.peer_certificates());

@@ -101,6 +101,12 @@ impl Portico {
         Self::start_with(&source, extra, Duration::from_secs(30)).await
     }
 
+    /// Starts Portico in cluster mode against `kubeconfig` without waiting.
+    pub fn spawn_cluster(kubeconfig: &Path, extra: &[&str]) -> Portico {
+        let source = vec!["--kubeconfig".into(), kubeconfig.as_os_str().to_owned()];
+        Self::spawn_with(&source, "127.0.0.1", extra)
+    }
+
     fn spawn_with(source: &[std::ffi::OsString], ip: &str, extra: &[&str]) -> Portico {
         let ip: std::net::IpAddr = ip.parse().unwrap();
         let http = SocketAddr::new(ip, free_port());

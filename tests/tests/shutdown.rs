@@ -69,17 +69,19 @@ async fn readiness_waits_for_the_first_configuration_and_metrics_count_requests(
         .await
         .unwrap();
     let m = p.metrics().await;
-    assert!(m.contains("portico_requests_total{namespace=\"default\",ingress=\"site\",service=\"web:80\",status=\"2xx\"} 3"), "{m}");
-    assert!(m.contains("portico_requests_total{namespace=\"default\",ingress=\"site\",service=\"web:80\",status=\"5xx\"} 1"), "{m}");
-    assert!(
-        m.contains("portico_request_duration_seconds_count 4"),
-        "{m}"
-    );
+    assert!(m.contains("portico_requests_total{namespace=\"default\",ingress=\"site\",service=\"web:80\",method=\"GET\",status=\"2xx\"} 3"), "{m}");
+    assert!(m.contains("portico_requests_total{namespace=\"default\",ingress=\"site\",service=\"web:80\",method=\"GET\",status=\"5xx\"} 1"), "{m}");
+    // Durations are recorded when a response's last byte has gone out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !p.metrics().await.contains("portico_request_duration_seconds_count{namespace=\"default\",ingress=\"site\",service=\"web:80\"} 4") {
+        assert!(std::time::Instant::now() < deadline, "{}", p.metrics().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(m.contains("portico_config_generation 1"), "{m}");
     assert!(m.contains("portico_routes 1"), "{m}");
     // The access log has one line per request, naming the ingress and service.
-    p.wait_log("status=500", Duration::from_secs(2)).await;
-    assert!(p.logs().contains("portico::access"), "{}", p.logs());
+    p.wait_log("\"GET /?status=500 HTTP/1.1\" 500", Duration::from_secs(2))
+        .await;
 }
 
 #[tokio::test]

@@ -81,6 +81,38 @@ impl Stores {
         Ok(())
     }
 
+    /// The kinds whose first list has not arrived yet (for `/readyz`).
+    pub fn pending(&self) -> Vec<String> {
+        fn waiting<K: Resource + Clone>(stores: &[Store<K>]) -> bool
+        where
+            K::DynamicType: Eq + Hash + Clone,
+        {
+            use futures_util::FutureExt as _;
+            stores
+                .iter()
+                .any(|s| s.wait_until_ready().now_or_never().is_none())
+        }
+        let kinds = [
+            ("Ingress", waiting(&self.ingresses)),
+            ("IngressClass", waiting(std::slice::from_ref(&self.classes))),
+            ("Service", waiting(&self.services)),
+            ("EndpointSlice", waiting(&self.slices)),
+            ("Secret", waiting(&self.secrets)),
+            ("RoutePolicy", waiting(&self.route_policies)),
+            (
+                "IngressClassParameters",
+                self.class_parameters
+                    .as_ref()
+                    .is_some_and(|s| waiting(std::slice::from_ref(s))),
+            ),
+        ];
+        kinds
+            .iter()
+            .filter(|(_, w)| *w)
+            .map(|(k, _)| k.to_string())
+            .collect()
+    }
+
     /// Everything in the stores now.
     fn snapshot(&self, certs: &mut CertCache) -> Inputs {
         fn all<K: Resource + Clone>(stores: &[Store<K>]) -> Vec<Arc<K>>
@@ -173,6 +205,7 @@ where
             match event {
                 Ok(_) => Some(kind),
                 Err(e) => {
+                    crate::telemetry::TELEMETRY.watch_restarted(kind);
                     warn!(kind, error = %e, "watch failed; retrying with backoff");
                     None
                 }
@@ -289,13 +322,18 @@ pub async fn run(client: Client, scope: WatchScope, tx: watch::Sender<Arc<Inputs
     let (stores, mut events) = start(&client, &scope, with_crds);
     let waiting = stores.clone();
     let mut ready = Box::pin(async move { waiting.wait_until_ready().await.is_ok() });
+    crate::telemetry::TELEMETRY.set_unsynced(stores.pending());
     // Drive the watches while waiting for the first lists.
     let ok = loop {
         tokio::select! {
             ok = &mut ready => break ok,
-            e = events.next() => if e.is_none() { break false },
+            e = events.next() => match e {
+                Some(_) => crate::telemetry::TELEMETRY.set_unsynced(stores.pending()),
+                None => break false,
+            },
         }
     };
+    crate::telemetry::TELEMETRY.set_unsynced(stores.pending());
     if !ok {
         warn!("watches ended before they synced");
         return;
