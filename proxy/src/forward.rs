@@ -12,6 +12,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::{debug, warn};
 
+use crate::access::basic::Verdict;
+use crate::access::cors::Cors;
 use crate::access_log::{LoggedBody, Record};
 use crate::backend::{Endpoints, Pick, Target};
 use crate::balance::{Balance, RequestKey};
@@ -61,9 +63,17 @@ pub(crate) async fn handle(
         )
     });
 
+    let origin = req.headers().get(http::header::ORIGIN).cloned();
+
     let (resp, target, upstream) =
         route_and_forward(&shared, &conn, req, client, &request_id).await;
     let (mut parts, body) = resp.into_parts();
+    // CORS headers go on every answer to an allowed origin, Portico's own included.
+    if let Some(cors) = target.as_ref().and_then(|t| t.policy.cors.as_ref()) {
+        if let Some(allowed) = cors.allowed(origin.as_ref()) {
+            cors.decorate(allowed, &mut parts.headers);
+        }
+    }
     if conn.tls {
         if let Some(hsts) = target.as_ref().and_then(|t| t.policy.hsts.as_ref()) {
             parts
@@ -163,6 +173,15 @@ async fn route_and_forward(
             None,
         );
     }
+    if let Some(cors) = &policy.cors {
+        if Cors::is_preflight(req.method(), req.headers())
+            && cors
+                .allowed(req.headers().get(http::header::ORIGIN))
+                .is_some()
+        {
+            return (Cors::preflight(), Some(target), None);
+        }
+    }
     if let Some(redirect) = &policy.redirect {
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let resp = match redirect {
@@ -201,6 +220,30 @@ async fn route_and_forward(
         }
     }
     drop(host);
+
+    // Rate limits, then authentication, as nginx's preaccess and access phases.
+    let _in_flight = match &policy.rate_limit {
+        Some(limit) => match limit.admit(client) {
+            Ok(held) => held,
+            Err(why) => {
+                if let Some(stats) = target.stats.get() {
+                    stats.rate_limited();
+                }
+                debug!(client = %client, reason = ?why, "rate limited");
+                let status = limit.status;
+                return (respond::status_page(status), Some(target), None);
+            }
+        },
+        None => None,
+    };
+    if let Some(auth) = &policy.basic_auth {
+        if auth.check(req.headers()).await == Verdict::Deny {
+            let mut resp = respond::status_page(StatusCode::UNAUTHORIZED);
+            resp.headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, auth.challenge.clone());
+            return (resp, Some(target), None);
+        }
+    }
 
     let forwarded = Forwarded {
         peer: conn.peer.ip(),

@@ -33,6 +33,8 @@ pub const UPSTREAM_ERROR_KINDS: [&str; 8] = [
 pub struct RouteStats {
     /// Responses by status class: 1xx … 5xx.
     responses: [AtomicU64; 5],
+    /// Requests refused by the route's rate limits.
+    rate_limited: AtomicU64,
 }
 
 impl RouteStats {
@@ -40,6 +42,11 @@ impl RouteStats {
     pub fn record(&self, status: u16) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
         self.responses[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -180,6 +187,19 @@ impl Metrics {
             );
         }
 
+        out.push_str("# HELP portico_requests_rate_limited_total Requests refused by a route's rate limits.\n# TYPE portico_requests_rate_limited_total counter\n");
+        if let Ok(routes) = self.routes.lock() {
+            for ((ns, ing, svc), stats) in routes.iter() {
+                let _ = writeln!(
+                    out,
+                    "portico_requests_rate_limited_total{{namespace=\"{}\",ingress=\"{}\",service=\"{}\"}} {}",
+                    escape(ns),
+                    escape(ing),
+                    escape(svc),
+                    stats.rate_limited.load(Ordering::Relaxed)
+                );
+            }
+        }
         out.push_str(
             "# HELP portico_request_duration_seconds Time from request head to response head.\n",
         );

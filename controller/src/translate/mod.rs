@@ -164,6 +164,7 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
                 c.clamp(&mut policy, &object, &mut problems);
             }
             policy.resolve_ssl_secret(namespace, inputs, &object, &mut problems);
+            policy.resolve_auth_secret(namespace, inputs, &object, &mut problems);
             let canary_input = if canary {
                 policy::canary_of(annotations, &object, &mut problems)
             } else {

@@ -3,7 +3,9 @@
 //! The CRD schema already refused most bad values; what it cannot express (a URL, a regex, a
 //! header) is checked here, and a bad field is a problem on the object, that field ignored.
 
-use portico_crds::{AffinityMode, BackendProtocol, LoadBalance, PolicySpec, SameSite};
+use portico_crds::{
+    AffinityMode, AuthSecretType, BackendProtocol, LoadBalance, PolicySpec, SameSite,
+};
 use portico_proxy::compress::Compression;
 use portico_proxy::upstream::Protocol;
 
@@ -192,6 +194,72 @@ pub fn from_spec(
                 z.types.iter().map(|t| t.to_ascii_lowercase()).collect()
             },
         });
+    }
+    if let Some(basic) = spec.auth.as_ref().and_then(|a| a.basic.as_ref()) {
+        p.auth_basic = Some(true);
+        p.auth_secret = c.check("auth.basic.secretName", Some(&basic.secret_name), |v| {
+            if v.contains('/') {
+                Err("a Secret name in the policy's namespace".to_string())
+            } else {
+                grammar::object_name(v)
+            }
+        });
+        if p.auth_secret.is_none() {
+            // Asked for but unusable: the routes refuse (fail closed).
+            p.auth_basic = Some(false);
+        }
+        p.auth_secret_map = basic.secret_type.map(|t| t == AuthSecretType::AuthMap);
+        p.auth_realm = c.check("auth.basic.realm", basic.realm.as_deref(), |v| {
+            if v.chars().any(char::is_control) {
+                Err("no control characters".to_string())
+            } else {
+                Ok(v.to_string())
+            }
+        });
+    }
+    if let Some(cors) = spec.cors.as_ref() {
+        p.cors_enabled = Some(true);
+        if !cors.allow_origins.is_empty() {
+            p.cors_origins = c.check(
+                "cors.allowOrigins",
+                Some(&cors.allow_origins.join(",")),
+                portico_proxy::access::cors::parse_origins,
+            );
+            if p.cors_origins.is_none() {
+                p.cors_enabled = Some(false);
+            }
+        }
+        let list = |c: &mut Checker<'_>, field: &str, items: &[String], star: bool| {
+            if items.is_empty() {
+                return None;
+            }
+            c.check(field, Some(&items.join(",")), |v| {
+                portico_proxy::access::cors::parse_token_list(v, star)
+            })
+        };
+        p.cors_methods = list(&mut c, "cors.allowMethods", &cors.allow_methods, false);
+        p.cors_headers = list(&mut c, "cors.allowHeaders", &cors.allow_headers, false);
+        p.cors_expose = list(&mut c, "cors.exposeHeaders", &cors.expose_headers, true);
+        p.cors_credentials = cors.allow_credentials;
+        p.cors_max_age = cors.max_age;
+    }
+    if let Some(limit) = spec.rate_limit.as_ref() {
+        p.limit_rps = limit.rps;
+        p.limit_rpm = limit.rpm;
+        p.limit_connections = limit.connections;
+        p.limit_burst_multiplier = limit.burst_multiplier;
+        if !limit.exempt.is_empty() {
+            p.limit_exempt = c.check(
+                "rateLimit.exempt",
+                Some(&limit.exempt.join(",")),
+                grammar::cidr_list,
+            );
+        }
+        p.limit_status = c.check(
+            "rateLimit.statusCode",
+            limit.status_code.map(|s| s.to_string()).as_deref(),
+            |v| grammar::status_code(v, &[429, 503]),
+        );
     }
     if let Some(r) = spec.retries.as_ref() {
         if !r.on.is_empty() {
