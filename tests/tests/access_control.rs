@@ -1,0 +1,381 @@
+//! Access control through the real binary in manifest mode: basic authentication with each
+//! hash type, CORS, rate limits.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use portico_e2e::manifests::{backend, ingress};
+use portico_e2e::{echo, echo_json, write, Portico};
+use sha1::Digest as _;
+
+const NGINX: &str = "nginx.ingress.kubernetes.io/";
+
+fn nginx(key: &str) -> String {
+    format!("{NGINX}{key}")
+}
+
+fn b64(v: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(v)
+}
+
+/// An Opaque Secret manifest.
+fn secret(ns: &str, name: &str, data: &[(&str, &str)]) -> String {
+    let mut y = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\ntype: Opaque\ndata:\n"
+    );
+    for (k, v) in data {
+        y.push_str(&format!("  {k}: {}\n", b64(v.as_bytes())));
+    }
+    y
+}
+
+/// `{SHA}` as `htpasswd -s` writes it.
+fn sha_hash(password: &str) -> String {
+    format!("{{SHA}}{}", b64(&sha1::Sha1::digest(password.as_bytes())))
+}
+
+/// Apache MD5 from OpenSSL (an implementation independent of Portico's).
+fn apr1_hash(password: &str) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["passwd", "-apr1", password])
+        .output()
+        .expect("openssl passwd -apr1");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+async fn start(docs: &[String], backends: &[(&str, SocketAddr)]) -> (tempfile::TempDir, Portico) {
+    let dir = tempfile::tempdir().unwrap();
+    let b: Vec<String> = backends
+        .iter()
+        .map(|(name, addr)| backend("default", name, &[*addr]))
+        .collect();
+    write(dir.path(), "backends.yaml", &b.join("---\n"));
+    write(dir.path(), "objects.yaml", &docs.join("---\n"));
+    let p = Portico::start(dir.path(), &[]).await;
+    (dir, p)
+}
+
+fn basic_ingress(name: &str, host: &str, secret: &str) -> portico_e2e::manifests::Ingress {
+    ingress("default", name)
+        .annotation(&nginx("auth-type"), "basic")
+        .annotation(&nginx("auth-secret"), secret)
+        .annotation(&nginx("auth-realm"), "Staff \"only\"")
+        .rule(host, "/", "Prefix", "web")
+}
+
+#[tokio::test]
+async fn basic_auth_with_each_hash_type_a_missing_secret_and_live_edits() {
+    let web = echo("web").await;
+    let bcrypt_hash = bcrypt::hash("bc-pass", 5).unwrap();
+    let file = format!(
+        "# users\nann:{}\nsam:{}\nbea:{bcrypt_hash}\nbroken line\n",
+        apr1_hash("ann-pass"),
+        sha_hash("sam-pass")
+    );
+    let map_hash = sha_hash("map-pass");
+    let ingresses = [
+        basic_ingress("file", "file.test", "users").yaml(),
+        basic_ingress("map", "map.test", "default/usermap")
+            .annotation(&nginx("auth-secret-type"), "auth-map")
+            .yaml(),
+        basic_ingress("missing", "missing.test", "nothere").yaml(),
+        basic_ingress("foreign", "foreign.test", "other/users").yaml(),
+    ];
+    let mut docs = ingresses.to_vec();
+    docs.push(secret("default", "users", &[("auth", &file)]));
+    docs.push(secret("default", "usermap", &[("max", &map_hash)]));
+    let (dir, p) = start(&docs, &[("web", web)]).await;
+    let c = p.client(&["file.test", "map.test", "missing.test", "foreign.test"]);
+    let get = |host: &str, creds: Option<(&str, &str)>| {
+        let mut r = c.get(p.http_url(host, "/x"));
+        if let Some((u, pw)) = creds {
+            r = r.basic_auth(u, Some(pw));
+        }
+        r.send()
+    };
+
+    let r = get("file.test", None).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Basic realm=\"Staff only\"",
+        "quotes are dropped from the realm"
+    );
+    for (user, pw) in [("ann", "ann-pass"), ("sam", "sam-pass"), ("bea", "bc-pass")] {
+        let r = get("file.test", Some((user, pw))).await.unwrap();
+        assert_eq!(r.status(), 200, "{user}");
+        let j = echo_json(r).await;
+        assert!(
+            j["headers"]["authorization"]
+                .as_str()
+                .unwrap()
+                .starts_with("Basic "),
+            "the credentials go upstream, as ingress-nginx sends them"
+        );
+        // Twice: the second bcrypt check comes from the cache, with the same answer.
+        assert_eq!(
+            get("file.test", Some((user, pw))).await.unwrap().status(),
+            200
+        );
+        let wrong = get("file.test", Some((user, "wrong"))).await.unwrap();
+        assert_eq!(wrong.status(), 401, "{user}");
+    }
+    assert_eq!(
+        get("file.test", Some(("nobody", "x")))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        get("map.test", Some(("max", "map-pass")))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("map.test", Some(("max", "nope")))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    // A Secret that does not exist, or lives in another namespace: 503, never open.
+    assert_eq!(get("missing.test", None).await.unwrap().status(), 503);
+    assert_eq!(
+        get("missing.test", Some(("ann", "ann-pass")))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        get("foreign.test", Some(("ann", "ann-pass")))
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+
+    // Live: Sam's password changes, and the missing Secret appears.
+    let g = p.generation().await;
+    let mut docs = ingresses.to_vec();
+    let edited = format!("sam:{}\n", sha_hash("new-pass"));
+    docs.push(secret("default", "users", &[("auth", &edited)]));
+    docs.push(secret("default", "usermap", &[("max", &map_hash)]));
+    docs.push(secret("default", "nothere", &[("auth", &edited)]));
+    write(dir.path(), "objects.yaml", &docs.join("---\n"));
+    p.wait_generation(g).await;
+    assert_eq!(
+        get("file.test", Some(("sam", "sam-pass")))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        get("file.test", Some(("sam", "new-pass")))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("file.test", Some(("ann", "ann-pass")))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        get("missing.test", Some(("sam", "new-pass")))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn cors_preflight_simple_requests_and_refusals() {
+    let web = echo("web").await;
+    let docs = [
+        ingress("default", "api")
+            .annotation(&nginx("enable-cors"), "true")
+            .annotation(
+                &nginx("cors-allow-origin"),
+                "https://app.example.com, https://*.example.org",
+            )
+            .annotation(&nginx("cors-expose-headers"), "X-Total")
+            .rule("api.test", "/", "Prefix", "web")
+            .yaml(),
+        ingress("default", "open")
+            .annotation(&nginx("enable-cors"), "true")
+            .rule("open.test", "/", "Prefix", "web")
+            .yaml(),
+        basic_ingress("locked", "locked.test", "users")
+            .annotation(&nginx("enable-cors"), "true")
+            .annotation(&nginx("cors-allow-origin"), "https://app.example.com")
+            .yaml(),
+        secret(
+            "default",
+            "users",
+            &[("auth", &format!("u:{}", sha_hash("p")))],
+        ),
+    ];
+    let (_dir, p) = start(&docs, &[("web", web)]).await;
+    let c = p.client(&["api.test", "open.test", "locked.test"]);
+
+    // A preflight is answered by Portico.
+    let r = c
+        .request(reqwest::Method::OPTIONS, p.http_url("api.test", "/items"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "PUT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let h = r.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(h["vary"], "Origin");
+    assert_eq!(
+        h["access-control-allow-methods"],
+        "GET, PUT, POST, DELETE, PATCH, OPTIONS"
+    );
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert_eq!(h["access-control-max-age"], "1728000");
+    assert!(h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("Authorization"));
+    assert!(r.headers().get("x-echo-service").is_none() && r.text().await.unwrap().is_empty());
+
+    // A simple request from a wildcard origin reaches the backend and gets the headers.
+    let r = c
+        .get(p.http_url("api.test", "/items"))
+        .header("origin", "https://shop.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://shop.example.org"
+    );
+    assert_eq!(r.headers()["access-control-expose-headers"], "X-Total");
+    // Another origin gets nothing, and its preflight goes to the backend.
+    for origin in ["https://evil.test", "https://example.org", "null"] {
+        let r = c
+            .get(p.http_url("api.test", "/items"))
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.headers().get("access-control-allow-origin").is_none(),
+            "{origin}"
+        );
+    }
+    let r = c
+        .request(reqwest::Method::OPTIONS, p.http_url("api.test", "/items"))
+        .header("origin", "https://evil.test")
+        .header("access-control-request-method", "PUT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "not answered by Portico");
+    assert_eq!(echo_json(r).await["method"], "OPTIONS");
+
+    // `*` (the default) answers `*`, without Vary.
+    let r = c
+        .get(p.http_url("open.test", "/"))
+        .header("origin", "https://anything.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(r.headers().get("vary").is_none());
+
+    // A 401 carries the CORS headers too, so the browser lets the script see it.
+    let r = c
+        .get(p.http_url("locked.test", "/"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    // A preflight is answered before authentication (browsers send no credentials on it).
+    let r = c
+        .request(reqwest::Method::OPTIONS, p.http_url("locked.test", "/"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+#[tokio::test]
+async fn rate_limits_refuse_over_the_burst_with_503_or_429() {
+    let web = echo("web").await;
+    // One request a minute, one more as burst: exactly two pass within the test.
+    let limited = |name: &str, host: &str| {
+        ingress("default", name)
+            .annotation(&nginx("limit-rpm"), "1")
+            .annotation(&nginx("limit-burst-multiplier"), "1")
+            .rule(host, "/", "Prefix", "web")
+    };
+    let docs = [
+        limited("slow", "slow.test").yaml(),
+        limited("polite", "polite.test")
+            .annotation("portico.dev/limit-status-code", "429")
+            .yaml(),
+        limited("exempt", "exempt.test")
+            .annotation(&nginx("limit-whitelist"), "127.0.0.0/8")
+            .yaml(),
+    ];
+    let (_dir, p) = start(&docs, &[("web", web)]).await;
+    let c = p.client(&["slow.test", "polite.test", "exempt.test"]);
+    let started = Instant::now();
+    for (host, refused) in [("slow.test", 503), ("polite.test", 429)] {
+        let mut statuses = Vec::new();
+        for _ in 0..12 {
+            statuses.push(p.status_of(&c, host, "/").await);
+        }
+        if started.elapsed() < Duration::from_secs(55) {
+            assert_eq!(&statuses[..2], [200, 200], "{host}");
+            assert!(
+                statuses[2..].iter().all(|s| *s == refused),
+                "{host}: {statuses:?}"
+            );
+        }
+    }
+    for _ in 0..30 {
+        assert_eq!(p.status_of(&c, "exempt.test", "/").await, 200);
+    }
+    let metrics = p.metrics().await;
+    let count = |ingress: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("portico_requests_rate_limited_total{")
+                    && l.contains(&format!("ingress=\"{ingress}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no counter for {ingress}:\n{metrics}"))
+    };
+    if started.elapsed() < Duration::from_secs(55) {
+        assert_eq!(count("slow"), 10);
+        assert_eq!(count("polite"), 10);
+    }
+    assert_eq!(count("exempt"), 0);
+}
