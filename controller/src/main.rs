@@ -100,6 +100,9 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         .transpose()
         .map_err(|e| anyhow::anyhow!("--default-backend-service: {e}"))?;
 
+    let auth_url_allowed =
+        portico_proxy::access::external::AuthUrlPolicy::parse(&args.auth_url_allowed)
+            .map_err(|e| anyhow::anyhow!("--auth-url-allowed: {e}"))?;
     let proxy = Proxy::new(ProxyConfig {
         trusted_proxies: trusted,
         https_redirect_port: args.https_redirect_port,
@@ -111,6 +114,11 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         upstream_idle_timeout: args.upstream_idle_timeout,
         proxy_protocol: args.proxy_protocol,
         access_log: !args.no_access_log,
+        auth_url_allowed: auth_url_allowed.clone(),
+        auth_timeouts: portico_proxy::access::external::AuthTimeouts {
+            connect: args.auth_connect_timeout,
+            total: args.auth_timeout,
+        },
         ..ProxyConfig::default()
     })?;
     let listeners = Proxy::bind(Some(args.http_addr), Some(args.https_addr))?;
@@ -126,6 +134,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         default_certificate,
         default_backend_service,
         allow_external_name: args.allow_external_name,
+        auth_url_allowed,
         shared_certificate_namespaces: args.shared_certificate_namespaces.clone(),
         exclusive_host_namespaces: !args.allow_shared_hosts,
         ..translate::Options::new(Arc::new(TlsCertificate::self_signed(&["portico.invalid"])?))

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::access::external::{AuthTimeouts, AuthUrlPolicy};
 use crate::client_addr::TrustedProxies;
 
 /// Listener and forwarding settings. Defaults follow what ingress-nginx users expect.
@@ -33,6 +34,10 @@ pub struct ProxyConfig {
     pub proxy_protocol: bool,
     /// Emit one access-log line per request.
     pub access_log: bool,
+    /// Where `auth-url` sub-requests may go (`--auth-url-allowed`).
+    pub auth_url_allowed: AuthUrlPolicy,
+    /// Connect and total timeouts of `auth-url` sub-requests.
+    pub auth_timeouts: AuthTimeouts,
 }
 
 impl Default for ProxyConfig {
@@ -50,6 +55,11 @@ impl Default for ProxyConfig {
             max_headers: 200,
             proxy_protocol: false,
             access_log: true,
+            auth_url_allowed: AuthUrlPolicy::default(),
+            auth_timeouts: AuthTimeouts {
+                connect: Duration::from_secs(2),
+                total: Duration::from_secs(5),
+            },
         }
     }
 }

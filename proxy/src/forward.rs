@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 
 use crate::access::basic::Verdict;
 use crate::access::cors::Cors;
+use crate::access::external::Decision;
 use crate::access_log::{LoggedBody, Record};
 use crate::backend::{Endpoints, Pick, Target};
 use crate::balance::{Balance, RequestKey};
@@ -119,7 +120,7 @@ type Outcome = (Response<ProxyBody>, Option<Arc<Target>>, Option<SocketAddr>);
 async fn route_and_forward(
     shared: &Shared,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     client: IpAddr,
     request_id: &HeaderValue,
 ) -> Outcome {
@@ -254,6 +255,30 @@ async fn route_and_forward(
         host: &host_value,
         port: conn.local_port,
     };
+    if let Some(auth) = &policy.external_auth {
+        let decision = auth
+            .check(
+                &shared.config.auth_url_allowed,
+                shared.config.auth_timeouts,
+                &req,
+                &forwarded,
+                request_id,
+            )
+            .await;
+        match decision {
+            Decision::Allow(set) => {
+                // The listed headers come from the auth service only, never from the client.
+                let h = req.headers_mut();
+                for (name, value) in set {
+                    h.remove(&name);
+                    if let Some(v) = value {
+                        h.insert(name, v);
+                    }
+                }
+            }
+            Decision::Answer(resp) => return (resp, Some(target), None),
+        }
+    }
     match forward(shared, &target, req, &forwarded, request_id).await {
         Ok((resp, addr)) => (resp, Some(target), addr),
         Err((e, addr)) => {

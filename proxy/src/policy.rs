@@ -14,6 +14,7 @@ use regex::Regex;
 
 use crate::access::basic::BasicAuth;
 use crate::access::cors::Cors;
+use crate::access::external::ExternalAuth;
 use crate::access::rate_limit::RateLimit;
 use crate::backend::Backend;
 use crate::balance::Balance;
@@ -38,6 +39,8 @@ pub struct Policy {
     /// Request and connection limits per client (`limit-rps`, `limit-rpm`,
     /// `limit-connections`).
     pub rate_limit: Option<Arc<RateLimit>>,
+    /// Ask an auth service before forwarding (`auth-url`).
+    pub external_auth: Option<Arc<ExternalAuth>>,
     /// Answer with a redirect instead of forwarding.
     pub redirect: Option<Redirect>,
     /// Requests for `/` are redirected (302) to this path (`app-root`).

@@ -379,3 +379,214 @@ async fn rate_limits_refuse_over_the_burst_with_503_or_429() {
     }
     assert_eq!(count("exempt"), 0);
 }
+
+/// What the in-test auth service saw of one sub-request.
+#[derive(Debug, Clone)]
+struct Seen {
+    head: String,
+    body_bytes: usize,
+}
+
+/// A tiny auth service: the answer depends on the original path (`X-Original-URI`):
+/// `/allow` 200 (with `X-User: alice`), `/deny` 401, `/forbid` 403, `/error` 502, `/slow`
+/// never in time.
+async fn auth_service() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Seen>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                log.lock().unwrap().push(Seen {
+                    head: head.clone(),
+                    body_bytes: buf.len() - head_end,
+                });
+                let path = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("x-original-uri: "))
+                    .unwrap_or("")
+                    .to_string();
+                let answer = if path.starts_with("/allow") {
+                    "HTTP/1.1 200 OK\r\nX-User: alice\r\nContent-Length: 0\r\n"
+                } else if path.starts_with("/deny") {
+                    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"test\"\r\nContent-Length: 0\r\n"
+                } else if path.starts_with("/forbid") {
+                    "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n"
+                } else if path.starts_with("/slow") {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+                } else {
+                    "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n"
+                };
+                let _ = s
+                    .write_all(format!("{answer}Connection: close\r\n\r\n").as_bytes())
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn external_auth_allows_denies_and_fails_closed() {
+    let web = echo("web").await;
+    let (auth, seen) = auth_service().await;
+    // A port with nothing listening.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let ext = |name: &str, host: &str, url: String| {
+        ingress("default", name)
+            .annotation(&nginx("auth-url"), &url)
+            .annotation(&nginx("auth-response-headers"), "X-User")
+            .rule(host, "/", "Prefix", "web")
+    };
+    let docs = [
+        ext(
+            "ext",
+            "ext.test",
+            format!("http://{auth}/check?from=portico"),
+        )
+        .yaml(),
+        ext("signin", "signin.test", format!("http://{auth}/check"))
+            .annotation(&nginx("auth-signin"), "https://login.test/start")
+            .yaml(),
+        ext("dead", "dead.test", format!("http://{dead}/check")).yaml(),
+        ext(
+            "elsewhere",
+            "elsewhere.test",
+            format!("http://127.0.0.2:{}/check", auth.port()),
+        )
+        .yaml(),
+        ext("meta", "meta.test", "http://169.254.169.254/latest".into()).yaml(),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "backends.yaml",
+        &backend("default", "web", &[web]),
+    );
+    write(dir.path(), "objects.yaml", &docs.join("---\n"));
+    let p = Portico::start(
+        dir.path(),
+        &["--auth-url-allowed", "127.0.0.1/32", "--auth-timeout", "1s"],
+    )
+    .await;
+    let c = p.client(&[
+        "ext.test",
+        "signin.test",
+        "dead.test",
+        "elsewhere.test",
+        "meta.test",
+    ]);
+
+    // Allowed: the backend gets the auth service's X-User, not the client's.
+    let r = c
+        .get(p.http_url("ext.test", "/allow?q=1"))
+        .header("x-user", "mallory")
+        .header("authorization", "Bearer t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let j = echo_json(r).await;
+    assert_eq!(j["headers"]["x-user"], "alice");
+    let sub = seen.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        sub.head.starts_with("get /check?from=portico http/1.1\r\n"),
+        "{}",
+        sub.head
+    );
+    for line in [
+        format!("host: {auth}"),
+        format!(
+            "x-original-url: http://ext.test:{}/allow?q=1",
+            p.http_url("x", "").rsplit(':').next().unwrap()
+        ),
+        "x-original-uri: /allow?q=1".to_string(),
+        "x-original-method: get".to_string(),
+        "x-auth-request-redirect: /allow?q=1".to_string(),
+        "x-forwarded-for: 127.0.0.1".to_string(),
+        "authorization: bearer t0ken".to_string(),
+        "x-sent-from: nginx-ingress-controller".to_string(),
+    ] {
+        assert!(
+            sub.head.contains(&format!("\r\n{line}\r\n")),
+            "{line} in {}",
+            sub.head
+        );
+    }
+    // A request's body never goes to the auth service; its method does.
+    let r = c
+        .post(p.http_url("ext.test", "/allow"))
+        .body("secret body")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "secret body",
+        "the backend gets the body"
+    );
+    let sub = seen.lock().unwrap().last().cloned().unwrap();
+    assert!(sub.head.starts_with("post /check"), "{}", sub.head);
+    assert_eq!(sub.body_bytes, 0);
+    assert!(!sub.head.contains("content-length: 11"), "{}", sub.head);
+
+    // Denied: 401 with the auth service's challenge; 403 as is.
+    let r = c.get(p.http_url("ext.test", "/deny")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"test\"");
+    assert_eq!(p.status_of(&c, "ext.test", "/forbid").await, 403);
+    // Anything else, a timeout or no auth service at all: 500, never the backend.
+    assert_eq!(p.status_of(&c, "ext.test", "/error").await, 500);
+    let started = Instant::now();
+    assert_eq!(p.status_of(&c, "ext.test", "/slow").await, 500);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(p.status_of(&c, "dead.test", "/allow").await, 500);
+
+    // With auth-signin, a 401 becomes a redirect carrying the original URL.
+    let r = c
+        .get(p.http_url("signin.test", "/deny?a=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let port = p.http_url("x", "").rsplit(':').next().unwrap().to_string();
+    assert_eq!(
+        r.headers()["location"],
+        format!("https://login.test/start?rd=http://signin.test:{port}/deny%3Fa%3D1").as_str()
+    );
+
+    // Destinations --auth-url-allowed does not permit: refused (503), the auth service
+    // never asked.
+    let before = seen.lock().unwrap().len();
+    assert_eq!(p.status_of(&c, "elsewhere.test", "/allow").await, 503);
+    assert_eq!(p.status_of(&c, "meta.test", "/allow").await, 503);
+    assert_eq!(seen.lock().unwrap().len(), before);
+}

@@ -53,6 +53,8 @@ pub struct Options {
     pub allow_external_name: bool,
     /// The first namespace to claim a host owns it; other namespaces' rules for it are refused.
     pub exclusive_host_namespaces: bool,
+    /// Where `auth-url` may point (`--auth-url-allowed`).
+    pub auth_url_allowed: portico_proxy::access::external::AuthUrlPolicy,
     /// Seconds since the Unix epoch, for certificate validity checks.
     pub now: i64,
 }
@@ -69,6 +71,7 @@ impl Options {
             shared_certificate_namespaces: Vec::new(),
             allow_external_name: false,
             exclusive_host_namespaces: true,
+            auth_url_allowed: Default::default(),
             now: 0,
         }
     }
@@ -165,6 +168,7 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
             }
             policy.resolve_ssl_secret(namespace, inputs, &object, &mut problems);
             policy.resolve_auth_secret(namespace, inputs, &object, &mut problems);
+            policy.check_auth_url(&options.auth_url_allowed, &object, &mut problems);
             let canary_input = if canary {
                 policy::canary_of(annotations, &object, &mut problems)
             } else {

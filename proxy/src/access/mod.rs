@@ -4,4 +4,5 @@
 
 pub mod basic;
 pub mod cors;
+pub mod external;
 pub mod rate_limit;

@@ -8,7 +8,7 @@ use portico_proxy::policy::RetryOn;
 use portico_proxy::upstream::Protocol;
 use regex::Regex;
 
-use portico_proxy::access::cors;
+use portico_proxy::access::{cors, external};
 
 use super::grammar::{self, Parsed};
 use super::PolicyInput;
@@ -81,6 +81,11 @@ const SHARED_KEYS: &[&str] = &[
     "limit-connections",
     "limit-burst-multiplier",
     "limit-whitelist",
+    "auth-url",
+    "auth-method",
+    "auth-signin",
+    "auth-response-headers",
+    "auth-request-redirect",
 ];
 
 /// Keys only Portico has.
@@ -97,10 +102,6 @@ const PORTICO_KEYS: &[&str] = &[
 /// Access-control keys Portico does not read yet. A route carrying one is refused (503), not
 /// served without the protection its owner asked for.
 const SECURITY_KEYS: &[&str] = &[
-    "auth-url",
-    "auth-signin",
-    "auth-method",
-    "auth-response-headers",
     "auth-tls-secret",
     "auth-tls-verify-client",
     "auth-tls-verify-depth",
@@ -421,6 +422,36 @@ fn read_access(r: &mut Reader<'_>, p: &mut PolicyInput) {
         }
     }
 
+    if r.get("auth-url").is_some() {
+        // Written: used when valid, else the routes refuse (fail closed).
+        p.auth_url = Some(r.parse("auth-url", |v| {
+            if v.contains('$') {
+                return Err("nginx variables are not supported in auth-url".to_string());
+            }
+            external::parse_url(v)
+        }));
+        p.auth_method = r.parse("auth-method", |v| match v {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {
+                http::Method::from_bytes(v.as_bytes()).map_err(|e| e.to_string())
+            }
+            _ => Err("expected GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS".to_string()),
+        });
+        p.auth_signin = r.parse("auth-signin", |v| {
+            if v.contains('$') {
+                return Err("nginx variables are not supported in auth-signin; rd= is added as ingress-nginx does".to_string());
+            }
+            external::parse_url(v).map(|_| v.to_string())
+        });
+        p.auth_response_headers = r.parse("auth-response-headers", external::parse_header_names);
+        p.auth_request_redirect = r.parse("auth-request-redirect", grammar::header_value);
+        let invalid_companion = (r.get("auth-method").is_some() && p.auth_method.is_none())
+            || (r.get("auth-signin").is_some() && p.auth_signin.is_none())
+            || (r.get("auth-response-headers").is_some() && p.auth_response_headers.is_none());
+        if invalid_companion {
+            p.auth_url = Some(None);
+        }
+    }
+
     p.cors_enabled = r.parse("enable-cors", grammar::boolean);
     if r.get("cors-allow-origin").is_some() {
         p.cors_origins = r.parse("cors-allow-origin", |v| {
@@ -638,6 +669,74 @@ mod tests {
             let built = p.build(super::super::RouteContext::default());
             assert!(built.deny, "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn external_auth_settings_and_what_denies() {
+        let (p, problems) = parse(&[
+            (
+                "nginx.ingress.kubernetes.io/auth-url",
+                "http://auth.test:9000/check?x=1",
+            ),
+            ("nginx.ingress.kubernetes.io/auth-method", "POST"),
+            (
+                "nginx.ingress.kubernetes.io/auth-signin",
+                "https://login.test/start",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/auth-response-headers",
+                "X-User, X-Email",
+            ),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let built = p.build(super::super::RouteContext::default());
+        assert!(!built.deny);
+        let ext = built.external_auth.as_ref().unwrap();
+        assert_eq!(ext.method, Some(http::Method::POST));
+        assert_eq!(ext.response_headers.len(), 2);
+        for pairs in [
+            &[("nginx.ingress.kubernetes.io/auth-url", "not a url")][..],
+            &[("nginx.ingress.kubernetes.io/auth-url", "http://$host/auth")][..],
+            &[(
+                "nginx.ingress.kubernetes.io/auth-url",
+                "http://u:p@auth.test/",
+            )][..],
+            &[
+                ("nginx.ingress.kubernetes.io/auth-url", "http://auth.test/"),
+                ("nginx.ingress.kubernetes.io/auth-method", "TRACE"),
+            ][..],
+            &[
+                ("nginx.ingress.kubernetes.io/auth-url", "http://auth.test/"),
+                (
+                    "nginx.ingress.kubernetes.io/auth-response-headers",
+                    "Connection",
+                ),
+            ][..],
+        ] {
+            let (p, problems) = parse(pairs);
+            assert!(!problems.is_empty(), "{pairs:?}");
+            let built = p.build(super::super::RouteContext::default());
+            assert!(built.deny && built.external_auth.is_none(), "{pairs:?}");
+        }
+        // A destination the operator did not permit is a problem and denies.
+        let (mut p, _) = parse(&[(
+            "nginx.ingress.kubernetes.io/auth-url",
+            "http://169.254.169.254/latest/meta-data",
+        )]);
+        let mut problems = Vec::new();
+        let object = ObjectRef::new("Ingress", "ns", "ing");
+        p.check_auth_url(&Default::default(), &object, &mut problems);
+        assert_eq!(problems.len(), 1);
+        assert!(p.build(super::super::RouteContext::default()).deny);
+        let (mut p, _) = parse(&[(
+            "nginx.ingress.kubernetes.io/auth-url",
+            "http://127.0.0.1:9/",
+        )]);
+        let allowed = portico_proxy::access::external::AuthUrlPolicy::parse("127.0.0.0/8").unwrap();
+        let mut problems = Vec::new();
+        p.check_auth_url(&allowed, &object, &mut problems);
+        assert!(problems.is_empty());
+        assert!(!p.build(super::super::RouteContext::default()).deny);
     }
 
     #[test]

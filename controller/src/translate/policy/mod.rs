@@ -18,6 +18,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use portico_proxy::access::basic::{parse_htpasswd, BasicAuth, Credential};
 use portico_proxy::access::cors::{Cors, Origins};
+use portico_proxy::access::external::{AuthUrlPolicy, ExternalAuth};
 use portico_proxy::access::rate_limit::{Rate, RateLimit};
 use portico_proxy::balance::{Balance, CookieAffinity, HashKey};
 use portico_proxy::compress::Compression;
@@ -122,6 +123,12 @@ pub struct PolicyInput {
     pub limit_burst_multiplier: Option<u32>,
     pub limit_exempt: Option<TrustedProxies>,
     pub limit_status: Option<StatusCode>,
+    /// `auth-url`; `Some(None)`: written but unusable, which denies.
+    pub auth_url: Option<Option<http::Uri>>,
+    pub auth_method: Option<http::Method>,
+    pub auth_signin: Option<String>,
+    pub auth_response_headers: Option<Vec<HeaderName>>,
+    pub auth_request_redirect: Option<HeaderValue>,
 }
 
 /// The users of a basic-auth Secret, parsed when the snapshot is built.
@@ -241,6 +248,11 @@ impl PolicyInput {
             limit_burst_multiplier,
             limit_exempt,
             limit_status,
+            auth_url,
+            auth_method,
+            auth_signin,
+            auth_response_headers,
+            auth_request_redirect,
         );
     }
 
@@ -359,10 +371,12 @@ impl PolicyInput {
             // Basic auth asked for but without usable users: refuse (fail closed).
             deny: self.deny == Some(true)
                 || (self.auth_basic.is_some() && self.basic_users.is_none())
-                || self.auth_basic == Some(false),
+                || self.auth_basic == Some(false)
+                || self.auth_url == Some(None),
             basic_auth: self.basic_auth(),
             cors: self.cors(),
             rate_limit: self.rate_limit(),
+            external_auth: self.external_auth(),
             allow_sources: self.allow_sources.clone(),
             deny_sources: self.deny_sources.clone(),
             hsts: self.hsts.clone(),
@@ -385,6 +399,43 @@ impl PolicyInput {
             self.auth_realm.as_deref().unwrap_or(""),
             users.users.to_vec(),
         )))
+    }
+
+    fn external_auth(&self) -> Option<Arc<ExternalAuth>> {
+        let url = self.auth_url.clone().flatten()?;
+        Some(Arc::new(ExternalAuth::new(
+            url,
+            self.auth_method.clone(),
+            self.auth_signin.clone(),
+            self.auth_response_headers.clone().unwrap_or_default(),
+            self.auth_request_redirect.clone(),
+        )))
+    }
+
+    /// Refuses an `auth-url` whose host `--auth-url-allowed` does not permit (a problem; the
+    /// routes answer 503). Names are checked again on each request, once resolved.
+    pub fn check_auth_url(
+        &mut self,
+        allowed: &AuthUrlPolicy,
+        object: &ObjectRef,
+        problems: &mut Vec<Problem>,
+    ) {
+        let Some(Some(url)) = &self.auth_url else {
+            return;
+        };
+        let host = url.host().unwrap_or_default();
+        if !allowed.permits_host(host) {
+            problems.push(Problem::new(
+                object.clone(),
+                Reason::InvalidAnnotation {
+                    key: "nginx.ingress.kubernetes.io/auth-url".into(),
+                    why: format!(
+                        "{host} is not a permitted auth destination (loopback, link-local and metadata addresses are refused; see --auth-url-allowed); the routes answer 503"
+                    ),
+                },
+            ));
+            self.auth_url = Some(None);
+        }
     }
 
     fn cors(&self) -> Option<Arc<Cors>> {
