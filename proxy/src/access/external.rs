@@ -516,7 +516,8 @@ mod tests {
             "X User",
             "Connection",
             "Host",
-            "X-A\r\n",
+            "X-A\nX-B",
+            " , ",
             "Transfer-Encoding",
         ] {
             assert!(parse_header_names(bad).is_err(), "{bad:?}");
