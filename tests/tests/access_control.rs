@@ -342,7 +342,7 @@ async fn rate_limits_refuse_over_the_burst_with_503_or_429() {
             .annotation(&nginx("limit-whitelist"), "127.0.0.0/8")
             .yaml(),
     ];
-    let (_dir, p) = start(&docs, &[("web", web)]).await;
+    let (dir, p) = start(&docs, &[("web", web)]).await;
     let c = p.client(&["slow.test", "polite.test", "exempt.test"]);
     let started = Instant::now();
     for (host, refused) in [("slow.test", 503), ("polite.test", 429)] {
@@ -378,6 +378,20 @@ async fn rate_limits_refuse_over_the_burst_with_503_or_429() {
         assert_eq!(count("polite"), 10);
     }
     assert_eq!(count("exempt"), 0);
+
+    // A configuration change elsewhere does not reset the counts.
+    let g = p.generation().await;
+    let mut more = docs.to_vec();
+    more.push(
+        ingress("default", "unrelated")
+            .rule("unrelated.test", "/", "Prefix", "web")
+            .yaml(),
+    );
+    write(dir.path(), "objects.yaml", &more.join("---\n"));
+    p.wait_generation(g).await;
+    if started.elapsed() < Duration::from_secs(55) {
+        assert_eq!(p.status_of(&c, "slow.test", "/").await, 503);
+    }
 }
 
 /// What the in-test auth service saw of one sub-request.

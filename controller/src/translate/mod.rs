@@ -167,8 +167,13 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
                 c.clamp(&mut policy, &object, &mut problems);
             }
             policy.resolve_ssl_secret(namespace, inputs, &object, &mut problems);
-            policy.resolve_auth_secret(namespace, inputs, &object, &mut problems);
-            policy.check_auth_url(&options.auth_url_allowed, &object, &mut problems);
+            policy.resolve_access(
+                namespace,
+                inputs,
+                &options.auth_url_allowed,
+                &object,
+                &mut problems,
+            );
             let canary_input = if canary {
                 policy::canary_of(annotations, &object, &mut problems)
             } else {

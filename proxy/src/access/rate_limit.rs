@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -64,6 +64,51 @@ impl Client {
     }
 }
 
+/// The per-client state of one zone (an Ingress's limits). It outlives configuration
+/// changes: a new snapshot's limits with the same zone name take over the same state, so
+/// counts are not reset each time anything in the cluster changes.
+#[derive(Debug)]
+struct Zone {
+    epoch: Instant,
+    hasher: RandomState,
+    shards: Box<[Mutex<HashMap<IpAddr, Client>>]>,
+}
+
+impl Zone {
+    fn new() -> Zone {
+        Zone {
+            epoch: Instant::now(),
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    fn shard(&self, client: IpAddr) -> &Mutex<HashMap<IpAddr, Client>> {
+        let i = (self.hasher.hash_one(client) as usize) % self.shards.len();
+        &self.shards[i]
+    }
+}
+
+/// Live zones by name; an entry dies with the last snapshot using it.
+static ZONES: LazyLock<Mutex<HashMap<String, Weak<Zone>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn zone(name: Option<&str>) -> Arc<Zone> {
+    let Some(name) = name else {
+        return Arc::new(Zone::new());
+    };
+    let Ok(mut zones) = ZONES.lock() else {
+        return Arc::new(Zone::new());
+    };
+    if let Some(z) = zones.get(name).and_then(Weak::upgrade) {
+        return z;
+    }
+    zones.retain(|_, z| z.strong_count() > 0);
+    let z = Arc::new(Zone::new());
+    zones.insert(name.to_string(), Arc::downgrade(&z));
+    z
+}
+
 /// The limits of one route and their per-client state.
 #[derive(Debug)]
 pub struct RateLimit {
@@ -74,21 +119,19 @@ pub struct RateLimit {
     pub exempt: Option<TrustedProxies>,
     /// The status of a refused request (503 as ingress-nginx, or 429).
     pub status: StatusCode,
-    epoch: Instant,
-    hasher: RandomState,
-    shards: Box<[Mutex<HashMap<IpAddr, Client>>]>,
+    zone: Arc<Zone>,
 }
 
 /// A request admitted under `limit-connections`; the client's count drops with it.
 #[derive(Debug)]
 pub struct InFlight {
-    limit: Arc<RateLimit>,
+    zone: Arc<Zone>,
     client: IpAddr,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let shard = self.limit.shard(self.client);
+        let shard = self.zone.shard(self.client);
         if let Ok(mut map) = shard.lock() {
             if let Some(c) = map.get_mut(&self.client) {
                 c.in_flight = c.in_flight.saturating_sub(1);
@@ -107,7 +150,10 @@ pub enum Refused {
 }
 
 impl RateLimit {
+    /// Limits whose state lives in the zone `zone` (shared with every other live
+    /// `RateLimit` of that name); `None`: state of its own.
     pub fn new(
+        zone_name: Option<&str>,
         per_second: Option<Rate>,
         per_minute: Option<Rate>,
         connections: Option<u32>,
@@ -120,29 +166,22 @@ impl RateLimit {
             connections,
             exempt,
             status,
-            epoch: Instant::now(),
-            hasher: RandomState::new(),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            zone: zone(zone_name),
         }
     }
 
-    fn shard(&self, client: IpAddr) -> &Mutex<HashMap<IpAddr, Client>> {
-        let i = (self.hasher.hash_one(client) as usize) % self.shards.len();
-        &self.shards[i]
-    }
-
     fn now(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        self.zone.epoch.elapsed().as_nanos() as u64
     }
 
     /// Admits or refuses one request of `client`. An admitted request under
     /// `limit-connections` holds an [`InFlight`] until it is answered.
-    pub fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Option<InFlight>, Refused> {
+    pub fn admit(&self, client: IpAddr) -> Result<Option<InFlight>, Refused> {
         if self.exempt.as_ref().is_some_and(|e| e.contains(client)) {
             return Ok(None);
         }
         let now = self.now();
-        let Ok(mut map) = self.shard(client).lock() else {
+        let Ok(mut map) = self.zone.shard(client).lock() else {
             return Err(Refused::Full);
         };
         if !map.contains_key(&client) && map.len() >= SHARD_CAPACITY {
@@ -186,14 +225,15 @@ impl RateLimit {
         }
         c.in_flight += 1;
         Ok(Some(InFlight {
-            limit: self.clone(),
+            zone: self.zone.clone(),
             client,
         }))
     }
 
     /// Clients tracked now.
     pub fn tracked(&self) -> usize {
-        self.shards
+        self.zone
+            .shards
             .iter()
             .map(|s| s.lock().map(|m| m.len()).unwrap_or(0))
             .sum()
@@ -206,6 +246,7 @@ mod tests {
 
     fn limit(rps: Option<u32>, burst: u32, conns: Option<u32>) -> Arc<RateLimit> {
         Arc::new(RateLimit::new(
+            None,
             rps.and_then(|r| Rate::new(r, Duration::from_secs(1), burst)),
             None,
             conns,
@@ -219,6 +260,7 @@ mod tests {
         // One request an hour, four more at once: five pass, the sixth is refused.
         let l = Arc::new(RateLimit::new(
             None,
+            None,
             Rate::new(1, Duration::from_secs(3600), 4),
             None,
             None,
@@ -230,6 +272,38 @@ mod tests {
         }
         assert_eq!(l.admit(ip).unwrap_err(), Refused::Rate);
         assert!(l.admit("192.0.2.2".parse().unwrap()).is_ok(), "per client");
+    }
+
+    #[test]
+    fn a_zone_outlives_a_configuration_change() {
+        let make = || {
+            RateLimit::new(
+                Some("test/zone"),
+                None,
+                Rate::new(1, Duration::from_secs(3600), 0),
+                Some(1),
+                None,
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+        };
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        let old = make();
+        let held = old.admit(ip).unwrap();
+        // The next snapshot's limits, built while the old ones still serve.
+        let new = make();
+        drop(old);
+        assert_eq!(
+            new.admit(ip).unwrap_err(),
+            Refused::Rate,
+            "the count carried over"
+        );
+        drop(held);
+        drop(new);
+        let fresh = make();
+        assert!(
+            fresh.admit(ip).is_ok(),
+            "no snapshot kept the zone: a new one"
+        );
     }
 
     #[test]

@@ -123,6 +123,8 @@ pub struct PolicyInput {
     pub limit_burst_multiplier: Option<u32>,
     pub limit_exempt: Option<TrustedProxies>,
     pub limit_status: Option<StatusCode>,
+    /// Where the limits' per-client state lives: `namespace/ingress` (set when resolving).
+    pub limit_zone: Option<String>,
     /// `auth-url`; `Some(None)`: written but unusable, which denies.
     pub auth_url: Option<Option<http::Uri>>,
     pub auth_method: Option<http::Method>,
@@ -248,6 +250,7 @@ impl PolicyInput {
             limit_burst_multiplier,
             limit_exempt,
             limit_status,
+            limit_zone,
             auth_url,
             auth_method,
             auth_signin,
@@ -412,6 +415,25 @@ impl PolicyInput {
         )))
     }
 
+    /// Everything access control needs from outside the annotations: the basic-auth
+    /// Secret, the permitted `auth-url` destinations, and the rate-limit zone
+    /// (`namespace/name` of the Ingress, so counts survive configuration changes).
+    pub fn resolve_access(
+        &mut self,
+        namespace: &str,
+        inputs: &Inputs,
+        allowed: &AuthUrlPolicy,
+        object: &ObjectRef,
+        problems: &mut Vec<Problem>,
+    ) {
+        self.resolve_auth_secret(namespace, inputs, object, problems);
+        self.check_auth_url(allowed, object, problems);
+        let limited = self.limit_rps.is_some()
+            || self.limit_rpm.is_some()
+            || self.limit_connections.is_some();
+        self.limit_zone = limited.then(|| format!("{}/{}", object.namespace, object.name));
+    }
+
     /// Refuses an `auth-url` whose host `--auth-url-allowed` does not permit (a problem; the
     /// routes answer 503). Names are checked again on each request, once resolved.
     pub fn check_auth_url(
@@ -465,6 +487,7 @@ impl PolicyInput {
             count.and_then(|c| Rate::new(c, per, c.saturating_mul(multiplier)))
         };
         Some(Arc::new(RateLimit::new(
+            self.limit_zone.as_deref(),
             rate(self.limit_rps, Duration::from_secs(1)),
             rate(self.limit_rpm, Duration::from_secs(60)),
             self.limit_connections,
