@@ -342,6 +342,42 @@ mod tests {
     }
 
     #[test]
+    fn access_fields() {
+        let spec: PolicySpec = serde_json::from_value(serde_json::json!({
+            "auth": {"basic": {"secretName": "users", "secretType": "auth-map", "realm": "Staff"}},
+            "cors": {"allowOrigins": ["https://app.example.com"], "allowMethods": ["GET"], "maxAge": 60},
+            "rateLimit": {"rps": 10, "burstMultiplier": 2, "exempt": ["10.0.0.0/8"], "statusCode": 429}
+        }))
+        .unwrap();
+        let mut problems = Vec::new();
+        let object = ObjectRef::new("RoutePolicy", "ns", "p");
+        let p = from_spec(&spec, &object, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(p.auth_basic, Some(true));
+        assert_eq!(p.auth_secret.as_deref(), Some("users"));
+        assert_eq!(p.auth_secret_map, Some(true));
+        assert_eq!(p.cors_enabled, Some(true));
+        assert_eq!(p.cors_methods.as_ref().unwrap(), "GET");
+        assert_eq!(p.limit_rps, Some(10));
+        assert_eq!(p.limit_status.map(|s| s.as_u16()), Some(429));
+        // Bad values: basic auth refuses, CORS turns off, a bad exempt list exempts no one.
+        let spec: PolicySpec = serde_json::from_value(serde_json::json!({
+            "auth": {"basic": {"secretName": "other-ns/users"}},
+            "cors": {"allowOrigins": ["https://*.*.example.com"]},
+            "rateLimit": {"rpm": 5, "exempt": ["10.0.0.0/33"]}
+        }))
+        .unwrap();
+        let mut problems = Vec::new();
+        let p = from_spec(&spec, &object, &mut problems);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(p.auth_basic, Some(false));
+        assert_eq!(p.cors_enabled, Some(false));
+        assert!(p.limit_exempt.is_none() && p.limit_rpm == Some(5));
+        let built = p.build(super::super::RouteContext::default());
+        assert!(built.deny && built.cors.is_none() && built.rate_limit.is_some());
+    }
+
+    #[test]
     fn bad_fields_are_problems_and_ignored() {
         let spec: PolicySpec = serde_json::from_value(serde_json::json!({
             "redirect": {"url": "javascript:alert(1)"},
