@@ -22,6 +22,10 @@ use subtle::ConstantTimeEq;
 /// minutes per request.
 pub const MAX_BCRYPT_COST: u32 = 14;
 
+/// bcrypt checks running at once, process-wide.
+pub const BCRYPT_CONCURRENCY: usize = 4;
+static BCRYPT_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BCRYPT_CONCURRENCY);
+
 /// How long a successful bcrypt check is remembered.
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
 /// How many successful bcrypt checks are remembered per route.
@@ -233,6 +237,11 @@ impl BasicAuth {
         if self.remembered(&key) {
             return Verdict::Allow;
         }
+        // At most a few bcrypt checks at once, process-wide: a flood of wrong passwords
+        // queues here instead of filling the blocking pool and every core.
+        let Ok(_slot) = BCRYPT_SLOTS.acquire().await else {
+            return Verdict::Deny;
+        };
         let hash = hash.clone();
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash))
             .await
