@@ -223,7 +223,7 @@ async fn route_and_forward(
     drop(host);
 
     // Rate limits, then authentication, as nginx's preaccess and access phases.
-    let _in_flight = match &policy.rate_limit {
+    let in_flight = match &policy.rate_limit {
         Some(limit) => match limit.admit(client) {
             Ok(held) => held,
             Err(why) => {
@@ -280,7 +280,14 @@ async fn route_and_forward(
         }
     }
     match forward(shared, &target, req, &forwarded, request_id).await {
-        Ok((resp, addr)) => (resp, Some(target), addr),
+        Ok((resp, addr)) => {
+            // A `limit-connections` slot is held until the answer has been sent.
+            let resp = match in_flight {
+                Some(held) => resp.map(|body| ProxyBody::Held(Box::new((body, held)))),
+                None => resp,
+            };
+            (resp, Some(target), addr)
+        }
         Err((e, addr)) => {
             shared.metrics.upstream_error(e.kind());
             warn!(

@@ -604,3 +604,75 @@ async fn external_auth_allows_denies_and_fails_closed() {
     assert_eq!(p.status_of(&c, "meta.test", "/allow").await, 503);
     assert_eq!(seen.lock().unwrap().len(), before);
 }
+
+/// A backend whose `/hold` answer sends its head and a first chunk, then keeps the body open
+/// for 30 s; other paths answer at once.
+async fn holding_backend() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                if buf.starts_with(b"GET /hold") {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n")
+                        .await;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    let _ = s.write_all(b"0\r\n\r\n").await;
+                } else {
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn limit_connections_holds_a_slot_while_the_answer_streams() {
+    let slow = holding_backend().await;
+    let docs = [ingress("default", "conn")
+        .annotation(&nginx("limit-connections"), "1")
+        .rule("conn.test", "/", "Prefix", "slow")
+        .yaml()];
+    let (_dir, p) = start(&docs, &[("slow", slow)]).await;
+    let c = p.client(&["conn.test"]);
+    let mut held = c
+        .get(p.http_url("conn.test", "/hold"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    assert_eq!(held.chunk().await.unwrap().unwrap(), "hello");
+    // The first answer is still streaming: a second request of the same client is refused.
+    assert_eq!(p.status_of(&c, "conn.test", "/quick").await, 503);
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if p.status_of(&c, "conn.test", "/quick").await == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot was never given back");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! Requests: GCRA (a leaky bucket of one timestamp per client), which allows `burst` requests
 //! above the rate at once, like nginx's `limit_req ... burst=N nodelay`. Connections: the
-//! requests of a client being processed at once (until the response head is sent).
+//! requests of a client being processed at once (until their answer has been sent).
 //!
 //! The state is a fixed number of mutex-guarded shards, each holding at most
 //! [`SHARD_CAPACITY`] clients: a flood of distinct source addresses evicts idle clients
