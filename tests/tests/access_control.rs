@@ -485,6 +485,12 @@ async fn external_auth_allows_denies_and_fails_closed() {
         ext("signin", "signin.test", format!("http://{auth}/check"))
             .annotation(&nginx("auth-signin"), "https://login.test/start")
             .yaml(),
+        ext("vars", "vars.test", format!("http://{auth}/check"))
+            .annotation(
+                &nginx("auth-signin"),
+                "https://$host/oauth2/start?rd=$escaped_request_uri",
+            )
+            .yaml(),
         ext("dead", "dead.test", format!("http://{dead}/check")).yaml(),
         ext(
             "elsewhere",
@@ -509,6 +515,7 @@ async fn external_auth_allows_denies_and_fails_closed() {
     let c = p.client(&[
         "ext.test",
         "signin.test",
+        "vars.test",
         "dead.test",
         "elsewhere.test",
         "meta.test",
@@ -594,7 +601,18 @@ async fn external_auth_allows_denies_and_fails_closed() {
     let port = p.http_url("x", "").rsplit(':').next().unwrap().to_string();
     assert_eq!(
         r.headers()["location"],
-        format!("https://login.test/start?rd=http://signin.test:{port}/deny%3Fa%3D1").as_str()
+        format!("https://login.test/start?rd=http://signin.test:{port}%2Fdeny%3Fa%3D1").as_str()
+    );
+    // The nginx variables oauth2-proxy setups use.
+    let r = c
+        .get(p.http_url("vars.test", "/deny/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        "https://vars.test/oauth2/start?rd=%2Fdeny%2Fx"
     );
 
     // Destinations --auth-url-allowed does not permit: refused (503), the auth service

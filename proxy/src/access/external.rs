@@ -110,7 +110,7 @@ pub struct ExternalAuth {
     /// `auth-method`; the request's own method when unset.
     pub method: Option<Method>,
     /// `auth-signin`: where a 401 redirects to, `rd=` added as ingress-nginx does.
-    pub signin: Option<String>,
+    pub signin: Option<Signin>,
     /// `auth-response-headers`: copied from the auth answer to the upstream request.
     pub response_headers: Vec<HeaderName>,
     /// `auth-request-redirect`: sent as `X-Auth-Request-Redirect` (default: the request URI).
@@ -140,6 +140,130 @@ pub fn parse_url(v: &str) -> Result<Uri, String> {
         return Err("the URL has no host".into());
     }
     Ok(uri)
+}
+
+/// An nginx variable `auth-signin` may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Var {
+    /// `$host`: the request's host, without port.
+    Host,
+    /// `$http_host`, `$best_http_host`: the request's Host (or `:authority`) as sent.
+    HttpHost,
+    /// `$scheme`, `$pass_access_scheme`.
+    Scheme,
+    /// `$request_uri`: path and query as sent.
+    RequestUri,
+    /// `$escaped_request_uri`: the same, URI-component escaped.
+    EscapedRequestUri,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Var(Var),
+}
+
+/// `auth-signin`, parsed: text and the nginx variables ingress-nginx users write
+/// (`https://$host/oauth2/start?rd=$escaped_request_uri`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signin {
+    pieces: Vec<Piece>,
+    /// Already has an `rd=` parameter (then none is added).
+    has_rd: bool,
+}
+
+/// Parses `auth-signin`; variables other than `$host`, `$http_host`, `$best_http_host`,
+/// `$scheme`, `$pass_access_scheme`, `$request_uri` and `$escaped_request_uri` are refused.
+pub fn parse_signin(v: &str) -> Result<Signin, String> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut sample = String::new();
+    let mut rest = v;
+    while let Some(i) = rest.find('$') {
+        text.push_str(&rest[..i]);
+        sample.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let len = after
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count();
+        let name = &after[..len];
+        let (var, example) = match name {
+            "host" => (Var::Host, "host.invalid"),
+            "http_host" | "best_http_host" => (Var::HttpHost, "host.invalid:8080"),
+            "scheme" | "pass_access_scheme" => (Var::Scheme, "https"),
+            "request_uri" => (Var::RequestUri, "/path?q=1"),
+            "escaped_request_uri" => (Var::EscapedRequestUri, "%2Fpath%3Fq%3D1"),
+            _ => {
+                return Err(format!(
+                    "${name} is not supported in auth-signin (only $host, $http_host, $best_http_host, $scheme, $pass_access_scheme, $request_uri, $escaped_request_uri)"
+                ))
+            }
+        };
+        if !text.is_empty() {
+            pieces.push(Piece::Text(std::mem::take(&mut text)));
+        }
+        pieces.push(Piece::Var(var));
+        sample.push_str(example);
+        rest = &after[len..];
+    }
+    text.push_str(rest);
+    sample.push_str(rest);
+    if !text.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    let uri = parse_url(&sample)?;
+    let has_rd = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p.starts_with("rd=")));
+    Ok(Signin { pieces, has_rd })
+}
+
+/// What a sign-in location is built from.
+struct RequestFacts<'a> {
+    scheme: &'a str,
+    http_host: &'a str,
+    request_uri: &'a str,
+}
+
+impl Signin {
+    fn location(&self, facts: &RequestFacts<'_>) -> Option<HeaderValue> {
+        let mut s = String::with_capacity(128);
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(t) => s.push_str(t),
+                Piece::Var(Var::Host) => {
+                    s.push_str(&crate::routing::normalize_host(facts.http_host))
+                }
+                Piece::Var(Var::HttpHost) => s.push_str(facts.http_host),
+                Piece::Var(Var::Scheme) => s.push_str(facts.scheme),
+                Piece::Var(Var::RequestUri) => s.push_str(facts.request_uri),
+                Piece::Var(Var::EscapedRequestUri) => escape_component(&mut s, facts.request_uri),
+            }
+        }
+        if !self.has_rd {
+            // As ingress-nginx: `rd=$pass_access_scheme://$http_host$escaped_request_uri`.
+            s.push(if s.contains('?') { '&' } else { '?' });
+            s.push_str("rd=");
+            s.push_str(facts.scheme);
+            s.push_str("://");
+            s.push_str(facts.http_host);
+            escape_component(&mut s, facts.request_uri);
+        }
+        HeaderValue::from_str(&s).ok()
+    }
+}
+
+/// URI-component escaping (everything but unreserved characters), as nginx's
+/// `set_escape_uri`.
+fn escape_component(out: &mut String, v: &str) {
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
 }
 
 /// `auth-response-headers`: a comma-separated list of header names.
@@ -197,7 +321,7 @@ impl ExternalAuth {
     pub fn new(
         url: Uri,
         method: Option<Method>,
-        signin: Option<String>,
+        signin: Option<Signin>,
         response_headers: Vec<HeaderName>,
         request_redirect: Option<HeaderValue>,
     ) -> ExternalAuth {
@@ -264,7 +388,12 @@ impl ExternalAuth {
         match status {
             StatusCode::UNAUTHORIZED => {
                 if let Some(signin) = &self.signin {
-                    return Decision::Answer(match signin_location(signin, req, forwarded) {
+                    let facts = RequestFacts {
+                        scheme: forwarded.scheme,
+                        http_host: forwarded.host.to_str().unwrap_or_default(),
+                        request_uri: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                    };
+                    return Decision::Answer(match signin.location(&facts) {
                         Some(loc) => respond::redirect(StatusCode::FOUND, loc),
                         None => respond::status_page(StatusCode::UNAUTHORIZED),
                     });
@@ -379,36 +508,6 @@ impl ExternalAuth {
     }
 }
 
-/// `auth-signin` with `rd=` set to the original URL, unless it already has one.
-fn signin_location(
-    signin: &str,
-    req: &Request<hyper::body::Incoming>,
-    forwarded: &Forwarded<'_>,
-) -> Option<HeaderValue> {
-    let has_rd = signin
-        .split_once('?')
-        .is_some_and(|(_, q)| q.split('&').any(|p| p.starts_with("rd=")));
-    if has_rd {
-        return HeaderValue::from_str(signin).ok();
-    }
-    let mut s = String::with_capacity(signin.len() + 64);
-    s.push_str(signin);
-    s.push(if signin.contains('?') { '&' } else { '?' });
-    s.push_str("rd=");
-    s.push_str(forwarded.scheme);
-    s.push_str("://");
-    s.push_str(forwarded.host.to_str().ok()?);
-    let request_uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    for b in request_uri.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            s.push(b as char);
-        } else {
-            let _ = write!(s, "%{b:02X}");
-        }
-    }
-    HeaderValue::from_str(&s).ok()
-}
-
 fn build_client(url: &Uri, connect: Duration) -> Option<UpstreamClient> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -504,6 +603,41 @@ mod tests {
         );
         for bad in ["http://x", "10.0.0.0/33", "a..b", "*.example.com"] {
             assert!(AuthUrlPolicy::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn signin_templates() {
+        let facts = RequestFacts {
+            scheme: "https",
+            http_host: "App.test:8443",
+            request_uri: "/a b/c?x=1&y=2",
+        };
+        let loc = |t: &str| parse_signin(t).unwrap().location(&facts).unwrap();
+        assert_eq!(
+            loc("https://login.test/start"),
+            "https://login.test/start?rd=https://App.test:8443%2Fa%20b%2Fc%3Fx%3D1%26y%3D2"
+        );
+        assert_eq!(
+            loc("https://$host/oauth2/start?rd=$escaped_request_uri"),
+            "https://app.test/oauth2/start?rd=%2Fa%20b%2Fc%3Fx%3D1%26y%3D2"
+        );
+        assert_eq!(
+            loc("https://login.test/?next=1"),
+            "https://login.test/?next=1&rd=https://App.test:8443%2Fa%20b%2Fc%3Fx%3D1%26y%3D2"
+        );
+        assert_eq!(
+            loc("$scheme://$http_host/sign?rd=x"),
+            "https://App.test:8443/sign?rd=x"
+        );
+        for bad in [
+            "https://login.test/$remote_addr",
+            "$host/start",
+            "https://login.test/\r\n",
+            "https://$cookie_session.test/",
+            "javascript:$host",
+        ] {
+            assert!(parse_signin(bad).is_err(), "{bad:?}");
         }
     }
 

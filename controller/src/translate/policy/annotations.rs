@@ -437,10 +437,7 @@ fn read_access(r: &mut Reader<'_>, p: &mut PolicyInput) {
             _ => Err("expected GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS".to_string()),
         });
         p.auth_signin = r.parse("auth-signin", |v| {
-            if v.contains('$') {
-                return Err("nginx variables are not supported in auth-signin; rd= is added as ingress-nginx does".to_string());
-            }
-            external::parse_url(v).map(|_| v.to_string())
+            external::parse_signin(v).map(|_| v.to_string())
         });
         p.auth_response_headers = r.parse("auth-response-headers", external::parse_header_names);
         p.auth_request_redirect = r.parse("auth-request-redirect", grammar::header_value);

@@ -409,7 +409,9 @@ impl PolicyInput {
         Some(Arc::new(ExternalAuth::new(
             url,
             self.auth_method.clone(),
-            self.auth_signin.clone(),
+            self.auth_signin
+                .as_deref()
+                .and_then(|v| portico_proxy::access::external::parse_signin(v).ok()),
             self.auth_response_headers.clone().unwrap_or_default(),
             self.auth_request_redirect.clone(),
         )))
