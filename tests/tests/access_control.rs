@@ -491,6 +491,12 @@ async fn external_auth_allows_denies_and_fails_closed() {
                 "https://$host/oauth2/start?rd=$escaped_request_uri",
             )
             .yaml(),
+        ext(
+            "hostvar",
+            "localhost",
+            format!("http://$host:{}/check", auth.port()),
+        )
+        .yaml(),
         ext("dead", "dead.test", format!("http://{dead}/check")).yaml(),
         ext(
             "elsewhere",
@@ -516,6 +522,7 @@ async fn external_auth_allows_denies_and_fails_closed() {
         "ext.test",
         "signin.test",
         "vars.test",
+        "localhost",
         "dead.test",
         "elsewhere.test",
         "meta.test",
@@ -613,6 +620,21 @@ async fn external_auth_allows_denies_and_fails_closed() {
     assert_eq!(
         r.headers()["location"],
         "https://vars.test/oauth2/start?rd=%2Fdeny%2Fx"
+    );
+
+    // `$host` in auth-url: the request's host, resolved and checked on each request.
+    let r = c
+        .get(p.http_url("localhost", "/allow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sub = seen.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        sub.head
+            .contains(&format!("\r\nhost: localhost:{}\r\n", auth.port())),
+        "{}",
+        sub.head
     );
 
     // Destinations --auth-url-allowed does not permit: refused (503), the auth service

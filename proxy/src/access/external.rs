@@ -11,9 +11,10 @@
 //! CIDRs may be used. The check runs on the addresses the name resolves to, when the request
 //! is made, so DNS cannot route around it.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -105,8 +106,8 @@ impl AuthUrlPolicy {
 /// `auth-url` and its companions, parsed.
 #[derive(Debug)]
 pub struct ExternalAuth {
-    /// `http(s)://host[:port]/path?query`.
-    pub url: Uri,
+    /// `http(s)://host[:port]/path?query`, perhaps with `$host`.
+    pub url: AuthUrl,
     /// `auth-method`; the request's own method when unset.
     pub method: Option<Method>,
     /// `auth-signin`: where a 401 redirects to, `rd=` added as ingress-nginx does.
@@ -115,7 +116,71 @@ pub struct ExternalAuth {
     pub response_headers: Vec<HeaderName>,
     /// `auth-request-redirect`: sent as `X-Auth-Request-Redirect` (default: the request URI).
     pub request_redirect: Option<HeaderValue>,
+    /// The plain-HTTP client, or the HTTPS client of a fixed host.
     client: OnceLock<Option<UpstreamClient>>,
+    /// HTTPS clients by host, for a URL with `$host` (each needs its own SNI).
+    by_host: Mutex<HashMap<String, UpstreamClient>>,
+}
+
+/// HTTPS clients kept per `ExternalAuth` for `$host` URLs; past it, one-off clients.
+const MAX_HOST_CLIENTS: usize = 64;
+
+/// `auth-url`: a fixed URL, or one with `$host` (the request's host), as ingress-nginx
+/// users write `https://$host/oauth2/auth`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthUrl {
+    fixed: Option<Uri>,
+    /// The text around each `$host`.
+    parts: Vec<String>,
+}
+
+/// Parses `auth-url`; `$host` is the only variable.
+pub fn parse_auth_url(v: &str) -> Result<AuthUrl, String> {
+    let parts: Vec<String> = v.split("$host").map(str::to_string).collect();
+    let longer_name = parts[1..].iter().any(|p| {
+        p.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+    });
+    if longer_name || parts.iter().any(|p| p.contains('$')) {
+        return Err("$host is the only nginx variable auth-url may use".into());
+    }
+    let sample = parts.join("host.invalid");
+    let uri = parse_url(&sample)?;
+    if parts.len() == 1 {
+        return Ok(AuthUrl {
+            fixed: Some(uri),
+            parts,
+        });
+    }
+    Ok(AuthUrl { fixed: None, parts })
+}
+
+impl AuthUrl {
+    /// The host of a fixed URL (`None` with `$host`).
+    pub fn fixed_host(&self) -> Option<&str> {
+        self.fixed.as_ref().and_then(Uri::host)
+    }
+
+    fn render(&self, host: &str) -> Result<Uri, String> {
+        if let Some(u) = &self.fixed {
+            return Ok(u.clone());
+        }
+        let valid = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !valid {
+            return Err(format!("the request host {host:?} cannot go into auth-url"));
+        }
+        parse_url(&self.parts.join(host))
+    }
+}
+
+impl std::fmt::Display for AuthUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.parts.join("$host"))
+    }
 }
 
 /// The URL checks shared by `auth-url` and `auth-signin`: absolute http(s), a host, no
@@ -140,6 +205,27 @@ pub fn parse_url(v: &str) -> Result<Uri, String> {
         return Err("the URL has no host".into());
     }
     Ok(uri)
+}
+
+/// The first address of `url`'s host that `policy` permits.
+async fn resolve(url: &Uri, policy: &AuthUrlPolicy) -> Result<SocketAddr, String> {
+    let host = url.host().unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port_u16().unwrap_or(match url.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    });
+    let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((bare, port))
+            .await
+            .map_err(|e| format!("resolving {bare}: {e}"))?
+            .collect(),
+    };
+    addrs
+        .into_iter()
+        .find(|a| policy.permits(bare, a.ip()))
+        .ok_or_else(|| format!("{bare} resolves to no address --auth-url-allowed permits"))
 }
 
 /// An nginx variable `auth-signin` may use.
@@ -319,7 +405,7 @@ pub struct AuthTimeouts {
 
 impl ExternalAuth {
     pub fn new(
-        url: Uri,
+        url: AuthUrl,
         method: Option<Method>,
         signin: Option<Signin>,
         response_headers: Vec<HeaderName>,
@@ -332,17 +418,29 @@ impl ExternalAuth {
             response_headers,
             request_redirect,
             client: OnceLock::new(),
+            by_host: Mutex::new(HashMap::new()),
         }
     }
 
-    fn host(&self) -> &str {
-        self.url.host().unwrap_or_default()
-    }
-
-    fn client(&self, connect: Duration) -> Option<&UpstreamClient> {
-        self.client
-            .get_or_init(|| build_client(&self.url, connect))
-            .as_ref()
+    fn client(&self, url: &Uri, connect: Duration) -> Option<UpstreamClient> {
+        if self.url.fixed.is_some() || url.scheme() != Some(&Scheme::HTTPS) {
+            return self
+                .client
+                .get_or_init(|| build_client(url, connect))
+                .clone();
+        }
+        let host = url.host()?.to_string();
+        let Ok(mut clients) = self.by_host.lock() else {
+            return build_client(url, connect);
+        };
+        if let Some(c) = clients.get(&host) {
+            return Some(c.clone());
+        }
+        let c = build_client(url, connect)?;
+        if clients.len() < MAX_HOST_CLIENTS {
+            clients.insert(host, c.clone());
+        }
+        Some(c)
     }
 
     /// Asks the auth service about one request.
@@ -356,11 +454,13 @@ impl ExternalAuth {
     ) -> Decision {
         let refuse = || Decision::Answer(respond::status_page(StatusCode::INTERNAL_SERVER_ERROR));
         let work = async {
-            let addr = self.resolve(policy).await?;
+            let host = crate::routing::normalize_host(forwarded.host.to_str().unwrap_or_default());
+            let url = self.url.render(&host)?;
+            let addr = resolve(&url, policy).await?;
             let client = self
-                .client(timeouts.connect)
+                .client(&url, timeouts.connect)
                 .ok_or_else(|| "no client for the auth URL".to_string())?;
-            let sub = self.sub_request(addr, req, forwarded, request_id)?;
+            let sub = self.sub_request(&url, addr, req, forwarded, request_id)?;
             client.request(sub).await.map_err(|e| e.to_string())
         };
         let resp = match tokio::time::timeout(timeouts.total, work).await {
@@ -412,39 +512,19 @@ impl ExternalAuth {
         }
     }
 
-    async fn resolve(&self, policy: &AuthUrlPolicy) -> Result<SocketAddr, String> {
-        let host = self.host();
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let port = self.url.port_u16().unwrap_or(match self.url.scheme_str() {
-            Some("https") => 443,
-            _ => 80,
-        });
-        let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((bare, port))
-                .await
-                .map_err(|e| format!("resolving {bare}: {e}"))?
-                .collect(),
-        };
-        addrs
-            .into_iter()
-            .find(|a| policy.permits(bare, a.ip()))
-            .ok_or_else(|| format!("{bare} resolves to no address --auth-url-allowed permits"))
-    }
-
     fn sub_request(
         &self,
+        url: &Uri,
         addr: SocketAddr,
         req: &Request<hyper::body::Incoming>,
         forwarded: &Forwarded<'_>,
         request_id: &HeaderValue,
     ) -> Result<Request<ProxyBody>, String> {
-        let pq = self
-            .url
+        let pq = url
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let scheme = if self.url.scheme() == Some(&Scheme::HTTPS) {
+        let scheme = if url.scheme() == Some(&Scheme::HTTPS) {
             Scheme::HTTPS
         } else {
             Scheme::HTTP
@@ -468,7 +548,7 @@ impl ExternalAuth {
         }
         headers::set_forwarded(&mut h, forwarded);
         h.remove(&headers::X_FORWARDED_PROTO);
-        let auth_host = self.url.authority().map(|a| a.as_str()).unwrap_or_default();
+        let auth_host = url.authority().map(|a| a.as_str()).unwrap_or_default();
         h.insert(
             header::HOST,
             HeaderValue::from_str(auth_host).map_err(|e| e.to_string())?,
@@ -638,6 +718,29 @@ mod tests {
             "javascript:$host",
         ] {
             assert!(parse_signin(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn auth_urls_with_host() {
+        let u = parse_auth_url("https://$host/oauth2/auth?h=$host").unwrap();
+        assert_eq!(u.fixed_host(), None);
+        assert_eq!(
+            u.render("app.test").unwrap(),
+            "https://app.test/oauth2/auth?h=app.test"
+        );
+        for bad in ["", "evil.test/x?", "a@b", "a b", "[::1]"] {
+            assert!(u.render(bad).is_err(), "{bad:?}");
+        }
+        let fixed = parse_auth_url("http://auth.test:9/check").unwrap();
+        assert_eq!(fixed.fixed_host(), Some("auth.test"));
+        for bad in [
+            "http://$remote_addr/",
+            "http://$hostname/",
+            "ftp://$host/",
+            "$host/auth",
+        ] {
+            assert!(parse_auth_url(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -424,12 +424,7 @@ fn read_access(r: &mut Reader<'_>, p: &mut PolicyInput) {
 
     if r.get("auth-url").is_some() {
         // Written: used when valid, else the routes refuse (fail closed).
-        p.auth_url = Some(r.parse("auth-url", |v| {
-            if v.contains('$') {
-                return Err("nginx variables are not supported in auth-url".to_string());
-            }
-            external::parse_url(v)
-        }));
+        p.auth_url = Some(r.parse("auth-url", external::parse_auth_url));
         p.auth_method = r.parse("auth-method", |v| match v {
             "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {
                 http::Method::from_bytes(v.as_bytes()).map_err(|e| e.to_string())
@@ -693,7 +688,10 @@ mod tests {
         assert_eq!(ext.response_headers.len(), 2);
         for pairs in [
             &[("nginx.ingress.kubernetes.io/auth-url", "not a url")][..],
-            &[("nginx.ingress.kubernetes.io/auth-url", "http://$host/auth")][..],
+            &[(
+                "nginx.ingress.kubernetes.io/auth-url",
+                "http://$remote_addr/auth",
+            )][..],
             &[(
                 "nginx.ingress.kubernetes.io/auth-url",
                 "http://u:p@auth.test/",

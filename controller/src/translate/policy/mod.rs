@@ -18,7 +18,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use portico_proxy::access::basic::{parse_htpasswd, BasicAuth, Credential};
 use portico_proxy::access::cors::{Cors, Origins};
-use portico_proxy::access::external::{AuthUrlPolicy, ExternalAuth};
+use portico_proxy::access::external::{AuthUrl, AuthUrlPolicy, ExternalAuth};
 use portico_proxy::access::rate_limit::{Rate, RateLimit};
 use portico_proxy::balance::{Balance, CookieAffinity, HashKey};
 use portico_proxy::compress::Compression;
@@ -126,7 +126,7 @@ pub struct PolicyInput {
     /// Where the limits' per-client state lives: `namespace/ingress` (set when resolving).
     pub limit_zone: Option<String>,
     /// `auth-url`; `Some(None)`: written but unusable, which denies.
-    pub auth_url: Option<Option<http::Uri>>,
+    pub auth_url: Option<Option<AuthUrl>>,
     pub auth_method: Option<http::Method>,
     pub auth_signin: Option<String>,
     pub auth_response_headers: Option<Vec<HeaderName>>,
@@ -447,7 +447,10 @@ impl PolicyInput {
         let Some(Some(url)) = &self.auth_url else {
             return;
         };
-        let host = url.host().unwrap_or_default();
+        // With `$host`, only the request's resolved addresses can be checked.
+        let Some(host) = url.fixed_host() else {
+            return;
+        };
         if !allowed.permits_host(host) {
             problems.push(Problem::new(
                 object.clone(),
