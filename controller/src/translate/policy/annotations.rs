@@ -381,8 +381,9 @@ pub fn from_annotations(
 /// a CORS origin list that cannot be read turns CORS off (no origin is allowed more than
 /// written); bad limits are ignored, as ingress-nginx does.
 fn read_access(r: &mut Reader<'_>, p: &mut PolicyInput) {
-    let auth_keys = ["auth-type", "auth-secret", "auth-secret-type", "auth-realm"];
-    let auth_written = auth_keys.iter().any(|k| r.get(k).is_some());
+    // `auth-type` or `auth-secret` asks for authentication; a realm or secret type alone
+    // asks for nothing.
+    let auth_written = r.get("auth-type").is_some() || r.get("auth-secret").is_some();
     p.auth_basic = r.parse("auth-type", |v| match v {
         "basic" => Ok(true),
         "digest" => Err("digest authentication is not supported; use basic".to_string()),
@@ -634,6 +635,9 @@ mod tests {
         assert_eq!(p.auth_secret.as_deref(), Some("ns/users"));
         assert_eq!(p.auth_secret_map, Some(true));
         assert_eq!(p.auth_realm.as_deref(), Some("Staff \"only\""));
+        let (p, problems) = parse(&[("nginx.ingress.kubernetes.io/auth-realm", "left over")]);
+        assert!(problems.is_empty() && p.auth_basic.is_none());
+        assert!(!p.build(super::super::RouteContext::default()).deny);
         // Each of these asks for authentication Portico cannot apply: the routes answer 503.
         for pairs in [
             &[("nginx.ingress.kubernetes.io/auth-type", "basic")][..],
