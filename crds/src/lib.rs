@@ -24,8 +24,8 @@ pub use class_parameters::{
 pub use error::Error;
 pub use policy::{
     Affinity, AffinityMode, Auth, AuthSecretType, BackendProtocol, BasicAuth, Compression,
-    CookieAffinity, Cors, HeaderOps, Headers, LoadBalance, PolicySpec, RateLimit, Redirect,
-    Retries, SameSite, Timeouts, Upstream, UpstreamTls,
+    CookieAffinity, Cors, ExternalAuth, HeaderOps, Headers, LoadBalance, PolicySpec, RateLimit,
+    Redirect, Retries, SameSite, Timeouts, Upstream, UpstreamTls,
 };
 pub use route_policy::{RoutePolicy, RoutePolicySpec, RoutePolicyStatus, TargetRef, TargetStatus};
 

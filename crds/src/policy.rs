@@ -115,6 +115,38 @@ pub struct Auth {
     /// HTTP Basic authentication against users kept in a Secret.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basic: Option<BasicAuth>,
+    /// Ask an auth service before forwarding (ingress-nginx's `auth-url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalAuth>,
+}
+
+/// External authentication: a sub-request to `url` (2xx allows; 401 and 403 go back to the
+/// client; anything else answers 500).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalAuth {
+    /// `http(s)://host[:port]/path`; may use `$host` (the request's host).
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// The sub-request's method (default: the request's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]))]
+    pub method: Option<String>,
+    /// Where a 401 redirects to (`rd=` the original URL is added unless present).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub signin_url: Option<String>,
+    /// Headers of the auth service's answer set on the upstream request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 32),
+        inner(regex(pattern = "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))
+    )]
+    pub response_headers: Vec<String>,
+    /// Sent as `X-Auth-Request-Redirect` (default: the request URI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub request_redirect: Option<String>,
 }
 
 /// HTTP Basic authentication (ingress-nginx's `auth-type: basic`).
@@ -177,6 +209,12 @@ pub struct Cors {
 /// Limits per client address, counted by each replica on its own.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "has(self.rps) || has(self.rpm) || has(self.connections)",
+        "message": "set rps, rpm or connections"
+    }
+]))]
 pub struct RateLimit {
     /// Requests per second.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -217,6 +217,39 @@ pub fn from_spec(
             }
         });
     }
+    if let Some(ext) = spec.auth.as_ref().and_then(|a| a.external.as_ref()) {
+        p.auth_url = Some(c.check(
+            "auth.external.url",
+            Some(&ext.url),
+            portico_proxy::access::external::parse_auth_url,
+        ));
+        p.auth_method = c.check("auth.external.method", ext.method.as_deref(), |v| {
+            http::Method::from_bytes(v.as_bytes()).map_err(|e| e.to_string())
+        });
+        p.auth_signin = c.check("auth.external.signinUrl", ext.signin_url.as_deref(), |v| {
+            portico_proxy::access::external::parse_signin(v).map(|_| v.to_string())
+        });
+        if !ext.response_headers.is_empty() {
+            p.auth_response_headers = c.check(
+                "auth.external.responseHeaders",
+                Some(&ext.response_headers.join(",")),
+                portico_proxy::access::external::parse_header_names,
+            );
+        }
+        p.auth_request_redirect = c.check(
+            "auth.external.requestRedirect",
+            ext.request_redirect.as_deref(),
+            grammar::header_value,
+        );
+        let bad = (ext.method.is_some() && p.auth_method.is_none())
+            || (ext.signin_url.is_some() && p.auth_signin.is_none())
+            || (!ext.response_headers.is_empty() && p.auth_response_headers.is_none())
+            || (ext.request_redirect.is_some() && p.auth_request_redirect.is_none());
+        if bad {
+            // Asked for, but not as written: refuse rather than serve open.
+            p.auth_url = Some(None);
+        }
+    }
     if let Some(cors) = spec.cors.as_ref() {
         p.cors_enabled = Some(true);
         if !cors.allow_origins.is_empty() {
@@ -375,6 +408,28 @@ mod tests {
         assert!(p.limit_exempt.is_none() && p.limit_rpm == Some(5));
         let built = p.build(super::super::RouteContext::default());
         assert!(built.deny && built.cors.is_none() && built.rate_limit.is_some());
+
+        let spec: PolicySpec = serde_json::from_value(serde_json::json!({
+            "auth": {"external": {
+                "url": "https://$host/oauth2/auth",
+                "signinUrl": "https://$host/oauth2/start?rd=$escaped_request_uri",
+                "responseHeaders": ["X-Auth-Request-User"]
+            }}
+        }))
+        .unwrap();
+        let mut problems = Vec::new();
+        let p = from_spec(&spec, &object, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let built = p.build(super::super::RouteContext::default());
+        assert!(!built.deny && built.external_auth.is_some());
+        let spec: PolicySpec = serde_json::from_value(serde_json::json!({
+            "auth": {"external": {"url": "https://auth.test/", "signinUrl": "https://$cookie_x/"}}
+        }))
+        .unwrap();
+        let mut problems = Vec::new();
+        let p = from_spec(&spec, &object, &mut problems);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(p.build(super::super::RouteContext::default()).deny);
     }
 
     #[test]
