@@ -716,3 +716,47 @@ async fn limit_connections_holds_a_slot_while_the_answer_streams() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+#[tokio::test]
+async fn a_route_policy_sets_the_same_access_control() {
+    let web = echo("web").await;
+    let policy = "apiVersion: portico.dev/v1alpha1\nkind: RoutePolicy\nmetadata:\n  name: access\n  namespace: default\n\
+                  spec:\n  targetRefs:\n    - kind: Ingress\n      name: typed\n  \
+                  auth:\n    basic:\n      secretName: typed-users\n      secretType: auth-map\n      realm: Typed\n  \
+                  cors:\n    allowOrigins: [\"https://app.example.com\"]\n  \
+                  rateLimit:\n    rpm: 1\n    burstMultiplier: 3\n    statusCode: 429\n";
+    let docs = [
+        policy.to_string(),
+        secret("default", "typed-users", &[("tess", &sha_hash("t-pass"))]),
+        ingress("default", "typed")
+            .rule("typed.test", "/", "Prefix", "web")
+            .yaml(),
+    ];
+    let (_dir, p) = start(&docs, &[("web", web)]).await;
+    let c = p.client(&["typed.test"]);
+    let started = Instant::now();
+    let send = |creds: bool| {
+        let mut r = c
+            .get(p.http_url("typed.test", "/"))
+            .header("origin", "https://app.example.com");
+        if creds {
+            r = r.basic_auth("tess", Some("t-pass"));
+        }
+        r.send()
+    };
+    let r = send(false).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"Typed\"");
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    // One request a minute and three more at once: the 401 above counted too.
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(send(true).await.unwrap().status().as_u16());
+    }
+    if started.elapsed() < Duration::from_secs(55) {
+        assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    }
+}
