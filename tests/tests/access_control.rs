@@ -760,3 +760,49 @@ async fn a_route_policy_sets_the_same_access_control() {
         assert_eq!(statuses, [200, 200, 200, 429, 429]);
     }
 }
+
+#[tokio::test]
+async fn rate_limits_count_the_client_behind_a_trusted_proxy() {
+    let web = echo("web").await;
+    let docs = [ingress("default", "lb")
+        .annotation(&nginx("limit-rpm"), "1")
+        .annotation(&nginx("limit-burst-multiplier"), "1")
+        .annotation(&nginx("limit-whitelist"), "198.51.100.0/24")
+        .rule("lb.test", "/", "Prefix", "web")
+        .yaml()];
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "backends.yaml",
+        &backend("default", "web", &[web]),
+    );
+    write(dir.path(), "objects.yaml", &docs.join("---\n"));
+    let p = Portico::start(dir.path(), &["--trusted-proxies", "127.0.0.0/8"]).await;
+    let c = p.client(&["lb.test"]);
+    let started = Instant::now();
+    let from = |client: &'static str| {
+        c.get(p.http_url("lb.test", "/"))
+            .header("x-forwarded-for", client)
+            .send()
+    };
+    let mut first = Vec::new();
+    for _ in 0..3 {
+        first.push(from("192.0.2.1").await.unwrap().status().as_u16());
+    }
+    let other = from("192.0.2.2").await.unwrap().status().as_u16();
+    let mut exempt = Vec::new();
+    for _ in 0..5 {
+        exempt.push(from("198.51.100.7").await.unwrap().status().as_u16());
+    }
+    if started.elapsed() < Duration::from_secs(55) {
+        assert_eq!(first, [200, 200, 503], "one client's budget");
+        assert_eq!(
+            other, 200,
+            "another client behind the same proxy has its own"
+        );
+        assert_eq!(
+            exempt, [200; 5],
+            "limit-whitelist applies to the real client"
+        );
+    }
+}
