@@ -226,9 +226,15 @@ async fn cors_preflight_simple_requests_and_refusals() {
             "users",
             &[("auth", &format!("u:{}", sha_hash("p")))],
         ),
+        ingress("default", "barred")
+            .annotation(&nginx("enable-cors"), "true")
+            .annotation(&nginx("cors-allow-origin"), "https://app.example.com")
+            .annotation(&nginx("denylist-source-range"), "127.0.0.0/8")
+            .rule("barred.test", "/", "Prefix", "web")
+            .yaml(),
     ];
     let (_dir, p) = start(&docs, &[("web", web)]).await;
-    let c = p.client(&["api.test", "open.test", "locked.test"]);
+    let c = p.client(&["api.test", "open.test", "locked.test", "barred.test"]);
 
     // A preflight is answered by Portico.
     let r = c
@@ -308,6 +314,17 @@ async fn cors_preflight_simple_requests_and_refusals() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let r = c
+        .get(p.http_url("barred.test", "/"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     assert_eq!(
         r.headers()["access-control-allow-origin"],
         "https://app.example.com"
