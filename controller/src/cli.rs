@@ -179,6 +179,17 @@ pub struct RunArgs {
     /// Ingress is served with TLS terminated.
     #[arg(long)]
     pub enable_ssl_passthrough: bool,
+    /// Where `auth-url` sub-requests may go: CIDRs and host names, comma-separated. Empty:
+    /// anywhere but loopback, link-local (cloud metadata), unspecified and multicast
+    /// addresses; set: only what it lists (a CIDR may open a loopback auth service).
+    #[arg(long, default_value = "")]
+    pub auth_url_allowed: String,
+    /// Connect timeout of `auth-url` sub-requests.
+    #[arg(long, default_value = "2s", value_parser = crate::duration::parse)]
+    pub auth_connect_timeout: Duration,
+    /// Longest wait for an `auth-url` answer; past it the request gets 500.
+    #[arg(long, default_value = "5s", value_parser = crate::duration::parse)]
+    pub auth_timeout: Duration,
     /// Let Ingresses in several namespaces share a host (off: the first namespace owns it).
     #[arg(long)]
     pub allow_shared_hosts: bool,

@@ -144,6 +144,9 @@ async fn serve(args: RunArgs, logs: logging::LogControl) -> anyhow::Result<()> {
     };
     #[cfg(not(feature = "otlp"))]
     let tracing = trace_context::Tracing::default();
+    let auth_url_allowed =
+        portico_proxy::access::external::AuthUrlPolicy::parse(&args.auth_url_allowed)
+            .map_err(|e| anyhow::anyhow!("--auth-url-allowed: {e}"))?;
     let proxy = Proxy::new(ProxyConfig {
         trusted_proxies: trusted,
         https_redirect_port: args.https_redirect_port,
@@ -162,6 +165,11 @@ async fn serve(args: RunArgs, logs: logging::LogControl) -> anyhow::Result<()> {
             sample: args.access_log_sample,
         },
         tracing,
+        auth_url_allowed: auth_url_allowed.clone(),
+        auth_timeouts: portico_proxy::access::external::AuthTimeouts {
+            connect: args.auth_connect_timeout,
+            total: args.auth_timeout,
+        },
         ..ProxyConfig::default()
     })?;
     let admin_token = match &args.admin_token_file {
@@ -190,6 +198,7 @@ async fn serve(args: RunArgs, logs: logging::LogControl) -> anyhow::Result<()> {
         default_certificate,
         default_backend_service,
         allow_external_name: args.allow_external_name,
+        auth_url_allowed,
         shared_certificate_namespaces: args.shared_certificate_namespaces.clone(),
         exclusive_host_namespaces: !args.allow_shared_hosts,
         enable_ssl_passthrough: args.enable_ssl_passthrough,

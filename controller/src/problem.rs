@@ -97,6 +97,10 @@ pub enum Reason {
     HostOwnedElsewhere { host: String, owner: String },
     #[error("backend TLS Secret {secret} is not usable ({error}); certificate verification towards the backend fails until it is")]
     BackendTlsSecret { secret: String, error: String },
+    #[error(
+        "basic-auth Secret {secret} is not usable ({error}); the routes answer 503 until it is"
+    )]
+    AuthSecret { secret: String, error: String },
     #[error("error backend Service {service} does not exist or has no port; custom error pages are not served")]
     ErrorBackend { service: String },
     #[error("{setting} is above the class's limit; {limit} is used")]
@@ -167,6 +171,7 @@ impl Reason {
             Reason::LimitExceeded { .. } => "LimitExceeded",
             Reason::AnnotationDenied { .. } => "AnnotationDenied",
             Reason::BackendTlsSecret { .. } => "BackendTlsSecret",
+            Reason::AuthSecret { .. } => "AuthSecret",
             Reason::ErrorBackend { .. } => "ErrorBackend",
             Reason::SnippetIgnored { .. } => "SnippetIgnored",
             Reason::UnsupportedAnnotation { .. } => "UnsupportedAnnotation",

@@ -23,8 +23,9 @@ pub use class_parameters::{
 };
 pub use error::Error;
 pub use policy::{
-    Affinity, AffinityMode, BackendProtocol, Compression, CookieAffinity, HeaderOps, Headers,
-    LoadBalance, PolicySpec, Redirect, Retries, SameSite, Timeouts, Upstream, UpstreamTls,
+    Affinity, AffinityMode, Auth, AuthSecretType, BackendProtocol, BasicAuth, Compression,
+    CookieAffinity, Cors, ExternalAuth, HeaderOps, Headers, LoadBalance, PolicySpec, RateLimit,
+    Redirect, Retries, SameSite, Timeouts, Upstream, UpstreamTls,
 };
 pub use route_policy::{RoutePolicy, RoutePolicySpec, RoutePolicyStatus, TargetRef, TargetStatus};
 

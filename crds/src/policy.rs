@@ -96,6 +96,150 @@ pub struct PolicySpec {
     /// Compress answers (ingress-nginx's `use-gzip`, `enable-brotli`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
+    /// Who may use the routes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+    /// CORS headers and preflight answers (ingress-nginx's `enable-cors` and `cors-*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+    /// Request and connection limits per client address, per replica (ingress-nginx's
+    /// `limit-*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Authentication of the routes' clients.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Auth {
+    /// HTTP Basic authentication against users kept in a Secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+    /// Ask an auth service before forwarding (ingress-nginx's `auth-url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalAuth>,
+}
+
+/// External authentication: a sub-request to `url` (2xx allows; 401 and 403 go back to the
+/// client; anything else answers 500).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalAuth {
+    /// `http(s)://host[:port]/path`; may use `$host` (the request's host).
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// The sub-request's method (default: the request's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]))]
+    pub method: Option<String>,
+    /// Where a 401 redirects to (`rd=` the original URL is added unless present).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub signin_url: Option<String>,
+    /// Headers of the auth service's answer set on the upstream request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 32),
+        inner(regex(pattern = "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))
+    )]
+    pub response_headers: Vec<String>,
+    /// Sent as `X-Auth-Request-Redirect` (default: the request URI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub request_redirect: Option<String>,
+}
+
+/// HTTP Basic authentication (ingress-nginx's `auth-type: basic`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuth {
+    /// A Secret in the policy's namespace holding the users.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// How the Secret holds the users (default `auth-file`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_type: Option<AuthSecretType>,
+    /// The realm shown by browsers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub realm: Option<String>,
+}
+
+/// How a basic-auth Secret holds its users.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AuthSecretType {
+    /// The key `auth` holds an htpasswd file (bcrypt, `$apr1$` or `{SHA}` hashes).
+    #[serde(rename = "auth-file")]
+    AuthFile,
+    /// Each key is a user, its value the password hash.
+    #[serde(rename = "auth-map")]
+    AuthMap,
+}
+
+/// CORS (as ingress-nginx's `cors-*` annotations, with their defaults).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Cors {
+    /// Allowed origins: `*`, or `http(s)://host[:port]` where the host may start with `*.`
+    /// (default `*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 300)))]
+    pub allow_origins: Vec<String>,
+    /// Default `GET, PUT, POST, DELETE, PATCH, OPTIONS`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(regex(pattern = "^[A-Za-z]+$")))]
+    pub allow_methods: Vec<String>,
+    /// Default: ingress-nginx's list (`DNT`, `Keep-Alive`, `User-Agent`, …, `Authorization`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(regex(pattern = "^[A-Za-z0-9_-]+$")))]
+    pub allow_headers: Vec<String>,
+    /// Headers scripts may read (default none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(regex(pattern = "^([A-Za-z0-9_-]+|[*])$")))]
+    pub expose_headers: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true` (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+    /// `Access-Control-Max-Age` in seconds (default 1728000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 31_536_000))]
+    pub max_age: Option<u64>,
+}
+
+/// Limits per client address, counted by each replica on its own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "has(self.rps) || has(self.rpm) || has(self.connections)",
+        "message": "set rps, rpm or connections"
+    }
+]))]
+pub struct RateLimit {
+    /// Requests per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub rps: Option<u32>,
+    /// Requests per minute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub rpm: Option<u32>,
+    /// Requests being processed at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub connections: Option<u32>,
+    /// Requests allowed at once above the rate, as a multiple of it (default 5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub burst_multiplier: Option<u32>,
+    /// Client CIDRs never limited.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub exempt: Vec<String>,
+    /// The status of a refused request (default 503, as ingress-nginx).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = [429, 503]))]
+    pub status_code: Option<u16>,
 }
 
 /// Response compression, chosen from the client's `Accept-Encoding` (brotli first).

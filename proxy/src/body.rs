@@ -34,6 +34,8 @@ pub enum ProxyBody {
     Guarded(Box<Guarded>),
     Compressed(Box<crate::compress::Compressed<ProxyBody>>),
     Bytes(Option<Bytes>),
+    /// A body holding a `limit-connections` slot until the answer is sent.
+    Held(Box<(ProxyBody, crate::access::rate_limit::InFlight)>),
 }
 
 /// A streamed body with a size limit and/or a limit on the pause between two frames.
@@ -127,6 +129,7 @@ impl http_body::Body for ProxyBody {
             ProxyBody::Guarded(g) => g.poll_frame(cx),
             ProxyBody::Compressed(c) => Pin::new(c.as_mut()).poll_frame(cx),
             ProxyBody::Bytes(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Held(h) => Pin::new(&mut h.0).poll_frame(cx),
         }
     }
 
@@ -136,6 +139,7 @@ impl http_body::Body for ProxyBody {
             ProxyBody::Guarded(g) => g.inner.is_end_stream(),
             ProxyBody::Compressed(c) => c.is_end_stream(),
             ProxyBody::Bytes(b) => b.is_none(),
+            ProxyBody::Held(h) => h.0.is_end_stream(),
         }
     }
 
@@ -146,6 +150,7 @@ impl http_body::Body for ProxyBody {
             ProxyBody::Compressed(c) => c.size_hint(),
             ProxyBody::Bytes(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Bytes(None) => SizeHint::with_exact(0),
+            ProxyBody::Held(h) => h.0.size_hint(),
         }
     }
 }

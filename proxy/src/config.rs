@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::access::external::{AuthTimeouts, AuthUrlPolicy};
 use crate::client_addr::TrustedProxies;
 
 /// Listener and forwarding settings. Defaults follow what ingress-nginx users expect.
@@ -37,6 +38,10 @@ pub struct ProxyConfig {
     pub access_log_options: crate::access_log::Options,
     /// Trace sampling and span export.
     pub tracing: crate::trace_context::Tracing,
+    /// Where `auth-url` sub-requests may go (`--auth-url-allowed`).
+    pub auth_url_allowed: AuthUrlPolicy,
+    /// Connect and total timeouts of `auth-url` sub-requests.
+    pub auth_timeouts: AuthTimeouts,
 }
 
 impl Default for ProxyConfig {
@@ -56,6 +61,11 @@ impl Default for ProxyConfig {
             access_log: true,
             access_log_options: crate::access_log::Options::default(),
             tracing: crate::trace_context::Tracing::default(),
+            auth_url_allowed: AuthUrlPolicy::default(),
+            auth_timeouts: AuthTimeouts {
+                connect: Duration::from_secs(2),
+                total: Duration::from_secs(5),
+            },
         }
     }
 }

@@ -12,6 +12,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::{debug, warn};
 
+use crate::access::basic::Verdict;
+use crate::access::cors::Cors;
+use crate::access::external::Decision;
 use crate::access_log::{self, Head, LoggedBody};
 use crate::backend::{Endpoints, Pick, Target};
 use crate::balance::{Balance, RequestKey};
@@ -57,9 +60,17 @@ pub(crate) async fn handle(
     let log = &shared.config.access_log_options;
     let head = Head::capture(shared.config.access_log, log, tracing, &req, start, trace);
 
+    let origin = req.headers().get(http::header::ORIGIN).cloned();
+
     let (resp, target, upstream) =
         route_and_forward(&shared, &conn, req, client, &request_id).await;
     let (mut parts, body) = resp.into_parts();
+    // CORS headers go on every answer to an allowed origin, Portico's own included.
+    if let Some(cors) = target.as_ref().and_then(|t| t.policy.cors.as_ref()) {
+        if let Some(allowed) = cors.allowed(origin.as_ref()) {
+            cors.decorate(allowed, &mut parts.headers);
+        }
+    }
     if conn.tls {
         if let Some(hsts) = target.as_ref().and_then(|t| t.policy.hsts.as_ref()) {
             parts
@@ -87,7 +98,7 @@ type Outcome = (Response<ProxyBody>, Option<Arc<Target>>, Option<SocketAddr>);
 async fn route_and_forward(
     shared: &Shared,
     conn: &ConnInfo,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     client: IpAddr,
     request_id: &HeaderValue,
 ) -> Outcome {
@@ -141,6 +152,15 @@ async fn route_and_forward(
             None,
         );
     }
+    if let Some(cors) = &policy.cors {
+        if Cors::is_preflight(req.method(), req.headers())
+            && cors
+                .allowed(req.headers().get(http::header::ORIGIN))
+                .is_some()
+        {
+            return (Cors::preflight(), Some(target), None);
+        }
+    }
     if let Some(redirect) = &policy.redirect {
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let resp = match redirect {
@@ -180,6 +200,30 @@ async fn route_and_forward(
     }
     drop(host);
 
+    // Rate limits, then authentication, as nginx's preaccess and access phases.
+    let in_flight = match &policy.rate_limit {
+        Some(limit) => match limit.admit(client) {
+            Ok(held) => held,
+            Err(why) => {
+                if let Some(stats) = target.stats.get() {
+                    stats.rate_limited();
+                }
+                debug!(client = %client, reason = ?why, "rate limited");
+                let status = limit.status;
+                return (respond::status_page(status), Some(target), None);
+            }
+        },
+        None => None,
+    };
+    if let Some(auth) = &policy.basic_auth {
+        if auth.check(req.headers()).await == Verdict::Deny {
+            let mut resp = respond::status_page(StatusCode::UNAUTHORIZED);
+            resp.headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, auth.challenge.clone());
+            return (resp, Some(target), None);
+        }
+    }
+
     let forwarded = Forwarded {
         peer: conn.peer.ip(),
         peer_value: &conn.peer_value,
@@ -189,8 +233,39 @@ async fn route_and_forward(
         host: &host_value,
         port: conn.local_port,
     };
+    if let Some(auth) = &policy.external_auth {
+        let decision = auth
+            .check(
+                &shared.config.auth_url_allowed,
+                shared.config.auth_timeouts,
+                &req,
+                &forwarded,
+                request_id,
+            )
+            .await;
+        match decision {
+            Decision::Allow(set) => {
+                // The listed headers come from the auth service only, never from the client.
+                let h = req.headers_mut();
+                for (name, value) in set {
+                    h.remove(&name);
+                    if let Some(v) = value {
+                        h.insert(name, v);
+                    }
+                }
+            }
+            Decision::Answer(resp) => return (resp, Some(target), None),
+        }
+    }
     match forward(shared, &target, req, &forwarded, request_id).await {
-        Ok((resp, addr)) => (resp, Some(target), addr),
+        Ok((resp, addr)) => {
+            // A `limit-connections` slot is held until the answer has been sent.
+            let resp = match in_flight {
+                Some(held) => resp.map(|body| ProxyBody::Held(Box::new((body, held)))),
+                None => resp,
+            };
+            (resp, Some(target), addr)
+        }
         Err((e, addr)) => {
             shared.metrics.upstream_error(e.kind());
             warn!(

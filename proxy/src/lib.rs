@@ -5,6 +5,7 @@
 //! per TLS handshake and once per request, so a swap never tears and never drops a connection.
 //! This crate knows nothing about Kubernetes.
 
+pub mod access;
 pub mod access_log;
 pub mod admin;
 pub mod backend;

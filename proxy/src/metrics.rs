@@ -147,6 +147,8 @@ struct RouteCounters {
     upstream_duration: Histogram,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// Requests refused by the route's rate limits.
+    rate_limited: AtomicU64,
 }
 
 /// Counters of one (namespace, ingress, service), shared by every route that names it.
@@ -160,6 +162,12 @@ impl RouteStats {
     #[inline]
     fn counters(&self) -> &RouteCounters {
         self.counters.get_or_init(Box::default)
+    }
+
+    /// A request was refused by the route's rate limits.
+    #[inline]
+    pub fn rate_limited(&self) {
+        self.counters().rate_limited.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A response head went out.
@@ -456,6 +464,11 @@ impl Metrics {
                 "portico_response_bytes_total",
                 "Response body bytes sent, by route.",
                 |c: &RouteCounters| &c.bytes_out,
+            ),
+            (
+                "portico_requests_rate_limited_total",
+                "Requests refused by the route's rate limits (per replica).",
+                |c: &RouteCounters| &c.rate_limited,
             ),
         ] {
             header(&mut out, name, "counter", help);

@@ -12,6 +12,10 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use regex::Regex;
 
+use crate::access::basic::BasicAuth;
+use crate::access::cors::Cors;
+use crate::access::external::ExternalAuth;
+use crate::access::rate_limit::RateLimit;
 use crate::backend::Backend;
 use crate::balance::Balance;
 use crate::client_addr::TrustedProxies;
@@ -28,6 +32,15 @@ pub struct Policy {
     pub allow_sources: Option<TrustedProxies>,
     /// Clients refused with 403 (`denylist-source-range`), checked first.
     pub deny_sources: Option<TrustedProxies>,
+    /// Users and passwords (`auth-type: basic`); others get 401.
+    pub basic_auth: Option<Arc<BasicAuth>>,
+    /// CORS headers and preflight answers (`enable-cors`).
+    pub cors: Option<Arc<Cors>>,
+    /// Request and connection limits per client (`limit-rps`, `limit-rpm`,
+    /// `limit-connections`).
+    pub rate_limit: Option<Arc<RateLimit>>,
+    /// Ask an auth service before forwarding (`auth-url`).
+    pub external_auth: Option<Arc<ExternalAuth>>,
     /// Answer with a redirect instead of forwarding.
     pub redirect: Option<Redirect>,
     /// Requests for `/` are redirected (302) to this path (`app-root`).

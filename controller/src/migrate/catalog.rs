@@ -94,7 +94,6 @@ pub const NOT_READ: &[(&str, &str)] = &[
     ("enable-global-auth", "there is no class-wide auth-url"),
     ("auth-always-set-cookie", "cookies from the auth service are not set on the answer"),
     ("auth-signin-redirect-param", "the sign-in redirect parameter is always rd"),
-    ("auth-tls-match-cn", "client certificates are not matched by CN"),
     ("limit-rate", "bandwidth limits are not implemented"),
     ("limit-rate-after", "bandwidth limits are not implemented"),
 ];

@@ -189,7 +189,51 @@ fn slim<K: Resource>(obj: &mut K) {
     }
 }
 
+/// The Secret keys Portico reads: basic-auth files, CA bundles and CRLs, certificates.
+pub const SECRET_KEYS: [&str; 5] = ["auth", "ca.crt", "ca.crl", "tls.crt", "tls.key"];
+
+/// Longest value kept for a key outside [`SECRET_KEYS`] (an `auth-map` password hash).
+const MAX_HASH_LEN: usize = 128;
+
+/// Secrets of other types than `kubernetes.io/tls` are watched for what annotations
+/// reference (basic-auth users, CA bundles). Everything Portico never reads is dropped before
+/// the store keeps them: other keys (an `auth-map` entry whose value looks like a password
+/// hash excepted), `stringData`, managed fields.
+pub fn slim_secret(secret: &mut Secret) {
+    slim(secret);
+    secret.string_data = None;
+    if let Some(data) = secret.data.as_mut() {
+        data.retain(|key, value| {
+            SECRET_KEYS.contains(&key.as_str()) || looks_like_password_hash(&value.0)
+        });
+    }
+}
+
+fn looks_like_password_hash(v: &[u8]) -> bool {
+    v.len() <= MAX_HASH_LEN
+        && [&b"$2y$"[..], b"$2a$", b"$2b$", b"$apr1$", b"{SHA}"]
+            .iter()
+            .any(|p| v.starts_with(p))
+}
+
+/// The field selector of the second Secret watch: every type but TLS (the first watch),
+/// Helm releases and service-account tokens (large, and never referenced by annotations).
+pub const OTHER_SECRETS: &str =
+    "type!=kubernetes.io/tls,type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
+
 fn reflect<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, BoxStream<'static, &'static str>)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    reflect_with(api, config, slim::<K>)
+}
+
+fn reflect_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    modify: fn(&mut K),
+) -> (Store<K>, BoxStream<'static, &'static str>)
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
@@ -199,7 +243,7 @@ where
     let kind: &'static str = Box::leak(kind.into_boxed_str());
     let events = watcher(api, config)
         .default_backoff()
-        .modify(slim::<K>)
+        .modify(modify)
         .reflect(writer)
         .filter_map(move |event| async move {
             match event {
@@ -277,6 +321,15 @@ pub fn start(
         let (s, e) = reflect(
             api,
             watcher::Config::default().fields("type=kubernetes.io/tls"),
+        );
+        secrets.push(s);
+        streams.push(e);
+    }
+    for api in apis::<Secret>(client, scope) {
+        let (s, e) = reflect_with(
+            api,
+            watcher::Config::default().fields(OTHER_SECRETS),
+            slim_secret,
         );
         secrets.push(s);
         streams.push(e);
@@ -385,6 +438,39 @@ mod tests {
 
     fn kind<K: Resource<DynamicType = ()>>() -> (String, String) {
         (K::group(&()).to_string(), K::plural(&()).to_string())
+    }
+
+    #[test]
+    fn other_secrets_keep_only_what_portico_reads() {
+        use k8s_openapi::ByteString;
+        let mut s = Secret::default();
+        s.metadata.managed_fields = Some(Vec::new());
+        let big = vec![b'x'; 4096];
+        s.data = Some(
+            [
+                ("auth", b"u:{SHA}x".to_vec()),
+                ("ca.crt", b"pem".to_vec()),
+                ("alice", b"$2y$05$abc".to_vec()),
+                ("bob", b"{SHA}abc".to_vec()),
+                ("password", b"hunter2".to_vec()),
+                ("config.json", big.clone()),
+                ("huge-hash", [b"$apr1$".to_vec(), big].concat()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v)))
+            .collect(),
+        );
+        s.string_data = Some([("x".to_string(), "y".to_string())].into());
+        slim_secret(&mut s);
+        let keys: Vec<&str> = s
+            .data
+            .as_ref()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["alice", "auth", "bob", "ca.crt"]);
+        assert!(s.string_data.is_none() && s.metadata.managed_fields.is_none());
     }
 
     #[test]

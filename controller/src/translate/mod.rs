@@ -56,6 +56,8 @@ pub struct Options {
     /// Serve `ssl-passthrough` (ingress-nginx's `--enable-ssl-passthrough`); off, the
     /// annotation is reported and the Ingress is served terminated.
     pub enable_ssl_passthrough: bool,
+    /// Where `auth-url` may point (`--auth-url-allowed`).
+    pub auth_url_allowed: portico_proxy::access::external::AuthUrlPolicy,
     /// Seconds since the Unix epoch, for certificate validity checks.
     pub now: i64,
 }
@@ -73,6 +75,7 @@ impl Options {
             allow_external_name: false,
             exclusive_host_namespaces: true,
             enable_ssl_passthrough: false,
+            auth_url_allowed: Default::default(),
             now: 0,
         }
     }
@@ -176,6 +179,13 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
                 c.clamp(&mut policy, &object, &mut problems);
             }
             policy.resolve_ssl_secret(namespace, inputs, &object, &mut problems);
+            policy.resolve_access(
+                namespace,
+                inputs,
+                &options.auth_url_allowed,
+                &object,
+                &mut problems,
+            );
             let host_tls = policy::client_tls::from_annotations(
                 annotations,
                 namespace,

@@ -8,6 +8,8 @@ use portico_proxy::policy::RetryOn;
 use portico_proxy::upstream::Protocol;
 use regex::Regex;
 
+use portico_proxy::access::{cors, external};
+
 use super::grammar::{self, Parsed};
 use super::PolicyInput;
 use crate::problem::{ObjectRef, Problem, Reason};
@@ -71,6 +73,27 @@ const SHARED_KEYS: &[&str] = &[
     "auth-tls-error-page",
     "ssl-passthrough",
     "server-alias",
+    "auth-type",
+    "auth-secret",
+    "auth-secret-type",
+    "auth-realm",
+    "enable-cors",
+    "cors-allow-origin",
+    "cors-allow-methods",
+    "cors-allow-headers",
+    "cors-expose-headers",
+    "cors-allow-credentials",
+    "cors-max-age",
+    "limit-rps",
+    "limit-rpm",
+    "limit-connections",
+    "limit-burst-multiplier",
+    "limit-whitelist",
+    "auth-url",
+    "auth-method",
+    "auth-signin",
+    "auth-response-headers",
+    "auth-request-redirect",
 ];
 
 /// Keys only Portico has.
@@ -81,20 +104,13 @@ const PORTICO_KEYS: &[&str] = &[
     "set-response-headers",
     "add-response-headers",
     "remove-response-headers",
+    "limit-status-code",
 ];
 
-/// Access-control keys Portico does not read yet. A route carrying one is refused (503), not
-/// served without the protection its owner asked for.
-const SECURITY_KEYS: &[&str] = &[
-    "auth-type",
-    "auth-secret",
-    "auth-secret-type",
-    "auth-realm",
-    "auth-url",
-    "auth-signin",
-    "auth-method",
-    "auth-response-headers",
-];
+/// Access-control keys Portico does not read. A route carrying one is refused (503), not
+/// served with less protection than its owner asked for (without CN matching, any
+/// certificate from the CA would pass).
+const SECURITY_KEYS: &[&str] = &["auth-tls-match-cn"];
 
 /// Does the Ingress ask for access control Portico cannot apply yet?
 fn unsupported_security(annotations: &BTreeMap<String, String>) -> bool {
@@ -345,6 +361,7 @@ pub fn from_annotations(
     {
         p.deny = Some(true);
     }
+    read_access(&mut r, &mut p);
     // A permanent redirect wins over a temporal one, as in ingress-nginx.
     for (url_key, code_key, default) in [
         ("permanent-redirect", "permanent-redirect-code", 301),
@@ -361,6 +378,102 @@ pub fn from_annotations(
         }
     }
     p
+}
+
+/// Basic auth, CORS and rate limits. Basic-auth settings that cannot be applied deny (503);
+/// a CORS origin list that cannot be read turns CORS off (no origin is allowed more than
+/// written); bad limits are ignored, as ingress-nginx does.
+fn read_access(r: &mut Reader<'_>, p: &mut PolicyInput) {
+    // `auth-type` or `auth-secret` asks for authentication; a realm or secret type alone
+    // asks for nothing.
+    let auth_written = r.get("auth-type").is_some() || r.get("auth-secret").is_some();
+    p.auth_basic = r.parse("auth-type", |v| match v {
+        "basic" => Ok(true),
+        "digest" => Err("digest authentication is not supported; use basic".to_string()),
+        _ => Err("expected basic".to_string()),
+    });
+    p.auth_secret = r.parse("auth-secret", grammar::object_name);
+    p.auth_secret_map = r.parse("auth-secret-type", |v| match v {
+        "auth-file" => Ok(false),
+        "auth-map" => Ok(true),
+        _ => Err("expected auth-file or auth-map".to_string()),
+    });
+    p.auth_realm = r.parse("auth-realm", |v| {
+        if v.len() > 128 || v.chars().any(char::is_control) {
+            Err("at most 128 characters, no control characters".to_string())
+        } else {
+            Ok(v.to_string())
+        }
+    });
+    if auth_written
+        && (p.auth_basic != Some(true)
+            || p.auth_secret.is_none()
+            || (r.get("auth-secret-type").is_some() && p.auth_secret_map.is_none()))
+    {
+        // Asked for, but not something Portico can apply: refuse rather than serve open.
+        p.auth_basic = Some(false);
+        let missing = ["auth-type", "auth-secret"]
+            .into_iter()
+            .find(|k| r.get(k).is_none());
+        if let Some(key) = missing {
+            r.problems.push(Problem::new(
+                r.object.clone(),
+                Reason::InvalidAnnotation {
+                    key: format!("{NGINX_PREFIX}{key}"),
+                    why: "basic authentication needs auth-type: basic and auth-secret; the routes answer 503".to_string(),
+                },
+            ));
+        }
+    }
+
+    if r.get("auth-url").is_some() {
+        // Written: used when valid, else the routes refuse (fail closed).
+        p.auth_url = Some(r.parse("auth-url", external::parse_auth_url));
+        p.auth_method = r.parse("auth-method", |v| match v {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {
+                http::Method::from_bytes(v.as_bytes()).map_err(|e| e.to_string())
+            }
+            _ => Err("expected GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS".to_string()),
+        });
+        p.auth_signin = r.parse("auth-signin", |v| {
+            external::parse_signin(v).map(|_| v.to_string())
+        });
+        p.auth_response_headers = r.parse("auth-response-headers", external::parse_header_names);
+        p.auth_request_redirect = r.parse("auth-request-redirect", grammar::header_value);
+        let invalid_companion = (r.get("auth-method").is_some() && p.auth_method.is_none())
+            || (r.get("auth-signin").is_some() && p.auth_signin.is_none())
+            || (r.get("auth-response-headers").is_some() && p.auth_response_headers.is_none());
+        if invalid_companion {
+            p.auth_url = Some(None);
+        }
+    }
+
+    p.cors_enabled = r.parse("enable-cors", grammar::boolean);
+    if r.get("cors-allow-origin").is_some() {
+        p.cors_origins = r.parse("cors-allow-origin", |v| {
+            grammar::sane(v).and_then(cors::parse_origins)
+        });
+        if p.cors_origins.is_none() && p.cors_enabled == Some(true) {
+            p.cors_enabled = Some(false);
+        }
+    }
+    p.cors_methods = r.parse("cors-allow-methods", |v| cors::parse_token_list(v, false));
+    p.cors_headers = r.parse("cors-allow-headers", |v| cors::parse_token_list(v, false));
+    p.cors_expose = r.parse("cors-expose-headers", |v| cors::parse_token_list(v, true));
+    p.cors_credentials = r.parse("cors-allow-credentials", grammar::boolean);
+    p.cors_max_age = r.parse("cors-max-age", |v| grammar::number(v, 0, 31_536_000));
+
+    let count = |v: &str| grammar::number(v, 1, 1_000_000).map(|n| n as u32);
+    p.limit_rps = r.parse("limit-rps", count);
+    p.limit_rpm = r.parse("limit-rpm", count);
+    p.limit_connections = r.parse("limit-connections", count);
+    p.limit_burst_multiplier = r.parse("limit-burst-multiplier", |v| {
+        grammar::number(v, 1, 1000).map(|n| n as u32)
+    });
+    p.limit_exempt = r.parse("limit-whitelist", grammar::cidr_list);
+    p.limit_status = r.parse_portico("limit-status-code", |v| {
+        grammar::status_code(v, &[429, 503])
+    });
 }
 
 /// The canary settings of a canary Ingress.
@@ -503,11 +616,199 @@ mod tests {
 
     #[test]
     fn access_control_that_cannot_be_applied_denies() {
-        let (p, problems) = parse(&[("nginx.ingress.kubernetes.io/auth-type", "basic")]);
+        let (p, problems) = parse(&[("nginx.ingress.kubernetes.io/auth-tls-secret", "ns/ca")]);
         assert_eq!(p.deny, Some(true));
         assert_eq!(problems[0].reason.code(), "UnsupportedAccessControl");
-        let (p, _) = parse(&[("nginx.ingress.kubernetes.io/limit-rps", "5")]);
+        let (p, problems) = parse(&[("nginx.ingress.kubernetes.io/limit-rps", "5")]);
         assert_eq!(p.deny, None);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(p.limit_rps, Some(5));
+    }
+
+    #[test]
+    fn basic_auth_settings_and_what_denies() {
+        let (p, problems) = parse(&[
+            ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+            ("nginx.ingress.kubernetes.io/auth-secret", "ns/users"),
+            ("nginx.ingress.kubernetes.io/auth-secret-type", "auth-map"),
+            ("nginx.ingress.kubernetes.io/auth-realm", "Staff \"only\""),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(p.auth_basic, Some(true));
+        assert_eq!(p.auth_secret.as_deref(), Some("ns/users"));
+        assert_eq!(p.auth_secret_map, Some(true));
+        assert_eq!(p.auth_realm.as_deref(), Some("Staff \"only\""));
+        let (p, problems) = parse(&[("nginx.ingress.kubernetes.io/auth-realm", "left over")]);
+        assert!(problems.is_empty() && p.auth_basic.is_none());
+        assert!(!p.build(super::super::RouteContext::default()).deny);
+        // Each of these asks for authentication Portico cannot apply: the routes answer 503.
+        for pairs in [
+            &[("nginx.ingress.kubernetes.io/auth-type", "basic")][..],
+            &[("nginx.ingress.kubernetes.io/auth-secret", "users")][..],
+            &[
+                ("nginx.ingress.kubernetes.io/auth-type", "digest"),
+                ("nginx.ingress.kubernetes.io/auth-secret", "users"),
+            ][..],
+            &[
+                ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+                (
+                    "nginx.ingress.kubernetes.io/auth-secret",
+                    "../../etc/passwd",
+                ),
+            ][..],
+            &[
+                ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+                ("nginx.ingress.kubernetes.io/auth-secret", "users"),
+                ("nginx.ingress.kubernetes.io/auth-secret-type", "htdigest"),
+            ][..],
+        ] {
+            let (p, problems) = parse(pairs);
+            assert_eq!(p.auth_basic, Some(false), "{pairs:?}");
+            assert!(!problems.is_empty(), "{pairs:?}");
+            let built = p.build(super::super::RouteContext::default());
+            assert!(built.deny, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn external_auth_settings_and_what_denies() {
+        let (p, problems) = parse(&[
+            (
+                "nginx.ingress.kubernetes.io/auth-url",
+                "http://auth.test:9000/check?x=1",
+            ),
+            ("nginx.ingress.kubernetes.io/auth-method", "POST"),
+            (
+                "nginx.ingress.kubernetes.io/auth-signin",
+                "https://login.test/start",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/auth-response-headers",
+                "X-User, X-Email",
+            ),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let built = p.build(super::super::RouteContext::default());
+        assert!(!built.deny);
+        let ext = built.external_auth.as_ref().unwrap();
+        assert_eq!(ext.method, Some(http::Method::POST));
+        assert_eq!(ext.response_headers.len(), 2);
+        for pairs in [
+            &[("nginx.ingress.kubernetes.io/auth-url", "not a url")][..],
+            &[(
+                "nginx.ingress.kubernetes.io/auth-url",
+                "http://$remote_addr/auth",
+            )][..],
+            &[(
+                "nginx.ingress.kubernetes.io/auth-url",
+                "http://u:p@auth.test/",
+            )][..],
+            &[
+                ("nginx.ingress.kubernetes.io/auth-url", "http://auth.test/"),
+                ("nginx.ingress.kubernetes.io/auth-method", "TRACE"),
+            ][..],
+            &[
+                ("nginx.ingress.kubernetes.io/auth-url", "http://auth.test/"),
+                (
+                    "nginx.ingress.kubernetes.io/auth-response-headers",
+                    "Connection",
+                ),
+            ][..],
+        ] {
+            let (p, problems) = parse(pairs);
+            assert!(!problems.is_empty(), "{pairs:?}");
+            let built = p.build(super::super::RouteContext::default());
+            assert!(built.deny && built.external_auth.is_none(), "{pairs:?}");
+        }
+        // A destination the operator did not permit is a problem and denies.
+        let (mut p, _) = parse(&[(
+            "nginx.ingress.kubernetes.io/auth-url",
+            "http://169.254.169.254/latest/meta-data",
+        )]);
+        let mut problems = Vec::new();
+        let object = ObjectRef::new("Ingress", "ns", "ing");
+        p.check_auth_url(&Default::default(), &object, &mut problems);
+        assert_eq!(problems.len(), 1);
+        assert!(p.build(super::super::RouteContext::default()).deny);
+        let (mut p, _) = parse(&[(
+            "nginx.ingress.kubernetes.io/auth-url",
+            "http://127.0.0.1:9/",
+        )]);
+        let allowed = portico_proxy::access::external::AuthUrlPolicy::parse("127.0.0.0/8").unwrap();
+        let mut problems = Vec::new();
+        p.check_auth_url(&allowed, &object, &mut problems);
+        assert!(problems.is_empty());
+        assert!(!p.build(super::super::RouteContext::default()).deny);
+    }
+
+    #[test]
+    fn cors_settings() {
+        let (p, problems) = parse(&[
+            ("nginx.ingress.kubernetes.io/enable-cors", "true"),
+            (
+                "nginx.ingress.kubernetes.io/cors-allow-origin",
+                "https://a.example.com, https://*.example.org",
+            ),
+            ("nginx.ingress.kubernetes.io/cors-allow-methods", "GET,POST"),
+            ("nginx.ingress.kubernetes.io/cors-expose-headers", "*"),
+            ("nginx.ingress.kubernetes.io/cors-max-age", "600"),
+            (
+                "nginx.ingress.kubernetes.io/cors-allow-credentials",
+                "false",
+            ),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let built = p.build(super::super::RouteContext::default());
+        let cors = built.cors.as_ref().unwrap();
+        assert_eq!(cors.allow_methods, "GET, POST");
+        assert_eq!(cors.max_age, "600");
+        assert!(!cors.allow_credentials);
+        assert_eq!(
+            cors.allow_headers,
+            portico_proxy::access::cors::DEFAULT_HEADERS
+        );
+        // An origin list that cannot be read turns CORS off instead of allowing `*`.
+        let (p, problems) = parse(&[
+            ("nginx.ingress.kubernetes.io/enable-cors", "true"),
+            (
+                "nginx.ingress.kubernetes.io/cors-allow-origin",
+                "https://a.example.com\r\nSet-Cookie: x",
+            ),
+        ]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(p
+            .build(super::super::RouteContext::default())
+            .cors
+            .is_none());
+    }
+
+    #[test]
+    fn rate_limit_settings() {
+        let (p, problems) = parse(&[
+            ("nginx.ingress.kubernetes.io/limit-rpm", "60"),
+            ("nginx.ingress.kubernetes.io/limit-connections", "3"),
+            ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "2"),
+            ("nginx.ingress.kubernetes.io/limit-whitelist", "10.0.0.0/8"),
+            ("portico.dev/limit-status-code", "429"),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let built = p.build(super::super::RouteContext::default());
+        let limit = built.rate_limit.as_ref().unwrap();
+        assert_eq!(limit.status.as_u16(), 429);
+        assert_eq!(limit.connections, Some(3));
+        assert!(limit.per_minute.is_some() && limit.per_second.is_none());
+        let (p, problems) = parse(&[
+            ("nginx.ingress.kubernetes.io/limit-rps", "0"),
+            ("nginx.ingress.kubernetes.io/limit-rpm", "-1"),
+            ("nginx.ingress.kubernetes.io/limit-connections", "1e3"),
+            ("nginx.ingress.kubernetes.io/limit-status-code", "429"),
+            ("portico.dev/limit-status-code", "200"),
+        ]);
+        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert!(p
+            .build(super::super::RouteContext::default())
+            .rate_limit
+            .is_none());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! The CRD schema already refused most bad values; what it cannot express (a URL, a regex, a
 //! header) is checked here, and a bad field is a problem on the object, that field ignored.
 
-use portico_crds::{AffinityMode, BackendProtocol, LoadBalance, PolicySpec, SameSite};
+use portico_crds::{
+    AffinityMode, AuthSecretType, BackendProtocol, LoadBalance, PolicySpec, SameSite,
+};
 use portico_proxy::compress::Compression;
 use portico_proxy::upstream::Protocol;
 
@@ -193,6 +195,105 @@ pub fn from_spec(
             },
         });
     }
+    if let Some(basic) = spec.auth.as_ref().and_then(|a| a.basic.as_ref()) {
+        p.auth_basic = Some(true);
+        p.auth_secret = c.check("auth.basic.secretName", Some(&basic.secret_name), |v| {
+            if v.contains('/') {
+                Err("a Secret name in the policy's namespace".to_string())
+            } else {
+                grammar::object_name(v)
+            }
+        });
+        if p.auth_secret.is_none() {
+            // Asked for but unusable: the routes refuse (fail closed).
+            p.auth_basic = Some(false);
+        }
+        p.auth_secret_map = basic.secret_type.map(|t| t == AuthSecretType::AuthMap);
+        p.auth_realm = c.check("auth.basic.realm", basic.realm.as_deref(), |v| {
+            if v.chars().any(char::is_control) {
+                Err("no control characters".to_string())
+            } else {
+                Ok(v.to_string())
+            }
+        });
+    }
+    if let Some(ext) = spec.auth.as_ref().and_then(|a| a.external.as_ref()) {
+        p.auth_url = Some(c.check(
+            "auth.external.url",
+            Some(&ext.url),
+            portico_proxy::access::external::parse_auth_url,
+        ));
+        p.auth_method = c.check("auth.external.method", ext.method.as_deref(), |v| {
+            http::Method::from_bytes(v.as_bytes()).map_err(|e| e.to_string())
+        });
+        p.auth_signin = c.check("auth.external.signinUrl", ext.signin_url.as_deref(), |v| {
+            portico_proxy::access::external::parse_signin(v).map(|_| v.to_string())
+        });
+        if !ext.response_headers.is_empty() {
+            p.auth_response_headers = c.check(
+                "auth.external.responseHeaders",
+                Some(&ext.response_headers.join(",")),
+                portico_proxy::access::external::parse_header_names,
+            );
+        }
+        p.auth_request_redirect = c.check(
+            "auth.external.requestRedirect",
+            ext.request_redirect.as_deref(),
+            grammar::header_value,
+        );
+        let bad = (ext.method.is_some() && p.auth_method.is_none())
+            || (ext.signin_url.is_some() && p.auth_signin.is_none())
+            || (!ext.response_headers.is_empty() && p.auth_response_headers.is_none())
+            || (ext.request_redirect.is_some() && p.auth_request_redirect.is_none());
+        if bad {
+            // Asked for, but not as written: refuse rather than serve open.
+            p.auth_url = Some(None);
+        }
+    }
+    if let Some(cors) = spec.cors.as_ref() {
+        p.cors_enabled = Some(true);
+        if !cors.allow_origins.is_empty() {
+            p.cors_origins = c.check(
+                "cors.allowOrigins",
+                Some(&cors.allow_origins.join(",")),
+                portico_proxy::access::cors::parse_origins,
+            );
+            if p.cors_origins.is_none() {
+                p.cors_enabled = Some(false);
+            }
+        }
+        let list = |c: &mut Checker<'_>, field: &str, items: &[String], star: bool| {
+            if items.is_empty() {
+                return None;
+            }
+            c.check(field, Some(&items.join(",")), |v| {
+                portico_proxy::access::cors::parse_token_list(v, star)
+            })
+        };
+        p.cors_methods = list(&mut c, "cors.allowMethods", &cors.allow_methods, false);
+        p.cors_headers = list(&mut c, "cors.allowHeaders", &cors.allow_headers, false);
+        p.cors_expose = list(&mut c, "cors.exposeHeaders", &cors.expose_headers, true);
+        p.cors_credentials = cors.allow_credentials;
+        p.cors_max_age = cors.max_age;
+    }
+    if let Some(limit) = spec.rate_limit.as_ref() {
+        p.limit_rps = limit.rps;
+        p.limit_rpm = limit.rpm;
+        p.limit_connections = limit.connections;
+        p.limit_burst_multiplier = limit.burst_multiplier;
+        if !limit.exempt.is_empty() {
+            p.limit_exempt = c.check(
+                "rateLimit.exempt",
+                Some(&limit.exempt.join(",")),
+                grammar::cidr_list,
+            );
+        }
+        p.limit_status = c.check(
+            "rateLimit.statusCode",
+            limit.status_code.map(|s| s.to_string()).as_deref(),
+            |v| grammar::status_code(v, &[429, 503]),
+        );
+    }
     if let Some(r) = spec.retries.as_ref() {
         if !r.on.is_empty() {
             p.retry_on = c.check("retries.on", Some(&r.on.join(" ")), retry_conditions);
@@ -271,6 +372,64 @@ mod tests {
         assert_eq!(p.response_set.as_ref().unwrap()[0].0, "x-frame-options");
         assert_eq!(p.affinity_persistent, Some(true));
         assert_eq!(p.redirect.unwrap().1.as_u16(), 308);
+    }
+
+    #[test]
+    fn access_fields() {
+        let spec: PolicySpec = serde_json::from_value(serde_json::json!({
+            "auth": {"basic": {"secretName": "users", "secretType": "auth-map", "realm": "Staff"}},
+            "cors": {"allowOrigins": ["https://app.example.com"], "allowMethods": ["GET"], "maxAge": 60},
+            "rateLimit": {"rps": 10, "burstMultiplier": 2, "exempt": ["10.0.0.0/8"], "statusCode": 429}
+        }))
+        .unwrap();
+        let mut problems = Vec::new();
+        let object = ObjectRef::new("RoutePolicy", "ns", "p");
+        let p = from_spec(&spec, &object, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(p.auth_basic, Some(true));
+        assert_eq!(p.auth_secret.as_deref(), Some("users"));
+        assert_eq!(p.auth_secret_map, Some(true));
+        assert_eq!(p.cors_enabled, Some(true));
+        assert_eq!(p.cors_methods.as_ref().unwrap(), "GET");
+        assert_eq!(p.limit_rps, Some(10));
+        assert_eq!(p.limit_status.map(|s| s.as_u16()), Some(429));
+        // Bad values: basic auth refuses, CORS turns off, a bad exempt list exempts no one.
+        let spec: PolicySpec = serde_json::from_value(serde_json::json!({
+            "auth": {"basic": {"secretName": "other-ns/users"}},
+            "cors": {"allowOrigins": ["https://*.*.example.com"]},
+            "rateLimit": {"rpm": 5, "exempt": ["10.0.0.0/33"]}
+        }))
+        .unwrap();
+        let mut problems = Vec::new();
+        let p = from_spec(&spec, &object, &mut problems);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(p.auth_basic, Some(false));
+        assert_eq!(p.cors_enabled, Some(false));
+        assert!(p.limit_exempt.is_none() && p.limit_rpm == Some(5));
+        let built = p.build(super::super::RouteContext::default());
+        assert!(built.deny && built.cors.is_none() && built.rate_limit.is_some());
+
+        let spec: PolicySpec = serde_json::from_value(serde_json::json!({
+            "auth": {"external": {
+                "url": "https://$host/oauth2/auth",
+                "signinUrl": "https://$host/oauth2/start?rd=$escaped_request_uri",
+                "responseHeaders": ["X-Auth-Request-User"]
+            }}
+        }))
+        .unwrap();
+        let mut problems = Vec::new();
+        let p = from_spec(&spec, &object, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let built = p.build(super::super::RouteContext::default());
+        assert!(!built.deny && built.external_auth.is_some());
+        let spec: PolicySpec = serde_json::from_value(serde_json::json!({
+            "auth": {"external": {"url": "https://auth.test/", "signinUrl": "https://$cookie_x/"}}
+        }))
+        .unwrap();
+        let mut problems = Vec::new();
+        let p = from_spec(&spec, &object, &mut problems);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(p.build(super::super::RouteContext::default()).deny);
     }
 
     #[test]

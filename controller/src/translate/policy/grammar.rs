@@ -13,7 +13,7 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 pub type Parsed<T> = Result<T, String>;
 
-fn sane(v: &str) -> Parsed<&str> {
+pub fn sane(v: &str) -> Parsed<&str> {
     if v.len() > MAX_VALUE {
         return Err(format!("longer than {MAX_VALUE} characters"));
     }
