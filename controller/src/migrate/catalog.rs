@@ -35,6 +35,26 @@ pub const DIFFERENCES: &[(&str, &str)] = &[
         "several canaries of one host and path share one draw, so their fractions add up",
     ),
     (
+        "auth-secret",
+        "namespace/name must be the Ingress's own namespace; a Secret elsewhere answers 503",
+    ),
+    (
+        "auth-type",
+        "only basic; auth-secret without auth-type: basic answers 503 rather than serve open",
+    ),
+    (
+        "enable-cors",
+        "Portico answers preflights (Origin and Access-Control-Request-Method); other OPTIONS requests reach the backend",
+    ),
+    (
+        "limit-connections",
+        "a WebSocket, once switched, no longer counts",
+    ),
+    (
+        "server-alias",
+        "the aliases attach to the Ingress's first rule host",
+    ),
+    (
         "ssl-passthrough",
         "needs the controller flag --enable-ssl-passthrough (as in ingress-nginx); the Ingress then serves no HTTP routes",
     ),

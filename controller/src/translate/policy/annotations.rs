@@ -616,7 +616,10 @@ mod tests {
 
     #[test]
     fn access_control_that_cannot_be_applied_denies() {
-        let (p, problems) = parse(&[("nginx.ingress.kubernetes.io/auth-tls-secret", "ns/ca")]);
+        let (p, problems) = parse(&[(
+            "nginx.ingress.kubernetes.io/auth-tls-match-cn",
+            "CN=partner",
+        )]);
         assert_eq!(p.deny, Some(true));
         assert_eq!(problems[0].reason.code(), "UnsupportedAccessControl");
         let (p, problems) = parse(&[("nginx.ingress.kubernetes.io/limit-rps", "5")]);
