@@ -11,6 +11,7 @@
 //! - [`translate`]: classes, hosts, paths, conflicts, host ownership, backends, TLS; no I/O.
 //! - [`problem`]: every reason an object (or a manifest file) is not used as written.
 //! - [`error`]: why a source stopped.
+//! - [`webhook`]: the validating admission webhook (translate run on a submitted object).
 
 pub mod cli;
 pub mod duration;
@@ -28,3 +29,4 @@ pub mod rbac;
 pub mod source;
 pub mod status;
 pub mod translate;
+pub mod webhook;

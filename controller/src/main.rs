@@ -10,6 +10,7 @@ use portico_controller::inputs::Inputs;
 use portico_controller::publish::Report;
 use portico_controller::{
     echo, events, leader, migrate, policy_status, publish, quickstart, source, status, translate,
+    webhook,
 };
 use portico_proxy::{admin, Drain, Proxy, ProxyConfig, TlsCertificate, TrustedProxies};
 use tokio::sync::watch;
@@ -203,6 +204,20 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
             tokio::spawn(events::run(client.clone(), identity, reports_rx, leader_rx));
             lease = Some((client, config));
         }
+    }
+    if let (Some(addr), Some(cert_file), Some(key_file)) = (
+        args.webhook_addr,
+        args.webhook_cert_file.clone(),
+        args.webhook_key_file.clone(),
+    ) {
+        let config = webhook::server::Config {
+            addr,
+            cert_file,
+            key_file,
+        };
+        webhook::server::spawn(config, rx.clone(), options.clone())
+            .await
+            .context("starting the admission webhook")?;
     }
     tokio::spawn(publish::run(proxy.clone(), rx, options, reports_tx));
 
