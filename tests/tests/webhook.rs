@@ -293,3 +293,129 @@ async fn the_api_server_refuses_what_portico_would_report() {
         .await
         .unwrap();
 }
+
+/// The webhook's HTTPS surface on its own: only `POST /validate`, bounded bodies, 400 for
+/// what is not an AdmissionReview, and a rotated certificate served without a restart.
+#[tokio::test]
+async fn the_webhook_port_answers_only_reviews_and_follows_certificate_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    let (ca, cert, key) = pki();
+    let cert_file = dir.path().join("tls.crt");
+    let key_file = dir.path().join("tls.key");
+    std::fs::write(&cert_file, &cert).unwrap();
+    std::fs::write(&key_file, &key).unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let p = Portico::start(
+        &manifests,
+        &[
+            "--webhook-addr",
+            &addr,
+            "--webhook-cert-file",
+            cert_file.to_str().unwrap(),
+            "--webhook-key-file",
+            key_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    p.wait_log("admission webhook serving", Duration::from_secs(10))
+        .await;
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{port}/validate");
+
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let r = client
+        .post(format!("https://127.0.0.1:{port}/other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    for garbage in [&b"{"[..], b"[]", b"\xff\xfe", b"{\"request\":{\"uid\":1}}"] {
+        let r = client
+            .post(&url)
+            .body(garbage.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{garbage:?}");
+    }
+    let r = client
+        .post(&url)
+        .body(vec![b' '; 4 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+
+    // A review: classless Ingresses are served in manifest mode, so a snippet is refused.
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "u-1", "operation": "CREATE", "namespace": "default", "name": "s",
+            "kind": {"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"},
+            "resource": {"group": "networking.k8s.io", "version": "v1", "resource": "ingresses"},
+            "object": {
+                "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "s", "namespace": "default", "annotations":
+                    {"nginx.ingress.kubernetes.io/server-snippet": "listen 80;"}},
+                "spec": {"rules": [{"host": "s.test", "http": {"paths": [{"path": "/",
+                    "pathType": "Prefix",
+                    "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}
+            }
+        }
+    });
+    // Until the webhook has indexed the source's first inputs it refuses, saying so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let r = client.post(&url).json(&review).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        let loading = v["response"]["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not loaded"));
+        if !loading || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(v["response"]["uid"], "u-1");
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert!(
+        v["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(
+            "Ingress default/s: annotation nginx.ingress.kubernetes.io/server-snippet is a snippet"
+        ),
+        "{v}"
+    );
+
+    // Rotation: new files, and the new certificate is served (no restart).
+    let (_, cert2, key2) = pki();
+    std::fs::write(&key_file, &key2).unwrap();
+    std::fs::write(&cert_file, &cert2).unwrap();
+    let want = portico_e2e::tls::pem_to_der(&cert2);
+    let sock: std::net::SocketAddr = addr.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let presented = portico_e2e::tls::handshake(sock, "127.0.0.1")
+            .await
+            .unwrap();
+        if presented.leaf == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotated certificate was never served\n{}",
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(p.logs().contains("webhook certificate reloaded"));
+}
