@@ -199,6 +199,16 @@ pub fn review(
         ),
         Some(p) => decide(&request, p, options, now),
     };
+    if !decision.allowed {
+        tracing::info!(
+            kind = %request.kind.kind,
+            namespace = request.namespace.as_deref().unwrap_or(""),
+            name = request.name.as_deref().unwrap_or(""),
+            operation = %request.operation,
+            reason = %decision.message,
+            "admission webhook refused an object"
+        );
+    }
     answer(request.uid, decision)
 }
 
