@@ -249,15 +249,24 @@ fn decide(request: &Request, prepared: &Prepared, options: &Options, now: i64) -
     };
     match (gvk.group.as_str(), gvk.version.as_str(), gvk.kind.as_str()) {
         ("networking.k8s.io", "v1", "Ingress") => {
-            let new = match parse::<Ingress>(object, request) {
+            let mut new = match parse::<Ingress>(object, request) {
                 Ok(i) => i,
                 Err(d) => return d,
             };
+            // On CREATE the object may not carry its namespace yet: the request names it.
+            if new.metadata.namespace.is_none() {
+                new.metadata.namespace = request.namespace.clone();
+            }
             if new.metadata.deletion_timestamp.is_some() {
                 // Finalizers being removed: never block a deletion.
                 return Decision::allow();
             }
-            let old = old.and_then(|o| serde_json::from_value::<Ingress>(o.clone()).ok());
+            let old = old
+                .and_then(|o| serde_json::from_value::<Ingress>(o.clone()).ok())
+                .map(|mut o| {
+                    o.metadata.namespace = new.metadata.namespace.clone();
+                    o
+                });
             let found = prepared.ingress_problems(new, options, now);
             let before = old
                 .map(|o| prepared.ingress_problems(o, options, now))

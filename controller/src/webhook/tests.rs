@@ -235,6 +235,25 @@ fn a_conflict_the_new_ingress_would_lose_is_refused() {
 }
 
 #[test]
+fn the_namespace_comes_from_the_request_when_the_object_has_none() {
+    let p = prepared(vec![ing("shop", "old", "a.test", "/", Some(NOW - 100))]);
+    let mut body: Value = serde_json::from_slice(&request(
+        INGRESS,
+        "CREATE",
+        ing("shop", "new", "a.test", "/", None),
+        None,
+    ))
+    .unwrap();
+    body["request"]["object"]["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("namespace");
+    let r = answer(Some(&p), &serde_json::to_vec(&body).unwrap());
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(message(&r).starts_with("Ingress shop/new: "), "{r}");
+}
+
+#[test]
 fn other_classes_are_allowed_untouched() {
     let p = prepared(vec![]);
     let mut theirs = with_annotation(
