@@ -106,7 +106,9 @@ fn parse_pair(crt: &[u8], key: &[u8]) -> Result<Arc<CertifiedKey>, StartError> {
 struct State {
     prepared: watch::Receiver<Option<Arc<Prepared>>>,
     options: Options,
-    reviews: Semaphore,
+    /// Held by each review until its translation ends, even past its deadline, so that
+    /// reviews given up on cannot pile up on the blocking pool.
+    reviews: Arc<Semaphore>,
 }
 
 /// Binds the webhook's port, reads its certificate and starts serving; reviews are judged
@@ -142,7 +144,7 @@ pub async fn spawn(
     let state = Arc::new(State {
         prepared: prepared_rx,
         options,
-        reviews: Semaphore::new(CONCURRENT_REVIEWS),
+        reviews: Arc::new(Semaphore::new(CONCURRENT_REVIEWS)),
     });
     tokio::spawn(accept(listener, TlsAcceptor::from(Arc::new(tls)), state));
     info!(addr = %local, path = PATH, "admission webhook serving");
@@ -281,11 +283,12 @@ async fn handle(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> 
         Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "the request body was too slow"),
     };
     let judged = tokio::time::timeout(REVIEW_DEADLINE, async {
-        let _permit = state.reviews.acquire().await.ok()?;
+        let permit = state.reviews.clone().acquire_owned().await.ok()?;
         let prepared = state.prepared.borrow().clone();
         let options = state.options.clone();
         let body = body.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             super::review(&body, prepared.as_deref(), &options, now())
         })
         .await
