@@ -215,7 +215,14 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
             cert_file,
             key_file,
         };
-        webhook::server::spawn(config, rx.clone(), options.clone())
+        let settings = webhook::Settings {
+            options: options.clone(),
+            watch_namespaces: match args.manifests {
+                Some(_) => Vec::new(),
+                None => args.watch_namespaces.clone(),
+            },
+        };
+        webhook::server::spawn(config, rx.clone(), settings)
             .await
             .context("starting the admission webhook")?;
     }

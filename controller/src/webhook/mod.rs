@@ -165,6 +165,16 @@ impl Decision {
     }
 }
 
+/// What a review is judged with besides the inputs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The translation options the controller publishes with.
+    pub options: Options,
+    /// The namespaces the controller watches (empty: all). Objects elsewhere are not
+    /// Portico's and are allowed untouched.
+    pub watch_namespaces: Vec<String>,
+}
+
 /// Reads the UID of a review (for an answer when something later fails), if the body is one.
 pub fn review_uid(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<ReviewIn>(body)
@@ -178,7 +188,7 @@ pub fn review_uid(body: &[u8]) -> Option<String> {
 pub fn review(
     body: &[u8],
     prepared: Option<&Prepared>,
-    options: &Options,
+    settings: &Settings,
     now: i64,
 ) -> Result<Vec<u8>, BadReview> {
     let review: ReviewIn =
@@ -197,7 +207,7 @@ pub fn review(
         None => Decision::deny(
             "Portico has not loaded the cluster's objects yet; try again in a few seconds".into(),
         ),
-        Some(p) => decide(&request, p, options, now),
+        Some(p) => decide(&request, p, settings, now),
     };
     if !decision.allowed {
         tracing::info!(
@@ -234,8 +244,18 @@ fn answer(uid: String, d: Decision) -> Result<Vec<u8>, BadReview> {
     serde_json::to_vec(&out).map_err(|e| BadReview(format!("encoding the answer: {e}")))
 }
 
-fn decide(request: &Request, prepared: &Prepared, options: &Options, now: i64) -> Decision {
+fn decide(request: &Request, prepared: &Prepared, settings: &Settings, now: i64) -> Decision {
     if !matches!(request.operation.as_str(), "CREATE" | "UPDATE") {
+        return Decision::allow();
+    }
+    let options = &settings.options;
+    let watched = &settings.watch_namespaces;
+    if !watched.is_empty()
+        && !request
+            .namespace
+            .as_ref()
+            .is_some_and(|ns| watched.contains(ns))
+    {
         return Decision::allow();
     }
     let Some(object) = request.object.as_ref() else {

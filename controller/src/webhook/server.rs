@@ -25,7 +25,6 @@ use tracing::{debug, info, warn};
 
 use super::Prepared;
 use crate::inputs::Inputs;
-use crate::translate::Options;
 
 /// The only path served.
 pub const PATH: &str = "/validate";
@@ -105,7 +104,7 @@ fn parse_pair(crt: &[u8], key: &[u8]) -> Result<Arc<CertifiedKey>, StartError> {
 /// What every request needs.
 struct State {
     prepared: watch::Receiver<Option<Arc<Prepared>>>,
-    options: Options,
+    settings: super::Settings,
     /// Held by each review until its translation ends, even past its deadline, so that
     /// reviews given up on cannot pile up on the blocking pool.
     reviews: Arc<Semaphore>,
@@ -116,7 +115,7 @@ struct State {
 pub async fn spawn(
     config: Config,
     inputs: watch::Receiver<Arc<Inputs>>,
-    options: Options,
+    settings: super::Settings,
 ) -> Result<SocketAddr, StartError> {
     let (crt, key) = read_pair(&config).await?;
     let resolver = Arc::new(Reloading {
@@ -143,7 +142,7 @@ pub async fn spawn(
     tokio::spawn(prepare(inputs, prepared_tx));
     let state = Arc::new(State {
         prepared: prepared_rx,
-        options,
+        settings,
         reviews: Arc::new(Semaphore::new(CONCURRENT_REVIEWS)),
     });
     tokio::spawn(accept(listener, TlsAcceptor::from(Arc::new(tls)), state));
@@ -285,11 +284,11 @@ async fn handle(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> 
     let judged = tokio::time::timeout(REVIEW_DEADLINE, async {
         let permit = state.reviews.clone().acquire_owned().await.ok()?;
         let prepared = state.prepared.borrow().clone();
-        let options = state.options.clone();
+        let settings = state.settings.clone();
         let body = body.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            super::review(&body, prepared.as_deref(), &options, now())
+            super::review(&body, prepared.as_deref(), &settings, now())
         })
         .await
         .ok()

@@ -102,8 +102,19 @@ const INGRESS: (&str, &str, &str) = ("networking.k8s.io", "v1", "Ingress");
 const ROUTE_POLICY: (&str, &str, &str) = ("portico.dev", "v1alpha1", "RoutePolicy");
 
 /// The answer's `response`.
+fn settings() -> Settings {
+    Settings {
+        options: options(),
+        watch_namespaces: Vec::new(),
+    }
+}
+
 fn answer(p: Option<&Prepared>, body: &[u8]) -> Value {
-    let out = review(body, p, &options(), NOW).unwrap();
+    answer_with(p, body, &settings())
+}
+
+fn answer_with(p: Option<&Prepared>, body: &[u8], settings: &Settings) -> Value {
+    let out = review(body, p, settings, NOW).unwrap();
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(v["kind"], "AdmissionReview");
@@ -265,6 +276,19 @@ fn other_classes_are_allowed_untouched() {
     let r = answer(Some(&p), &request(INGRESS, "CREATE", theirs, None));
     assert_eq!(r["allowed"], true, "{r}");
     assert!(r.get("warnings").is_none(), "{r}");
+
+    // A namespace the controller does not watch: not Portico's either.
+    let ours = with_annotation(
+        ing("shop", "a", "a.test", "/", None),
+        "nginx.ingress.kubernetes.io/configuration-snippet",
+        "anything",
+    );
+    let body = request(INGRESS, "CREATE", ours, None);
+    let mut watching = settings();
+    watching.watch_namespaces = vec!["blog".into()];
+    assert_eq!(answer_with(Some(&p), &body, &watching)["allowed"], true);
+    watching.watch_namespaces.push("shop".into());
+    assert_eq!(answer_with(Some(&p), &body, &watching)["allowed"], false);
 }
 
 #[test]
@@ -347,7 +371,7 @@ fn malformed_bodies_are_errors_not_panics() {
         b"{\"apiVersion\":\"admission.k8s.io/v1beta1\",\"kind\":\"AdmissionReview\",\"request\":{}}",
         b"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":7}}",
     ] {
-        assert!(review(body, Some(&p), &options(), NOW).is_err(), "{body:?}");
+        assert!(review(body, Some(&p), &settings(), NOW).is_err(), "{body:?}");
     }
     // An object that is not an Ingress: refused with a message, not a crash.
     let mut broken = ing("shop", "a", "a.test", "/", None);
