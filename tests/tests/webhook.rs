@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::ByteString;
-use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use portico_e2e::apiserver::{install_crds, ApiServer};
 use portico_e2e::{free_port, Portico};
@@ -246,6 +246,28 @@ async fn the_api_server_refuses_what_portico_would_report() {
         m.contains(&format!("is already served by Ingress {NS}/site")),
         "{m}"
     );
+
+    // An update that adds a problem is refused too (the old object is judged as well).
+    let patch = json!({"metadata": {"annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "lots"}}});
+    let refused = ingresses
+        .patch("site", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(s) = refused else {
+        panic!("{refused}")
+    };
+    assert!(
+        s.message.contains(&format!(
+            "Ingress {NS}/site: annotation nginx.ingress.kubernetes.io/proxy-body-size: "
+        )),
+        "{}",
+        s.message
+    );
+    let patch = json!({"metadata": {"labels": {"team": "web"}}});
+    ingresses
+        .patch("site", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
 
     // Another class's Ingress, snippet and all: not Portico's to judge.
     let theirs = ingress(
