@@ -249,6 +249,16 @@ pub struct RunArgs {
     /// Worker threads of the runtime (default: one per core; 1 runs everything on one thread).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Serve the validating admission webhook (HTTPS, `POST /validate`) on this address, its
+    /// own port; off when absent. Needs --webhook-cert-file and --webhook-key-file.
+    #[arg(long, requires_all = ["webhook_cert_file", "webhook_key_file"])]
+    pub webhook_addr: Option<SocketAddr>,
+    /// PEM certificate chain of the webhook (re-read when the file changes).
+    #[arg(long, requires = "webhook_addr")]
+    pub webhook_cert_file: Option<PathBuf>,
+    /// PEM private key of the webhook (re-read when the file changes).
+    #[arg(long, requires = "webhook_addr")]
+    pub webhook_key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Args)]

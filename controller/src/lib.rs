@@ -11,6 +11,7 @@
 //! - [`translate`]: classes, hosts, paths, conflicts, host ownership, backends, TLS; no I/O.
 //! - [`problem`]: every reason an object (or a manifest file) is not used as written.
 //! - [`error`]: why a source stopped.
+//! - [`webhook`]: the validating admission webhook (translate run on a submitted object).
 
 pub mod admin_ext;
 pub mod cli;
@@ -35,3 +36,4 @@ pub mod status;
 pub mod status_page;
 pub mod telemetry;
 pub mod translate;
+pub mod webhook;

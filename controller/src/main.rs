@@ -11,7 +11,7 @@ use portico_controller::inputs::Inputs;
 use portico_controller::publish::Report;
 use portico_controller::{
     echo, events, leader, logging, migrate, policy_status, publish, quickstart, routes_cmd, source,
-    status, translate,
+    status, translate, webhook,
 };
 use portico_proxy::{
     access_log, admin, trace_context, Drain, Proxy, ProxyConfig, TlsCertificate, TrustedProxies,
@@ -267,6 +267,27 @@ async fn serve(args: RunArgs, logs: logging::LogControl) -> anyhow::Result<()> {
             tokio::spawn(events::run(client.clone(), identity, reports_rx, leader_rx));
             lease = Some((client, config));
         }
+    }
+    if let (Some(addr), Some(cert_file), Some(key_file)) = (
+        args.webhook_addr,
+        args.webhook_cert_file.clone(),
+        args.webhook_key_file.clone(),
+    ) {
+        let config = webhook::server::Config {
+            addr,
+            cert_file,
+            key_file,
+        };
+        let settings = webhook::Settings {
+            options: options.clone(),
+            watch_namespaces: match args.manifests {
+                Some(_) => Vec::new(),
+                None => args.watch_namespaces.clone(),
+            },
+        };
+        webhook::server::spawn(config, rx.clone(), settings)
+            .await
+            .context("starting the admission webhook")?;
     }
     tokio::spawn(publish::run(proxy.clone(), rx, options, reports_tx));
 
