@@ -11,8 +11,9 @@
 //! - Each file is parsed as a whole: when any document of it fails, the file's last good
 //!   version keeps serving and the failure is reported with file, document (1-based) and line.
 //!   Other files are not affected.
-//! - [`run`] watches the directory (inotify, debounced) and reads it again every
-//!   [`RESCAN`] as a safety net; it sends new inputs only when a file's bytes changed, and
+//! - [`run`] watches the directory (inotify, debounced) and, as a safety net, checks it
+//!   again every [`RESCAN`] (a `stat` per file; only files whose size, inode or times moved
+//!   are read); it sends new inputs only when a file's bytes changed, and
 //!   only once they stopped changing (a half-written file is not published). Writing files
 //!   atomically (write elsewhere, then rename) is still best.
 
@@ -115,10 +116,45 @@ struct FileState {
     /// SHA-256 of the bytes last read (not the bytes: 10,000 objects of YAML would stay in
     /// memory for nothing); `None` before the first read.
     digest: Option<[u8; 32]>,
+    /// Size, inode, and modification and change times at the last read: the periodic safety
+    /// net reads a file again only when one of them moved.
+    stamp: Option<Stamp>,
     /// The last version that parsed.
     good: Parsed,
     /// Why the current version is not applied.
     problem: Option<Problem>,
+}
+
+/// What `stat` says of a file, to tell cheaply whether it may have changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Stamp {
+            len: m.len(),
+            ino: m.ino(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+/// How much of a file a scan reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanMode {
+    /// Every file's bytes (after a change notification: a rewrite may keep size and times).
+    Full,
+    /// Only files whose size, inode or times moved (the periodic safety net: a `stat` per
+    /// file instead of reading and hashing all of them every few seconds).
+    Stat,
 }
 
 /// The files of a directory and what they hold.
@@ -160,6 +196,11 @@ impl ManifestDir {
     /// Reads the directory again, parsing only files whose bytes changed. `Ok(true)` when
     /// anything changed (a file added, edited or removed).
     pub fn scan(&mut self) -> std::io::Result<bool> {
+        self.scan_with(ScanMode::Full)
+    }
+
+    /// [`scan`](Self::scan), reading only what `mode` says.
+    pub fn scan_with(&mut self, mode: ScanMode) -> std::io::Result<bool> {
         let mut seen = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
@@ -171,6 +212,13 @@ impl ManifestDir {
         self.files.retain(|p, _| seen.contains(p));
         let mut changed = self.files.len() != before;
         for path in seen {
+            let stamp = Stamp::of(&path);
+            if mode == ScanMode::Stat
+                && stamp.is_some()
+                && self.files.get(&path).is_some_and(|f| f.stamp == stamp)
+            {
+                continue;
+            }
             let text = match std::fs::read(&path) {
                 Ok(t) => t,
                 Err(e) => {
@@ -179,6 +227,7 @@ impl ManifestDir {
                 }
             };
             let state = self.files.entry(path.clone()).or_default();
+            state.stamp = stamp;
             let digest: [u8; 32] = sha2::Sha256::digest(&text).into();
             if state.digest == Some(digest) {
                 continue;
@@ -205,8 +254,8 @@ impl ManifestDir {
     /// Like [`scan`](Self::scan), but when something changed, reads again after
     /// [`DEBOUNCE`] until nothing changes any more (at most a few times): a file caught
     /// half-written (`open` truncates before `write`) is never published alone. Blocks.
-    pub fn scan_settled(&mut self) -> std::io::Result<bool> {
-        let changed = self.scan()?;
+    pub fn scan_settled(&mut self, mode: ScanMode) -> std::io::Result<bool> {
+        let changed = self.scan_with(mode)?;
         let mut still_changing = changed;
         for _ in 0..SETTLE_ROUNDS {
             if !still_changing {
@@ -571,6 +620,7 @@ pub async fn run(dir: PathBuf, tx: watch::Sender<Arc<Inputs>>) -> Result<(), Sou
     let mut sent_once = false;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + RESCAN, RESCAN);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut mode = ScanMode::Full;
     loop {
         if !watching {
             match watcher.watch(&dir, RecursiveMode::NonRecursive) {
@@ -583,7 +633,7 @@ pub async fn run(dir: PathBuf, tx: watch::Sender<Arc<Inputs>>) -> Result<(), Sou
         let first = !sent_once;
         let (back, result) = tokio::task::spawn_blocking(move || {
             let result = manifests
-                .scan_settled()
+                .scan_settled(mode)
                 .map(|changed| (changed || first).then(|| manifests.inputs()));
             (manifests, result)
         })
@@ -620,8 +670,9 @@ pub async fn run(dir: PathBuf, tx: watch::Sender<Arc<Inputs>>) -> Result<(), Sou
                 }
                 tokio::time::sleep(DEBOUNCE).await;
                 while events.try_recv().is_ok() {}
+                mode = ScanMode::Full;
             }
-            _ = tick.tick() => {}
+            _ = tick.tick() => mode = if watching { ScanMode::Stat } else { ScanMode::Full },
             _ = tx.closed() => return Err(SourceError::Closed),
         }
     }

@@ -372,3 +372,26 @@ async fn run_waits_for_a_missing_directory() {
     assert_eq!(inputs.services.len(), 1);
     task.abort();
 }
+
+#[test]
+fn the_periodic_check_reads_only_files_whose_stat_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.yaml");
+    std::fs::write(&path, SVC).unwrap();
+    let mut m = ManifestDir::new(dir.path());
+    assert!(m.scan_with(ScanMode::Stat).unwrap(), "a new file is read");
+    assert!(!m.scan_with(ScanMode::Stat).unwrap(), "nothing moved");
+    let renamed = SVC.replace("name: web", "name: www");
+    assert_eq!(renamed.len(), SVC.len(), "same size on purpose");
+    std::fs::write(&path, &renamed).unwrap();
+    assert!(
+        m.scan_with(ScanMode::Stat).unwrap(),
+        "a rewrite of the same size moves the change time"
+    );
+    assert_eq!(m.inputs().services[0].metadata.name.as_deref(), Some("www"));
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        m.scan_with(ScanMode::Stat).unwrap(),
+        "a removed file is seen"
+    );
+}
