@@ -600,6 +600,17 @@ pub fn load_once(dir: &Path) -> std::io::Result<Inputs> {
     Ok(d.inputs())
 }
 
+/// Does an event of this kind say a file's content may have changed? (Not an open, a read or
+/// the close of a file opened for reading.)
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// Watches `dir` and sends new inputs on `tx` whenever its files change, until `tx` has no
 /// receiver left ([`SourceError::Closed`]). The first inputs are sent once the directory could
 /// be read (until then Portico is not ready); after that, only changes are sent. Reading and
@@ -607,7 +618,9 @@ pub fn load_once(dir: &Path) -> std::io::Result<Inputs> {
 pub async fn run(dir: PathBuf, tx: watch::Sender<Arc<Inputs>>) -> Result<(), SourceError> {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        // Opening and reading a file are events too, and Portico's own reads would wake it
+        // again and again: only writes, creations, removals and renames count.
+        if res.is_ok_and(|ev| changes_content(&ev.kind)) {
             let _ = events_tx.send(());
         }
     })

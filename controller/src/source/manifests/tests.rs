@@ -395,3 +395,20 @@ fn the_periodic_check_reads_only_files_whose_stat_moved() {
         "a removed file is seen"
     );
 }
+
+#[test]
+fn reading_a_file_is_not_a_change() {
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
+    use notify::EventKind;
+    assert!(!changes_content(&EventKind::Access(AccessKind::Open(
+        AccessMode::Any
+    ))));
+    assert!(!changes_content(&EventKind::Access(AccessKind::Close(
+        AccessMode::Read
+    ))));
+    assert!(changes_content(&EventKind::Access(AccessKind::Close(
+        AccessMode::Write
+    ))));
+    assert!(changes_content(&EventKind::Modify(ModifyKind::Any)));
+    assert!(changes_content(&EventKind::Create(CreateKind::File)));
+}
