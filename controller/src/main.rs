@@ -110,6 +110,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         upstream_response_timeout: args.upstream_response_timeout,
         upstream_idle_timeout: args.upstream_idle_timeout,
         proxy_protocol: args.proxy_protocol,
+        max_connections: args.max_connections,
         access_log: !args.no_access_log,
         ..ProxyConfig::default()
     })?;

@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 mod forward;
 pub mod headers;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod proxy_protocol;

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::config::ProxyConfig;
 use crate::error::{CertError, ServeError};
 use crate::forward::{self, ConnInfo};
+use crate::limits::{self, ConnectionSlots, FirstBytes};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::tls::{server_config, SessionState};
@@ -76,12 +77,16 @@ impl Proxy {
             .max_buf_size(config.max_header_bytes.max(8192))
             .max_headers(config.max_headers)
             .keep_alive(true);
+        let h2 = &config.h2;
         http.http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(250)
-            .max_header_list_size(config.max_header_bytes as u32)
+            .max_concurrent_streams(h2.max_concurrent_streams)
+            .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
+            .max_local_error_reset_streams(h2.max_local_error_reset_streams)
+            .max_send_buf_size(h2.max_send_buf_size)
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(config.idle_timeout / 3))
-            .keep_alive_timeout(Duration::from_secs(20));
+            .keep_alive_timeout(h2.keep_alive_timeout);
 
         Ok(Proxy {
             shared: Arc::new(Shared {
@@ -211,6 +216,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let slots = ConnectionSlots::new(shared.config.max_connections);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -225,6 +231,11 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Some(slot) = slots.take() else {
+            debug!(%peer, open = slots.open(), "connection limit reached");
+            limits::refuse(stream, tls);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let peer = SocketAddr::new(crate::client_addr::normalize(peer.ip()), peer.port());
         let watcher = graceful.watcher();
@@ -233,6 +244,7 @@ async fn accept_loop(
             shared.metrics.connection_opened();
             serve_connection(&shared, stream, peer, local_port, tls, watcher).await;
             shared.metrics.connection_closed();
+            drop(slot);
         });
     }
 }
@@ -284,7 +296,8 @@ async fn serve_connection(
     if tls {
         serve_tls(shared, stream, conn, watcher).await;
     } else {
-        serve_http(shared, TokioIo::new(stream), conn, watcher, None).await;
+        let io = FirstBytes::new(TokioIo::new(stream), shared.config.client_header_timeout);
+        serve_http(shared, io, conn, watcher, None).await;
     }
 }
 
@@ -316,7 +329,8 @@ async fn serve_tls(
         }
     };
     let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    serve_http(shared, TokioIo::new(stream), conn, watcher, Some(alpn_h2)).await;
+    let io = FirstBytes::new(TokioIo::new(stream), shared.config.client_header_timeout);
+    serve_http(shared, io, conn, watcher, Some(alpn_h2)).await;
 }
 
 async fn serve_http<I>(
