@@ -1,5 +1,6 @@
-//! Bounds on what one client can hold: connection slots per listener, and a deadline on the
-//! first bytes of a connection (the part hyper's own header timeout does not cover).
+//! Bounds on what one client can hold: connection slots per listener, a deadline on the
+//! first bytes of a connection (the part hyper's own header timeout does not cover), and a
+//! bounded lingering close.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -72,7 +73,14 @@ pub fn refuse(stream: TcpStream, tls: bool) {
     drop(stream);
 }
 
-/// An I/O stream whose first bytes must arrive before a deadline.
+/// How long, and how many bytes, a closing connection keeps reading what the client still
+/// sends (nginx's lingering close): closing a socket with unread input makes the kernel send a
+/// reset, which can destroy the last answer (a 400, a GOAWAY) before the client reads it.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// A client connection's stream: its first bytes must arrive before a deadline, and its
+/// close lingers (bounded) so the last answer is not lost to a reset.
 ///
 /// hyper's `header_read_timeout` starts only once HTTP/1 is chosen; before that, the
 /// automatic HTTP/1-or-2 detection (and an HTTP/2 server waiting for the preface) reads
@@ -82,21 +90,24 @@ pub fn refuse(stream: TcpStream, tls: bool) {
 /// counts as a prefix). Any other first byte means HTTP/1, where hyper's own timeout takes
 /// over; a complete preface means HTTP/2, where keep-alive pings and stream limits take over.
 /// After that the wrapper only passes bytes through.
-pub struct FirstBytes<I> {
+pub struct ClientIo<I> {
     inner: I,
     /// `Some` while armed.
     deadline: Option<Pin<Box<Sleep>>>,
     seen: usize,
     timeout: Duration,
+    /// Set once the write side is shut: the end of lingering.
+    linger: Option<(Pin<Box<Sleep>>, usize)>,
 }
 
-impl<I> FirstBytes<I> {
+impl<I> ClientIo<I> {
     pub fn new(inner: I, timeout: Duration) -> Self {
-        FirstBytes {
+        ClientIo {
             inner,
             deadline: Some(Box::pin(tokio::time::sleep_until(Instant::now() + timeout))),
             seen: 0,
             timeout,
+            linger: None,
         }
     }
 
@@ -119,7 +130,7 @@ impl<I> FirstBytes<I> {
     }
 }
 
-impl<I: Read + Unpin> Read for FirstBytes<I> {
+impl<I: Read + Unpin> Read for ClientIo<I> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -158,7 +169,7 @@ impl<I: Read + Unpin> Read for FirstBytes<I> {
     }
 }
 
-impl<I: Write + Unpin> Write for FirstBytes<I> {
+impl<I: Read + Write + Unpin> Write for ClientIo<I> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -172,7 +183,37 @@ impl<I: Write + Unpin> Write for FirstBytes<I> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.linger.is_none() {
+            match Pin::new(&mut this.inner).poll_shutdown(cx) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            this.linger = Some((Box::pin(tokio::time::sleep(LINGER_TIME)), 0));
+        }
+        let Some((deadline, drained)) = &mut this.linger else {
+            return Poll::Ready(Ok(()));
+        };
+        // Discard input until the client closes too, or the time or byte budget is spent.
+        loop {
+            let mut tmp = [0u8; 4096];
+            let mut sink = hyper::rt::ReadBuf::new(&mut tmp);
+            match Pin::new(&mut this.inner).poll_read(cx, sink.unfilled()) {
+                Poll::Ready(Ok(())) if !sink.filled().is_empty() => {
+                    *drained += sink.filled().len();
+                    if *drained >= LINGER_BYTES {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    return match deadline.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Ok(())),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -207,7 +248,7 @@ mod tests {
     }
 
     fn armed_after(chunks: &[&[u8]]) -> bool {
-        let mut f = FirstBytes::new((), Duration::from_secs(1));
+        let mut f = ClientIo::new((), Duration::from_secs(1));
         for c in chunks {
             f.observe(c);
         }

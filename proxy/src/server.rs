@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 use crate::config::ProxyConfig;
 use crate::error::{CertError, ServeError};
 use crate::forward::{self, ConnInfo};
-use crate::limits::{self, ConnectionSlots, FirstBytes};
+use crate::limits::{self, ClientIo, ConnectionSlots};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use crate::tls::{server_config, SessionState};
@@ -296,7 +296,7 @@ async fn serve_connection(
     if tls {
         serve_tls(shared, stream, conn, watcher).await;
     } else {
-        let io = FirstBytes::new(TokioIo::new(stream), shared.config.client_header_timeout);
+        let io = ClientIo::new(TokioIo::new(stream), shared.config.client_header_timeout);
         serve_http(shared, io, conn, watcher, None).await;
     }
 }
@@ -329,7 +329,7 @@ async fn serve_tls(
         }
     };
     let alpn_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    let io = FirstBytes::new(TokioIo::new(stream), shared.config.client_header_timeout);
+    let io = ClientIo::new(TokioIo::new(stream), shared.config.client_header_timeout);
     serve_http(shared, io, conn, watcher, Some(alpn_h2)).await;
 }
 
@@ -350,10 +350,18 @@ async fn serve_http<I>(
         Some(false) => shared.http.clone().http1_only(),
         None => shared.http.clone(),
     };
-    let connection = builder
-        .serve_connection_with_upgrades(io, service)
-        .into_owned();
-    if let Err(e) = watcher.watch(connection).await {
+    // `serve_connection_with_upgrades` ignores `http2_only` and sniffs the protocol, so an
+    // ALPN-h2 connection with a bad preface would be answered in HTTP/1: plain
+    // `serve_connection` there (HTTP/2 has no HTTP/1 upgrades to carry).
+    let ended = if alpn_h2 == Some(true) {
+        watcher
+            .watch(builder.serve_connection(io, service).into_owned())
+            .await
+    } else {
+        let connection = builder.serve_connection_with_upgrades(io, service);
+        watcher.watch(connection.into_owned()).await
+    };
+    if let Err(e) = ended {
         debug!(peer = %peer, error = %e, "connection ended with an error");
     }
 }

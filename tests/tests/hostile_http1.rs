@@ -173,14 +173,25 @@ async fn request_smuggling_is_refused_or_normalised() {
         ),
     ];
     let mut failures = Vec::new();
-    for (name, bytes, want) in &cases {
-        raw.clear();
+    for (case, (name, bytes, want)) in cases.iter().enumerate() {
+        // Each case's requests carry its number: an aborted upstream request of one case
+        // may be recorded after the next case began.
+        let eol = if bytes.contains("\r\n") { "\r\n" } else { "\n" };
+        let mut tagged = bytes.clone();
+        for version in ["HTTP/1.1", "HTTP/1.0"] {
+            let line_end = format!(" {version}{eol}");
+            tagged = tagged.replace(&line_end, &format!("{line_end}X-Case: {case}{eol}"));
+        }
         let mut stream = TcpStream::connect(p.http).await.unwrap();
-        let _ = stream.write_all(bytes.as_bytes()).await;
+        let _ = stream.write_all(tagged.as_bytes()).await;
         let first = read_response(&mut stream, Duration::from_secs(20)).await;
         // Let every further response and upstream request happen before looking.
         let rest = until_closed_or_idle(&mut stream).await;
-        let seen = raw.seen();
+        let seen: Vec<_> = raw
+            .seen()
+            .into_iter()
+            .filter(|s| s.header("x-case") == [case.to_string()])
+            .collect();
         let status = first.as_ref().map(|r| r.status);
         for s in &seen {
             if let Some(why) = s.ambiguity() {
