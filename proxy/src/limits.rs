@@ -1,6 +1,5 @@
-//! Bounds on what one client can hold: connection slots per listener, a deadline on the
-//! first bytes of a connection (the part hyper's own header timeout does not cover), and a
-//! bounded lingering close.
+//! Bounds on what one client can hold: connection slots per listener, and a deadline on the
+//! first bytes of a connection (the part hyper's own header timeout does not cover).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -73,14 +72,7 @@ pub fn refuse(stream: TcpStream, tls: bool) {
     drop(stream);
 }
 
-/// How long, and how many bytes, a closing connection keeps reading what the client still
-/// sends (nginx's lingering close): closing a socket with unread input makes the kernel send a
-/// reset, which can destroy the last answer (a 400, a GOAWAY) before the client reads it.
-const LINGER_TIME: Duration = Duration::from_secs(1);
-const LINGER_BYTES: usize = 256 * 1024;
-
-/// A client connection's stream: its first bytes must arrive before a deadline, and its
-/// close lingers (bounded) so the last answer is not lost to a reset.
+/// A client connection's stream whose first bytes must arrive before a deadline.
 ///
 /// hyper's `header_read_timeout` starts only once HTTP/1 is chosen; before that, the
 /// automatic HTTP/1-or-2 detection (and an HTTP/2 server waiting for the preface) reads
@@ -96,8 +88,6 @@ pub struct ClientIo<I> {
     deadline: Option<Pin<Box<Sleep>>>,
     seen: usize,
     timeout: Duration,
-    /// Set once the write side is shut: the end of lingering.
-    linger: Option<(Pin<Box<Sleep>>, usize)>,
 }
 
 impl<I> ClientIo<I> {
@@ -107,7 +97,6 @@ impl<I> ClientIo<I> {
             deadline: Some(Box::pin(tokio::time::sleep_until(Instant::now() + timeout))),
             seen: 0,
             timeout,
-            linger: None,
         }
     }
 
@@ -169,7 +158,7 @@ impl<I: Read + Unpin> Read for ClientIo<I> {
     }
 }
 
-impl<I: Read + Write + Unpin> Write for ClientIo<I> {
+impl<I: Write + Unpin> Write for ClientIo<I> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -183,37 +172,7 @@ impl<I: Read + Write + Unpin> Write for ClientIo<I> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if this.linger.is_none() {
-            match Pin::new(&mut this.inner).poll_shutdown(cx) {
-                Poll::Ready(Ok(())) => {}
-                other => return other,
-            }
-            this.linger = Some((Box::pin(tokio::time::sleep(LINGER_TIME)), 0));
-        }
-        let Some((deadline, drained)) = &mut this.linger else {
-            return Poll::Ready(Ok(()));
-        };
-        // Discard input until the client closes too, or the time or byte budget is spent.
-        loop {
-            let mut tmp = [0u8; 4096];
-            let mut sink = hyper::rt::ReadBuf::new(&mut tmp);
-            match Pin::new(&mut this.inner).poll_read(cx, sink.unfilled()) {
-                Poll::Ready(Ok(())) if !sink.filled().is_empty() => {
-                    *drained += sink.filled().len();
-                    if *drained >= LINGER_BYTES {
-                        return Poll::Ready(Ok(()));
-                    }
-                }
-                Poll::Ready(_) => return Poll::Ready(Ok(())),
-                Poll::Pending => {
-                    return match deadline.as_mut().poll(cx) {
-                        Poll::Ready(()) => Poll::Ready(Ok(())),
-                        Poll::Pending => Poll::Pending,
-                    };
-                }
-            }
-        }
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 
     fn is_write_vectored(&self) -> bool {
