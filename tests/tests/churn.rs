@@ -2,6 +2,8 @@
 //! Ingress appearing and disappearing, a TLS Secret rotating) for `PORTICO_CHURN_SECONDS`
 //! (default 30, as in CI; minutes in a bench run), with keep-alive HTTP/1.1 and HTTP/2-over-TLS
 //! clients and new connections. Not one request may fail, and memory must stay flat.
+//! And faults: a backend that dies mid-response and one that hangs fail only their own
+//! requests, within the timeouts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -168,4 +170,110 @@ async fn steady_load_through_ten_changes_a_second_loses_nothing() {
         rss_end < rss_mid + 20_000,
         "RSS grew {rss_start} → {rss_mid} → {rss_end} kB"
     );
+}
+
+/// A backend that answers the head of a 100 KB response, sends 1 KB of it and dies (closes
+/// the connection), as a killed pod does mid-response.
+async fn dying_backend() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\nx-echo-service: dying\r\n\r\n")
+                    .await;
+                let _ = s.write_all(&[b'x'; 1000]).await;
+                // Dropped: the connection closes mid-body.
+            });
+        }
+    });
+    addr
+}
+
+/// A backend that accepts and reads but never answers (a hung pod).
+async fn silent_backend() -> std::net::SocketAddr {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_and_hung_backends_fail_only_their_own_requests_and_nothing_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = echo("web").await;
+    let dying = dying_backend().await;
+    let silent = silent_backend().await;
+    write(
+        dir.path(),
+        "b.yaml",
+        &[
+            backend("default", "web", &[web]),
+            backend("default", "dying", &[dying]),
+            backend("default", "silent", &[silent]),
+        ]
+        .join("---\n"),
+    );
+    write(
+        dir.path(),
+        "i.yaml",
+        &ingress("default", "i")
+            .rule("web.test", "/", "Prefix", "web")
+            .rule("dying.test", "/", "Prefix", "dying")
+            .rule("silent.test", "/", "Prefix", "silent")
+            .yaml(),
+    );
+    let p = Portico::start(
+        dir.path(),
+        &["--upstream-response-timeout", "2s", "--no-access-log"],
+    )
+    .await;
+    let client = p.client(&["web.test", "dying.test", "silent.test"]);
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let host = ["web.test", "dying.test", "silent.test"][i % 3];
+        let (c, url) = (client.clone(), p.http_url(host, "/"));
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = match c.get(&url).send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    match r.bytes().await {
+                        Ok(b) => format!("{status} {} bytes", b.len()),
+                        Err(_) => format!("{status} truncated"),
+                    }
+                }
+                Err(e) => format!("error {e}"),
+            };
+            (host, outcome, started.elapsed())
+        }));
+    }
+    for t in tasks {
+        let (host, outcome, took) = t.await.unwrap();
+        // Nothing hangs: the client's own limit is 20 s; Portico's is 2 s plus slack.
+        assert!(
+            took < Duration::from_secs(10),
+            "{host}: {outcome} after {took:?}"
+        );
+        match host {
+            "web.test" => assert!(outcome.starts_with("200 "), "{host}: {outcome}"),
+            // The head was forwarded, the body cut: the client sees the truncation.
+            "dying.test" => assert_eq!(outcome, "200 truncated", "{host}"),
+            _ => assert_eq!(outcome, "504 20 bytes", "{host}"),
+        }
+    }
+    let c = p.client(&["web.test"]);
+    assert_eq!(p.status_of(&c, "web.test", "/").await, 200);
 }
