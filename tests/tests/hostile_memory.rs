@@ -1,6 +1,6 @@
 //! Memory held by many slow or idle clients: slowloris connections (a request head that
 //! never ends), idle TLS connections after the handshake, and idle cleartext ones. The count
-//! is `PORTICO_SLOW_CONNECTIONS` (default 300 per kind, as in CI), the kinds
+//! is `PORTICO_SLOW_CONNECTIONS` (default 200 per kind, as in CI), the kinds
 //! `PORTICO_SLOW_KINDS` (default `slowloris,tls,idle`); `bench/slowloris` runs each kind with
 //! 10,000 against the release binary and prints the figures of docs/hardening.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -51,7 +51,7 @@ async fn many_slow_and_idle_connections_cost_bounded_memory() {
     let n: usize = std::env::var("PORTICO_SLOW_CONNECTIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(200);
     let kinds = std::env::var("PORTICO_SLOW_KINDS").unwrap_or("slowloris,tls,idle".into());
     let kinds: Vec<&str> = kinds.split(',').collect();
     // Timeouts far away: the connections must stay open while they are counted.
