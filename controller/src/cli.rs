@@ -212,6 +212,9 @@ pub struct RunArgs {
     /// After the listeners close: time in-flight requests get to finish.
     #[arg(long, default_value = "30s", value_parser = crate::duration::parse)]
     pub shutdown_grace: Duration,
+    /// Most connections open at once per listener (0: unlimited); more are closed at once.
+    #[arg(long, default_value_t = 16384)]
+    pub max_connections: usize,
     /// Expect a PROXY protocol (v1 or v2) header on connections from --trusted-proxies (a load
     /// balancer that sends it); other peers are served as they are.
     #[arg(long)]

@@ -157,6 +157,7 @@ async fn serve(args: RunArgs, logs: logging::LogControl) -> anyhow::Result<()> {
         upstream_response_timeout: args.upstream_response_timeout,
         upstream_idle_timeout: args.upstream_idle_timeout,
         proxy_protocol: args.proxy_protocol,
+        max_connections: args.max_connections,
         access_log: !args.no_access_log,
         access_log_options: access_log::Options {
             format: args.access_log_format.into(),

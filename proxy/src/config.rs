@@ -30,6 +30,11 @@ pub struct ProxyConfig {
     pub max_header_bytes: usize,
     /// Most request headers accepted.
     pub max_headers: usize,
+    /// Most connections open at once on each listener (0: unlimited). Connections beyond it
+    /// are closed at once (plain HTTP first gets a `503`). ingress-nginx: 16384 per worker.
+    pub max_connections: usize,
+    /// HTTP/2 settings, set deliberately rather than left to library defaults.
+    pub h2: H2Limits,
     /// Expect a PROXY protocol (v1 or v2) header on connections from trusted peers.
     pub proxy_protocol: bool,
     /// Emit one access-log line per request.
@@ -57,6 +62,8 @@ impl Default for ProxyConfig {
             upstream_idle_timeout: Duration::from_secs(30),
             max_header_bytes: 32 * 1024,
             max_headers: 200,
+            max_connections: 16384,
+            h2: H2Limits::default(),
             proxy_protocol: false,
             access_log: true,
             access_log_options: crate::access_log::Options::default(),
@@ -66,6 +73,38 @@ impl Default for ProxyConfig {
                 connect: Duration::from_secs(2),
                 total: Duration::from_secs(5),
             },
+        }
+    }
+}
+
+/// Limits of one HTTP/2 client connection. Each bounds an attack: rapid reset
+/// (CVE-2023-44487: pending accepted-then-reset streams), error-reset loops
+/// (CVE-2024-27316-style local resets), stream floods, and buffered response data.
+/// CONTINUATION floods are bounded by `max_header_bytes` (the header list size), and PING and
+/// SETTINGS floods by h2 itself (one pending answer at a time).
+#[derive(Clone, Debug)]
+pub struct H2Limits {
+    /// Streams a client may have open at once (ingress-nginx: 128).
+    pub max_concurrent_streams: u32,
+    /// Streams reset by the client before Portico accepted them that may be pending; past
+    /// it, the connection ends with GOAWAY (ENHANCE_YOUR_CALM).
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams Portico itself may reset for protocol errors before ending the connection.
+    pub max_local_error_reset_streams: usize,
+    /// Response bytes buffered per stream while the client does not read.
+    pub max_send_buf_size: usize,
+    /// Time a client has to answer a keep-alive ping.
+    pub keep_alive_timeout: Duration,
+}
+
+impl Default for H2Limits {
+    fn default() -> Self {
+        H2Limits {
+            max_concurrent_streams: 128,
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 128,
+            max_send_buf_size: 256 * 1024,
+            keep_alive_timeout: Duration::from_secs(20),
         }
     }
 }

@@ -114,7 +114,10 @@ async fn route_and_forward(
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => req.headers().get(HOST).cloned(),
     };
-    let Some(host_value) = host_value else {
+    // Two Host lines are ambiguous (which one routes, which one the backend reads): 400.
+    let Some(host_value) =
+        host_value.filter(|_| req.headers().get_all(HOST).iter().nth(1).is_none())
+    else {
         return (respond::status_page(StatusCode::BAD_REQUEST), None, None);
     };
     let Ok(host_str) = host_value.to_str() else {
@@ -327,10 +330,11 @@ async fn forward(
         Some(vhost) => {
             headers.insert(HOST, vhost.clone());
         }
-        None if !headers.contains_key(HOST) => {
+        // The host that routed the request (an absolute URI's authority wins over `Host`,
+        // RFC 9112 §3.2.2), so the backend never sees another one.
+        None => {
             headers.insert(HOST, forwarded.host.clone());
         }
-        None => {}
     }
     if let Some(prefix) = &policy.x_forwarded_prefix {
         headers.insert(headers::X_FORWARDED_PREFIX.clone(), prefix.clone());

@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 mod forward;
 pub mod headers;
+pub mod limits;
 pub mod metrics;
 pub mod passthrough;
 pub mod policy;

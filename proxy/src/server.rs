@@ -21,6 +21,7 @@ use crate::client_hello::{self, Peek, Rewind};
 use crate::config::ProxyConfig;
 use crate::error::{CertError, ServeError};
 use crate::forward::{self, ConnInfo};
+use crate::limits::{self, ClientIo, ConnectionSlots};
 use crate::metrics::{HandshakeResult, Metrics};
 use crate::snapshot::Snapshot;
 use crate::tls::{server_config, server_config_with, SessionState};
@@ -81,12 +82,16 @@ impl Proxy {
             .max_buf_size(config.max_header_bytes.max(8192))
             .max_headers(config.max_headers)
             .keep_alive(true);
+        let h2 = &config.h2;
         http.http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(250)
-            .max_header_list_size(config.max_header_bytes as u32)
+            .max_concurrent_streams(h2.max_concurrent_streams)
+            .max_pending_accept_reset_streams(h2.max_pending_accept_reset_streams)
+            .max_local_error_reset_streams(h2.max_local_error_reset_streams)
+            .max_send_buf_size(h2.max_send_buf_size)
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(config.idle_timeout / 3))
-            .keep_alive_timeout(Duration::from_secs(20));
+            .keep_alive_timeout(h2.keep_alive_timeout);
 
         Ok(Proxy {
             shared: Arc::new(Shared {
@@ -228,6 +233,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let slots = ConnectionSlots::new(shared.config.max_connections);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -242,6 +248,11 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Some(slot) = slots.take() else {
+            debug!(%peer, open = slots.open(), "connection limit reached");
+            limits::refuse(stream, tls);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let peer = SocketAddr::new(crate::client_addr::normalize(peer.ip()), peer.port());
         let watcher = graceful.watcher();
@@ -250,6 +261,7 @@ async fn accept_loop(
             shared.metrics.connection_opened();
             serve_connection(&shared, stream, peer, local_port, tls, watcher).await;
             shared.metrics.connection_closed();
+            drop(slot);
         });
     }
 }
@@ -301,7 +313,8 @@ async fn serve_connection(
     if tls {
         serve_tls(shared, stream, conn, watcher).await;
     } else {
-        serve_http(shared, TokioIo::new(stream), conn, watcher, None, None).await;
+        let io = ClientIo::new(TokioIo::new(stream), shared.config.client_header_timeout);
+        serve_http(shared, io, conn, watcher, None, None).await;
     }
 }
 
@@ -425,15 +438,8 @@ async fn terminate<S>(
         (a, verdict)
     });
     let session = Arc::new(TlsSession { sni, client });
-    serve_http(
-        shared,
-        TokioIo::new(stream),
-        conn,
-        watcher,
-        Some(alpn_h2),
-        Some(session),
-    )
-    .await;
+    let io = ClientIo::new(TokioIo::new(stream), shared.config.client_header_timeout);
+    serve_http(shared, io, conn, watcher, Some(alpn_h2), Some(session)).await;
 }
 
 async fn serve_http<I>(
@@ -464,10 +470,18 @@ async fn serve_http<I>(
         Some(false) => shared.http.clone().http1_only(),
         None => shared.http.clone(),
     };
-    let connection = builder
-        .serve_connection_with_upgrades(io, service)
-        .into_owned();
-    if let Err(e) = watcher.watch(connection).await {
+    // `serve_connection_with_upgrades` ignores `http2_only` and sniffs the protocol, so an
+    // ALPN-h2 connection with a bad preface would be answered in HTTP/1: plain
+    // `serve_connection` there (HTTP/2 has no HTTP/1 upgrades to carry).
+    let ended = if alpn_h2 == Some(true) {
+        watcher
+            .watch(builder.serve_connection(io, service).into_owned())
+            .await
+    } else {
+        let connection = builder.serve_connection_with_upgrades(io, service);
+        watcher.watch(connection.into_owned()).await
+    };
+    if let Err(e) = ended {
         debug!(peer = %peer, error = %e, "connection ended with an error");
     }
 }

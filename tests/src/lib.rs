@@ -5,6 +5,7 @@
 pub mod apiserver;
 pub mod manifests;
 pub mod netns;
+pub mod raw;
 pub mod tls;
 
 use std::net::{SocketAddr, TcpListener as StdListener};

@@ -19,6 +19,7 @@ use crate::inputs::Inputs;
 use crate::problem::Reason;
 
 mod backends;
+mod bad_objects;
 mod classes;
 mod conflicts;
 mod default_backends;
