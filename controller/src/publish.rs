@@ -1,7 +1,9 @@
 //! Publish: turns each new set of inputs into a snapshot and makes it live.
 //!
-//! Bursts of changes are debounced; translation runs on the blocking pool (it is pure and can
-//! take a while at tens of thousands of hosts); problems are logged when they first appear.
+//! The sources debounce bursts of changes; inputs that arrive while a translation runs replace
+//! each other in the watch channel, so only the newest is translated next. Translation runs on
+//! the blocking pool (it is pure and can take a while at tens of thousands of hosts); problems
+//! are logged when they first appear.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -154,7 +156,7 @@ fn report(
     r
 }
 
-/// How long to wait for more changes before translating.
+/// How long the webhook's index waits for more changes before rebuilding.
 pub const DEBOUNCE: Duration = Duration::from_millis(10);
 
 /// Publishes every change of `inputs` until the sender is dropped.
@@ -166,24 +168,29 @@ pub async fn run(
 ) {
     let options = Arc::new(options);
     let mut reported: BTreeSet<String> = BTreeSet::new();
+    let mut memo = translate::Memo::default();
     loop {
         if inputs.changed().await.is_err() {
             return;
         }
         let changed_at = Instant::now();
-        tokio::time::sleep(DEBOUNCE).await;
         let current = inputs.borrow_and_update().clone();
         let opts = options.clone();
         let started = Instant::now();
         let for_translate = current.clone();
+        let mut previous = std::mem::take(&mut memo);
         let built = tokio::task::spawn_blocking(move || {
             let mut opts = (*opts).clone();
             opts.now = now();
-            translate::translate(&for_translate, &opts)
+            let output = translate::translate_with(&for_translate, &opts, &mut previous);
+            (output, previous)
         })
         .await;
         let output = match built {
-            Ok(o) => o,
+            Ok((o, m)) => {
+                memo = m;
+                o
+            }
             Err(e) => {
                 error!(error = %e, "translation failed; the last configuration keeps serving");
                 continue;

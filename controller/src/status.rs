@@ -2,6 +2,7 @@
 //! only when it differs, and clears it from Ingresses that stopped being Portico's. It never
 //! clears status on shutdown or rollout (DNS automation would delete records).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,10 +45,11 @@ pub async fn run(
         info!("no --publish-service or --publish-status-address: Ingress status is not written");
         return;
     }
+    let mut written = Written::default();
     loop {
         if *leader.borrow() {
             let report = reports.borrow().clone();
-            if let Err(e) = sync(&client, &config, &report).await {
+            if let Err(e) = sync(&client, &config, &report, &mut written).await {
                 warn!(error = %e, "updating Ingress status failed; retrying");
             }
         }
@@ -60,13 +62,35 @@ pub async fn run(
     }
 }
 
-async fn sync(client: &Client, config: &StatusConfig, report: &Report) -> Result<(), kube::Error> {
+/// What this replica wrote, by Ingress: its uid, the status, and the generation of the report
+/// it acted on. A status update does not rebuild the configuration (translate never reads
+/// status), so until the next report the report still shows the status from before the
+/// write; this keeps the periodic resync from writing the same status again meanwhile.
+type Written = HashMap<ObjectKey, (Option<String>, IngressLoadBalancerStatus, u64)>;
+
+async fn sync(
+    client: &Client,
+    config: &StatusConfig,
+    report: &Report,
+    written: &mut Written,
+) -> Result<(), kube::Error> {
     let desired = desired_status(client, config).await?;
-    for ((ns, name), info) in &report.served {
+    written.retain(|key, _| report.served.contains_key(key));
+    for (key, info) in &report.served {
         if same(info.status.as_ref(), &desired) {
             continue;
         }
+        if written.get(key).is_some_and(|(uid, status, generation)| {
+            *uid == info.uid && same(Some(status), &desired) && *generation == report.generation
+        }) {
+            continue;
+        }
+        let (ns, name) = key;
         patch(client, ns, name, &desired).await?;
+        written.insert(
+            key.clone(),
+            (info.uid.clone(), desired.clone(), report.generation),
+        );
         info!(ingress = %format_args!("{ns}/{name}"), "status updated");
     }
     let empty = IngressLoadBalancerStatus::default();

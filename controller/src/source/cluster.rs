@@ -31,8 +31,7 @@ pub const WATCHED_KINDS: [(&str, &str); 7] = [
     ("portico.dev", "ingressclassparameters"),
 ];
 
-/// How long a burst of watch events may last before the inputs are rebuilt (the publisher
-/// debounces again; translation itself takes longer than this at scale).
+/// How long a burst of watch events may last before the inputs are rebuilt.
 pub const DEBOUNCE: Duration = Duration::from_millis(10);
 
 /// What to watch.
@@ -146,37 +145,48 @@ impl Stores {
     }
 
     /// A fingerprint of every object's identity and version: equal fingerprints, equal inputs.
+    ///
+    /// Order-independent (a sum of per-object hashes) and allocation-free, so it costs little
+    /// at tens of thousands of objects. An Ingress counts by its spec generation, labels and
+    /// annotations rather than its resourceVersion: its status (which Portico itself writes)
+    /// is not read by translate, and a status update must not rebuild the table.
     fn fingerprint(&self) -> u64 {
         fn add<K: Resource + Clone>(
-            h: &mut std::collections::hash_map::DefaultHasher,
+            total: &mut u64,
             stores: &[Store<K>],
+            identity: impl Fn(&K, &mut std::collections::hash_map::DefaultHasher),
         ) where
             K::DynamicType: Eq + Hash + Clone,
         {
-            let mut keys: Vec<(String, String)> = stores
-                .iter()
-                .flat_map(Store::state)
-                .map(|o| {
-                    (
-                        o.meta().uid.clone().unwrap_or_default(),
-                        o.meta().resource_version.clone().unwrap_or_default(),
-                    )
-                })
-                .collect();
-            keys.sort();
-            keys.hash(h);
+            for store in stores {
+                for o in store.state() {
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    o.meta().uid.hash(&mut h);
+                    identity(&o, &mut h);
+                    *total = total.wrapping_add(h.finish());
+                }
+            }
         }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        add(&mut h, &self.ingresses);
-        add(&mut h, std::slice::from_ref(&self.classes));
-        add(&mut h, &self.services);
-        add(&mut h, &self.slices);
-        add(&mut h, &self.secrets);
-        add(&mut h, &self.route_policies);
+        fn version<K: Resource>(o: &K, h: &mut std::collections::hash_map::DefaultHasher) {
+            o.meta().resource_version.hash(h);
+        }
+        let mut total = 0u64;
+        add(&mut total, &self.ingresses, |i: &Ingress, h| {
+            let meta = &i.metadata;
+            meta.generation.hash(h);
+            meta.labels.hash(h);
+            meta.annotations.hash(h);
+            meta.creation_timestamp.as_ref().map(|t| t.0).hash(h);
+        });
+        add(&mut total, std::slice::from_ref(&self.classes), version);
+        add(&mut total, &self.services, version);
+        add(&mut total, &self.slices, version);
+        add(&mut total, &self.secrets, version);
+        add(&mut total, &self.route_policies, version);
         if let Some(s) = &self.class_parameters {
-            add(&mut h, std::slice::from_ref(s));
+            add(&mut total, std::slice::from_ref(s), version);
         }
-        h.finish()
+        total
     }
 }
 

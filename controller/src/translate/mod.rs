@@ -131,6 +131,19 @@ impl Selected<'_> {
 /// primaries. Problems come back sorted and without duplicates; `snapshot.problems` is their
 /// count.
 pub fn translate(inputs: &Inputs, options: &Options) -> Output {
+    translate_with(inputs, options, &mut Memo::default())
+}
+
+/// What one translation leaves for the next to reuse. Reuse never changes the result: a
+/// translation with a memo equals one without.
+#[derive(Debug, Default)]
+pub struct Memo {
+    backends: backends::BackendMemo,
+}
+
+/// [`translate`], reusing what `memo` holds from the previous translation and leaving this
+/// one's results in it (the publisher keeps one across rebuilds).
+pub fn translate_with(inputs: &Inputs, options: &Options, memo: &mut Memo) -> Output {
     let mut problems: Vec<Problem> = inputs.problems.clone();
     let classes = ClassFilter::new(
         &inputs.ingress_classes,
@@ -221,7 +234,11 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
         redirect_hosts,
         client_auth,
     } = tls::build(&selected, inputs, options, &owners, &aliases, &mut problems);
-    let mut backends = backends::Backends::new(inputs, options.allow_external_name);
+    let mut backends = backends::Backends::new(
+        inputs,
+        options.allow_external_name,
+        std::mem::take(&mut memo.backends),
+    );
     let routes = routes::build(
         &selected,
         &owners,
@@ -233,6 +250,7 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
     );
     let passthrough =
         routes::passthrough(&selected, &owners, &mut backends, options, &mut problems);
+    memo.backends = backends.into_memo();
 
     problems.sort();
     problems.dedup();

@@ -426,3 +426,65 @@ fn endpoints_are_sorted_whatever_the_slice_order() {
     assert_eq!(addrs(&a), addrs(&b));
     assert!(addrs(&a).windows(2).all(|w| w[0] < w[1]));
 }
+
+#[test]
+fn a_memo_reuses_unchanged_backends_and_rebuilds_changed_ones() {
+    let mut inputs = world(vec![
+        ingress("default", "a")
+            .rule("a.com", "/", backend("web", 80))
+            .build(),
+        ingress("default", "b")
+            .rule("b.com", "/", backend("api", 80))
+            .build(),
+        ingress("default", "c")
+            .rule("c.com", "/", backend("missing", 80))
+            .build(),
+    ]);
+    let backend_of = |out: &Output, host: &str| {
+        out.snapshot
+            .routes
+            .find(host, "/")
+            .unwrap()
+            .target
+            .backend
+            .clone()
+    };
+    let mut memo = Memo::default();
+    let first = translate_with(&inputs, &options(), &mut memo);
+
+    // `api`'s EndpointSlice changes (a new object, as a source delivers it); `web` does not.
+    inputs.endpoint_slices[1] = slice(
+        "default",
+        "api-1",
+        "api",
+        "IPv4",
+        (None, 9090),
+        &[ready("10.0.0.3")],
+    );
+    let second = translate_with(&inputs, &options(), &mut memo);
+    assert!(Arc::ptr_eq(&backend_of(&first, "a.com"), &backend_of(&second, "a.com")));
+    assert!(!Arc::ptr_eq(&backend_of(&first, "b.com"), &backend_of(&second, "b.com")));
+    assert_eq!(
+        backend_of(&second, "b.com").addresses(),
+        ["10.0.0.3:9090".parse().unwrap()]
+    );
+
+    // With the memo or without, the same table and the same problems (the missing Service's
+    // problem comes back from the memo too).
+    let fresh = run(&inputs);
+    assert_eq!(second.problems, fresh.problems);
+    assert!(!second.problems.is_empty());
+    for host in ["a.com", "b.com", "c.com"] {
+        assert_eq!(
+            backend_of(&second, host).addresses(),
+            backend_of(&fresh, host).addresses()
+        );
+        assert_eq!(backend_of(&second, host).name, backend_of(&fresh, host).name);
+    }
+
+    // The Service itself changing (a port renamed away) rebuilds its backend too.
+    inputs.services[0] = service("default", "web", &[(Some("other"), 80)]);
+    let third = translate_with(&inputs, &options(), &mut memo);
+    assert!(backend_of(&third, "a.com").addresses().is_empty());
+    assert_eq!(third.problems, run(&inputs).problems);
+}
