@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HOST, UPGRADE};
+use http::header::{CONNECTION, HOST, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -20,7 +20,7 @@ use crate::backend::{Endpoints, Pick, Target};
 use crate::balance::{Balance, RequestKey};
 use crate::body::{BodyError, ProxyBody};
 use crate::canary;
-use crate::error::ForwardError;
+use crate::error::{ForwardError, Side};
 use crate::headers::{self, Forwarded, X_REQUEST_ID};
 use crate::policy::{ErrorPages, Policy, Redirect, RetryOn};
 use crate::respond;
@@ -260,6 +260,7 @@ async fn route_and_forward(
             Decision::Answer(resp) => return (resp, Some(target), None),
         }
     }
+    let http1 = req.version() < Version::HTTP_2;
     match forward(shared, &target, req, &forwarded, request_id).await {
         Ok((resp, addr)) => {
             // A `limit-connections` slot is held until the answer has been sent.
@@ -270,15 +271,32 @@ async fn route_and_forward(
             (resp, Some(target), addr)
         }
         Err((e, addr)) => {
-            shared.metrics.upstream_error(e.kind());
-            warn!(
-                ingress = %format_args!("{}/{}", target.namespace, target.ingress),
-                service = %target.service,
-                upstream = ?addr,
-                error = %e,
-                "request not forwarded"
-            );
-            (respond::status_page(e.status()), Some(target), addr)
+            shared.metrics.forward_error(&e);
+            let mut resp = respond::status_page(e.status());
+            if e.side() == Side::Downstream {
+                // The client's own fault: the access log has the status, this is detail.
+                debug!(
+                    ingress = %format_args!("{}/{}", target.namespace, target.ingress),
+                    service = %target.service,
+                    client = %client,
+                    error = %e,
+                    "request refused"
+                );
+                // A body left unread (stalled, malformed) leaves the connection unusable.
+                if http1 {
+                    resp.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+            } else {
+                warn!(
+                    ingress = %format_args!("{}/{}", target.namespace, target.ingress),
+                    service = %target.service,
+                    upstream = ?addr,
+                    error = %e,
+                    "request not forwarded"
+                );
+            }
+            (resp, Some(target), addr)
         }
     }
 }
@@ -621,7 +639,9 @@ async fn error_page(
     }
 }
 
-/// A request that failed because of its own body (too large, stalled) is the client's fault.
+/// A request that failed because of its own body (too large, stalled, malformed, broken
+/// off) is the client's fault. Only the request body is read while the upstream request is
+/// being sent, so a peer error found there is the client's.
 fn find_body_error(e: &(dyn std::error::Error + 'static)) -> Option<ForwardError> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
@@ -629,7 +649,8 @@ fn find_body_error(e: &(dyn std::error::Error + 'static)) -> Option<ForwardError
             return match b {
                 BodyError::TooLarge => Some(ForwardError::BodyTooLarge),
                 BodyError::Idle(_) => Some(ForwardError::ClientTimeout),
-                BodyError::Peer(_) | BodyError::Compress(_) => None,
+                BodyError::Peer(p) => Some(ForwardError::ClientBody(error_chain(p))),
+                BodyError::Compress(_) => None,
             };
         }
         cur = err.source();
@@ -646,7 +667,7 @@ fn upstream_uri(
     let authority = match prebuilt {
         Some(a) => a.clone(),
         None => Authority::try_from(addr.to_string().as_str())
-            .map_err(|_| ForwardError::BadRequest("bad upstream address"))?,
+            .map_err(|_| ForwardError::Internal("bad upstream address"))?,
     };
     Uri::builder()
         .scheme(scheme)
