@@ -424,10 +424,14 @@ async fn forward(
     } else {
         Version::HTTP_11
     };
+    let body_idle = match policy.timeouts.send {
+        Some(send) => send.min(shared.config.client_body_timeout),
+        None => shared.config.client_body_timeout,
+    };
     let mut body = Some(ProxyBody::guarded(
         body,
         policy.max_body_size,
-        policy.timeouts.send,
+        Some(body_idle),
     ));
     // A request without a body can be sent again to another endpoint.
     let replayable = body.as_ref().is_some_and(http_body::Body::is_end_stream);

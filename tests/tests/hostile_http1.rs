@@ -349,6 +349,86 @@ async fn malformed_or_broken_off_bodies_are_client_errors() {
 }
 
 #[tokio::test]
+async fn a_stalled_body_gets_408_and_its_upstream_request_is_abandoned() {
+    let (_dir, p, raw) = setup(&[
+        "--client-body-timeout",
+        "1s",
+        "--upstream-response-timeout",
+        "30s",
+    ])
+    .await;
+    let mut failures = Vec::new();
+    let cases: [(&str, &[u8]); 3] = [
+        (
+            "Content-Length, 10 of 100 bytes then nothing",
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\n0123456789",
+        ),
+        (
+            "chunked, one chunk then nothing",
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        ),
+        (
+            "the head, then nothing",
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\n",
+        ),
+    ];
+    for (name, bytes) in cases {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(p.http).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let r = answer_then_close(&mut stream).await;
+        let took = started.elapsed();
+        let status = r.as_ref().map(|r| r.status);
+        let close = r.as_ref().is_some_and(|r| {
+            r.head
+                .to_ascii_lowercase()
+                .contains("\r\nconnection: close")
+        });
+        if status != Some(408) || !close || took > Duration::from_secs(5) {
+            failures.push(format!("{name}: wanted 408 with Connection: close within 5 s, got {status:?} (close: {close}) after {took:?}"));
+        }
+        eprintln!("{name}: {status:?} after {took:?}");
+    }
+    // A slow but steady body (a byte every 400 ms, 4 s in all) is within the limit: the
+    // limit is on the pause between two reads, not on the whole body.
+    let mut stream = TcpStream::connect(p.http).await.unwrap();
+    stream
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nX-Case: steady\r\nContent-Length: 10\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        stream.write_all(b"x").await.unwrap();
+    }
+    let steady = read_response(&mut stream, Duration::from_secs(10)).await;
+    if steady.as_ref().map(|r| r.status) != Some(200) {
+        failures.push(format!("a steady slow body: wanted 200, got {steady:?}"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = raw.seen();
+    let complete: Vec<_> = seen.iter().filter(|s| s.complete).collect();
+    if complete.len() != 1 || complete[0].header("x-case") != ["steady"] {
+        failures.push(format!(
+            "only the steady request should reach the backend whole: {seen:#?}"
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let m = p.metrics().await;
+    assert_eq!(
+        metric(&m, "portico_client_errors_total{kind=\"client_timeout\"}"),
+        3.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "portico_upstream_errors_total{kind=\"timeout\"}"),
+        0.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
 async fn header_and_body_limits_answer_431_and_413() {
     let (_dir, p, raw) = setup(&[]).await;
     let get = |extra: String| format!("GET / HTTP/1.1\r\nHost: a.test\r\n{extra}\r\n");
