@@ -61,6 +61,7 @@ pub(crate) async fn handle(
     let head = Head::capture(shared.config.access_log, log, tracing, &req, start, trace);
 
     let origin = req.headers().get(http::header::ORIGIN).cloned();
+    let http1 = req.version() < Version::HTTP_2;
 
     let (resp, target, upstream) =
         route_and_forward(&shared, &conn, req, client, &request_id).await;
@@ -81,6 +82,14 @@ pub(crate) async fn handle(
     parts
         .headers
         .insert(X_REQUEST_ID.clone(), request_id.clone());
+    // During the drain delay an HTTP/1 keep-alive connection is closed after each answer, so
+    // its client reconnects (to a ready replica) instead of racing the listeners' close.
+    // HTTP/2 clients get GOAWAY when the listeners close.
+    if http1 && shared.draining() && !parts.status.is_informational() {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     let outcome = access_log::Outcome {
         status: parts.status.as_u16(),
         client,
