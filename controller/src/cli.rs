@@ -196,6 +196,10 @@ pub struct RunArgs {
     /// Longest time a client may take to send a request head (also the HTTP/1.1 idle limit).
     #[arg(long, default_value = "60s", value_parser = crate::duration::parse)]
     pub client_header_timeout: Duration,
+    /// Longest pause between two reads of a request body (nginx's `client_body_timeout`);
+    /// a client stalling longer gets 408 and its upstream request is abandoned.
+    #[arg(long, default_value = "60s", value_parser = crate::duration::parse)]
+    pub client_body_timeout: Duration,
     /// HTTP/2 keep-alive: ping interval is a third of this.
     #[arg(long, default_value = "75s", value_parser = crate::duration::parse)]
     pub idle_timeout: Duration,

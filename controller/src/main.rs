@@ -152,6 +152,7 @@ async fn serve(args: RunArgs, logs: logging::LogControl) -> anyhow::Result<()> {
         https_redirect_port: args.https_redirect_port,
         allow_external_name: args.allow_external_name,
         client_header_timeout: args.client_header_timeout,
+        client_body_timeout: args.client_body_timeout,
         idle_timeout: args.idle_timeout,
         upstream_connect_timeout: args.upstream_connect_timeout,
         upstream_response_timeout: args.upstream_response_timeout,

@@ -43,7 +43,10 @@ pub enum ProxyBody {
 pub struct Guarded {
     inner: Incoming,
     remaining: Option<u64>,
-    idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    idle: Option<Duration>,
+    /// The deadline of the current pause, armed the first time no frame is ready (so time
+    /// spent before the body is first read, connecting upstream, does not count).
+    pause: Option<Pin<Box<Sleep>>>,
 }
 
 impl ProxyBody {
@@ -61,18 +64,23 @@ impl ProxyBody {
     }
 
     /// `inner`, failing with [`BodyError::TooLarge`] past `limit` bytes and with
-    /// [`BodyError::Idle`] when no frame comes for `idle`. Unguarded when both are `None`.
+    /// [`BodyError::Idle`] when no frame comes for `idle`. Unguarded when both are `None`,
+    /// and when the body is empty.
     pub fn guarded(inner: Incoming, limit: Option<u64>, idle: Option<Duration>) -> Self {
-        // A body of known length cannot grow past it (hyper enforces the length), and an
-        // empty one cannot grow at all: the limit only needs watching on streamed bodies.
-        let limit = limit.filter(|_| !inner.is_end_stream() && inner.size_hint().exact().is_none());
+        if inner.is_end_stream() {
+            return ProxyBody::Stream(inner);
+        }
+        // A body of known length cannot grow past it (hyper enforces the length): the limit
+        // only needs watching on streamed bodies.
+        let limit = limit.filter(|_| inner.size_hint().exact().is_none());
         if limit.is_none() && idle.is_none() {
             return ProxyBody::Stream(inner);
         }
         ProxyBody::Guarded(Box::new(Guarded {
             inner,
             remaining: limit,
-            idle: idle.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+            idle,
+            pause: None,
         }))
     }
 }
@@ -91,9 +99,12 @@ impl Guarded {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match polled {
             Poll::Pending => {
-                if let Some((d, sleep)) = &mut self.idle {
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err(BodyError::Idle(*d))));
+                if let Some(d) = self.idle {
+                    let pause = self
+                        .pause
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(d)));
+                    if pause.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err(BodyError::Idle(d))));
                     }
                 }
                 Poll::Pending
@@ -105,8 +116,8 @@ impl Guarded {
                         None => return Poll::Ready(Some(Err(BodyError::TooLarge))),
                     }
                 }
-                if let Some((d, sleep)) = &mut self.idle {
-                    sleep.as_mut().reset(Instant::now() + *d);
+                if let (Some(d), Some(pause)) = (self.idle, &mut self.pause) {
+                    pause.as_mut().reset(Instant::now() + d);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

@@ -17,6 +17,9 @@ pub struct ProxyConfig {
     /// Longest time a client may take to send a request's head; on HTTP/1.1 it also bounds how
     /// long a keep-alive connection may sit idle between requests.
     pub client_header_timeout: Duration,
+    /// Longest pause between two reads of a request body (nginx's `client_body_timeout`);
+    /// a route's shorter `proxy-send-timeout` wins.
+    pub client_body_timeout: Duration,
     /// Longest time an HTTP/2 connection may stay without a ping answer.
     pub idle_timeout: Duration,
     /// Upstream TCP connect timeout, per endpoint tried.
@@ -56,6 +59,7 @@ impl Default for ProxyConfig {
             https_redirect_port: 443,
             allow_external_name: false,
             client_header_timeout: Duration::from_secs(60),
+            client_body_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(75),
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_response_timeout: Duration::from_secs(60),

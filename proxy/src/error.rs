@@ -43,9 +43,27 @@ pub enum ForwardError {
     /// Downstream: the request body is larger than the route allows.
     #[error("the request body is larger than the route allows")]
     BodyTooLarge,
-    /// Downstream: the client paused sending its body for longer than the route allows.
+    /// Downstream: the client paused sending its body for longer than allowed
+    /// (`--client-body-timeout`, or the route's `proxy-send-timeout` when shorter).
     #[error("the client stalled while sending its body")]
     ClientTimeout,
+    /// Downstream: the client's body was malformed (an invalid chunk) or broke off.
+    #[error("the client's request body failed: {0}")]
+    ClientBody(String),
+    /// Internal: Portico could not build the upstream request.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+/// Whose fault a failed request is: it decides the status, the counter and the log level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The client's request or connection (4xx; `portico_client_errors_total`).
+    Downstream,
+    /// The backend or the way to it (502/503/504; `portico_upstream_errors_total`).
+    Upstream,
+    /// Portico itself (500; `portico_upstream_errors_total{kind="internal"}`).
+    Internal,
 }
 
 impl ForwardError {
@@ -60,10 +78,29 @@ impl ForwardError {
             ForwardError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ForwardError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ForwardError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            ForwardError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            ForwardError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// A short label for metrics (`portico_upstream_errors_total{kind=…}`).
+    /// Whose fault the failure is.
+    pub fn side(&self) -> Side {
+        match self {
+            ForwardError::NoEndpoint
+            | ForwardError::Connect(_)
+            | ForwardError::Timeout
+            | ForwardError::Upstream(_)
+            | ForwardError::Resolve(_) => Side::Upstream,
+            ForwardError::BadRequest(_)
+            | ForwardError::BodyTooLarge
+            | ForwardError::ClientTimeout
+            | ForwardError::ClientBody(_) => Side::Downstream,
+            ForwardError::Internal(_) => Side::Internal,
+        }
+    }
+
+    /// A short label for metrics (`portico_upstream_errors_total{kind=…}` or
+    /// `portico_client_errors_total{kind=…}`, by [`ForwardError::side`]).
     pub fn kind(&self) -> &'static str {
         match self {
             ForwardError::NoEndpoint => "no_endpoint",
@@ -74,6 +111,8 @@ impl ForwardError {
             ForwardError::BadRequest(_) => "bad_request",
             ForwardError::BodyTooLarge => "body_too_large",
             ForwardError::ClientTimeout => "client_timeout",
+            ForwardError::ClientBody(_) => "client_body",
+            ForwardError::Internal(_) => "internal",
         }
     }
 }

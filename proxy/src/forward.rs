@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HOST, UPGRADE};
+use http::header::{CONNECTION, HOST, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -20,7 +20,7 @@ use crate::backend::{Endpoints, Pick, Target};
 use crate::balance::{Balance, RequestKey};
 use crate::body::{BodyError, ProxyBody};
 use crate::canary;
-use crate::error::ForwardError;
+use crate::error::{ForwardError, Side};
 use crate::headers::{self, Forwarded, X_REQUEST_ID};
 use crate::policy::{ErrorPages, Policy, Redirect, RetryOn};
 use crate::respond;
@@ -61,6 +61,7 @@ pub(crate) async fn handle(
     let head = Head::capture(shared.config.access_log, log, tracing, &req, start, trace);
 
     let origin = req.headers().get(http::header::ORIGIN).cloned();
+    let http1 = req.version() < Version::HTTP_2;
 
     let (resp, target, upstream) =
         route_and_forward(&shared, &conn, req, client, &request_id).await;
@@ -81,6 +82,14 @@ pub(crate) async fn handle(
     parts
         .headers
         .insert(X_REQUEST_ID.clone(), request_id.clone());
+    // During the drain delay an HTTP/1 keep-alive connection is closed after each answer, so
+    // its client reconnects (to a ready replica) instead of racing the listeners' close.
+    // HTTP/2 clients get GOAWAY when the listeners close.
+    if http1 && shared.draining() && !parts.status.is_informational() {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     let outcome = access_log::Outcome {
         status: parts.status.as_u16(),
         client,
@@ -260,6 +269,7 @@ async fn route_and_forward(
             Decision::Answer(resp) => return (resp, Some(target), None),
         }
     }
+    let http1 = req.version() < Version::HTTP_2;
     match forward(shared, &target, req, &forwarded, request_id).await {
         Ok((resp, addr)) => {
             // A `limit-connections` slot is held until the answer has been sent.
@@ -270,15 +280,32 @@ async fn route_and_forward(
             (resp, Some(target), addr)
         }
         Err((e, addr)) => {
-            shared.metrics.upstream_error(e.kind());
-            warn!(
-                ingress = %format_args!("{}/{}", target.namespace, target.ingress),
-                service = %target.service,
-                upstream = ?addr,
-                error = %e,
-                "request not forwarded"
-            );
-            (respond::status_page(e.status()), Some(target), addr)
+            shared.metrics.forward_error(&e);
+            let mut resp = respond::status_page(e.status());
+            if e.side() == Side::Downstream {
+                // The client's own fault: the access log has the status, this is detail.
+                debug!(
+                    ingress = %format_args!("{}/{}", target.namespace, target.ingress),
+                    service = %target.service,
+                    client = %client,
+                    error = %e,
+                    "request refused"
+                );
+                // A body left unread (stalled, malformed) leaves the connection unusable.
+                if http1 {
+                    resp.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+            } else {
+                warn!(
+                    ingress = %format_args!("{}/{}", target.namespace, target.ingress),
+                    service = %target.service,
+                    upstream = ?addr,
+                    error = %e,
+                    "request not forwarded"
+                );
+            }
+            (resp, Some(target), addr)
         }
     }
 }
@@ -406,10 +433,14 @@ async fn forward(
     } else {
         Version::HTTP_11
     };
+    let body_idle = match policy.timeouts.send {
+        Some(send) => send.min(shared.config.client_body_timeout),
+        None => shared.config.client_body_timeout,
+    };
     let mut body = Some(ProxyBody::guarded(
         body,
         policy.max_body_size,
-        policy.timeouts.send,
+        Some(body_idle),
     ));
     // A request without a body can be sent again to another endpoint.
     let replayable = body.as_ref().is_some_and(http_body::Body::is_end_stream);
@@ -621,7 +652,9 @@ async fn error_page(
     }
 }
 
-/// A request that failed because of its own body (too large, stalled) is the client's fault.
+/// A request that failed because of its own body (too large, stalled, malformed, broken
+/// off) is the client's fault. Only the request body is read while the upstream request is
+/// being sent, so a peer error found there is the client's.
 fn find_body_error(e: &(dyn std::error::Error + 'static)) -> Option<ForwardError> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
@@ -629,7 +662,8 @@ fn find_body_error(e: &(dyn std::error::Error + 'static)) -> Option<ForwardError
             return match b {
                 BodyError::TooLarge => Some(ForwardError::BodyTooLarge),
                 BodyError::Idle(_) => Some(ForwardError::ClientTimeout),
-                BodyError::Peer(_) | BodyError::Compress(_) => None,
+                BodyError::Peer(p) => Some(ForwardError::ClientBody(error_chain(p))),
+                BodyError::Compress(_) => None,
             };
         }
         cur = err.source();
@@ -646,7 +680,7 @@ fn upstream_uri(
     let authority = match prebuilt {
         Some(a) => a.clone(),
         None => Authority::try_from(addr.to_string().as_str())
-            .map_err(|_| ForwardError::BadRequest("bad upstream address"))?,
+            .map_err(|_| ForwardError::Internal("bad upstream address"))?,
     };
     Uri::builder()
         .scheme(scheme)

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::Method;
 
+use crate::error::{ForwardError, Side};
 use crate::snapshot::Snapshot;
 
 /// Upper bounds (seconds) of the duration histograms (Prometheus' defaults plus 1 ms).
@@ -23,16 +24,22 @@ pub const DURATION_BUCKETS: [f64; 12] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Kinds of upstream failure, as `kind` label values.
-pub const UPSTREAM_ERROR_KINDS: [&str; 8] = [
+/// Kinds of upstream (and internal) failure, as `kind` label values.
+pub const UPSTREAM_ERROR_KINDS: [&str; 6] = [
     "no_endpoint",
     "connect",
     "timeout",
     "upstream",
     "resolve",
+    "internal",
+];
+
+/// Kinds of failure caused by the client, as `kind` label values.
+pub const CLIENT_ERROR_KINDS: [&str; 4] = [
     "bad_request",
     "body_too_large",
     "client_timeout",
+    "client_body",
 ];
 
 /// `method` label values; anything else is `OTHER`.
@@ -210,6 +217,7 @@ pub struct Metrics {
     /// Requests no route took (404, or before the first configuration).
     unrouted: Arc<RouteStats>,
     upstream_errors: [AtomicU64; UPSTREAM_ERROR_KINDS.len()],
+    client_errors: [AtomicU64; CLIENT_ERROR_KINDS.len()],
     upstream_retries: AtomicU64,
     tls_handshakes: [[AtomicU64; 3]; TLS_VERSIONS.len()],
     generation: AtomicU64,
@@ -234,6 +242,7 @@ impl Default for Metrics {
             routes: Mutex::default(),
             unrouted: Arc::default(),
             upstream_errors: Default::default(),
+            client_errors: Default::default(),
             upstream_retries: AtomicU64::new(0),
             tls_handshakes: Default::default(),
             generation: AtomicU64::new(0),
@@ -351,10 +360,16 @@ impl Metrics {
         &self.unrouted
     }
 
+    /// A request that could not be forwarded, counted on its side.
     #[inline]
-    pub fn upstream_error(&self, kind: &str) {
-        if let Some(i) = UPSTREAM_ERROR_KINDS.iter().position(|k| *k == kind) {
-            self.upstream_errors[i].fetch_add(1, Ordering::Relaxed);
+    pub fn forward_error(&self, e: &ForwardError) {
+        let kind = e.kind();
+        let (kinds, counters): (&[&str], &[AtomicU64]) = match e.side() {
+            Side::Downstream => (&CLIENT_ERROR_KINDS, &self.client_errors),
+            Side::Upstream | Side::Internal => (&UPSTREAM_ERROR_KINDS, &self.upstream_errors),
+        };
+        if let Some(i) = kinds.iter().position(|k| *k == kind) {
+            counters[i].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -494,6 +509,19 @@ impl Metrics {
                 out,
                 "portico_upstream_errors_total{{kind=\"{kind}\"}} {}",
                 self.upstream_errors[i].load(Ordering::Relaxed)
+            );
+        }
+        header(
+            &mut out,
+            "portico_client_errors_total",
+            "counter",
+            "Requests not forwarded because of the client: malformed, too large, stalled or broken-off bodies.",
+        );
+        for (i, kind) in CLIENT_ERROR_KINDS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "portico_client_errors_total{{kind=\"{kind}\"}} {}",
+                self.client_errors[i].load(Ordering::Relaxed)
             );
         }
         header(

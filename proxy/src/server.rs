@@ -49,6 +49,14 @@ pub(crate) struct Shared {
     http: auto::Builder<TokioExecutor>,
 }
 
+impl Shared {
+    /// Shutdown has begun: the listeners still accept during the drain delay, but
+    /// keep-alive clients are told to go elsewhere.
+    pub(crate) fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
 /// A handle on the data plane. Cheap to clone.
 #[derive(Clone)]
 pub struct Proxy {

@@ -251,6 +251,14 @@ impl Portico {
         }
     }
 
+    /// Sends SIGKILL (a crash: nothing is handed over or cleaned up) and reaps the process.
+    pub fn kill(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Waits for the process to exit; returns its exit code.
     pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;

@@ -499,3 +499,95 @@ async fn wait_warning(client: &kube::Client, ns: &str, name: &str, reason: &str,
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn killing_the_leader_loses_no_status_update() {
+    let api = ApiServer::shared();
+    let client = api.client().await;
+    let ns = "failover";
+    let _backends = backends(&client, ns, ["web"]).await;
+    let ing = |name: &str, class: &str| {
+        ingress(ns, name)
+            .class(class)
+            .rule(&format!("{name}.failover.test"), "/", "Prefix", "web")
+            .yaml()
+    };
+    apply(&client, &ing("settled", "portico")).await;
+    // Another controller's Ingress: no status from Portico until it changes class.
+    apply(&client, &ing("adopted", "other")).await;
+    let a = Portico::cluster(
+        &api.kubeconfig,
+        &[args(ns, "failover-lease"), vec!["--pod-name", "replica-a"]].concat(),
+    )
+    .await;
+    let b = Portico::cluster(
+        &api.kubeconfig,
+        &[args(ns, "failover-lease"), vec!["--pod-name", "replica-b"]].concat(),
+    )
+    .await;
+    wait_status_ip(
+        &client,
+        ns,
+        "settled",
+        "192.0.2.10",
+        Duration::from_secs(10),
+        || format!("A:\n{}\nB:\n{}", a.logs(), b.logs()),
+    )
+    .await;
+    assert_eq!(status_ip(&client, ns, "adopted").await, None);
+    let (mut leader, follower) = if a.logs().contains("became the leader") {
+        (a, b)
+    } else {
+        (b, a)
+    };
+
+    // Just before the crash: new Ingresses, and the other controller's one moved to Portico.
+    let mut names: Vec<String> = Vec::new();
+    for i in 0..3 {
+        let name = format!("before-{i}");
+        apply(&client, &ing(&name, "portico")).await;
+        names.push(name);
+    }
+    apply(&client, &ing("adopted", "portico")).await;
+    names.push("adopted".into());
+    leader.kill();
+    let killed = Instant::now();
+    // While nobody leads (the crashed leader's lease runs out): more new Ingresses and a
+    // changed one.
+    for i in 0..5 {
+        let name = format!("during-{i}");
+        apply(&client, &ing(&name, "portico")).await;
+        names.push(name);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    apply(
+        &client,
+        &ingress(ns, "settled")
+            .class("portico")
+            .rule("settled.failover.test", "/", "Prefix", "web")
+            .rule("more.failover.test", "/", "Prefix", "web")
+            .yaml(),
+    )
+    .await;
+    names.push("settled".into());
+    follower
+        .wait_log("became the leader", Duration::from_secs(30))
+        .await;
+    let took_over = killed.elapsed();
+    for name in &names {
+        wait_status_ip(
+            &client,
+            ns,
+            name,
+            "192.0.2.10",
+            Duration::from_secs(20),
+            || follower.logs(),
+        )
+        .await;
+    }
+    eprintln!(
+        "leader killed: the other replica led after {took_over:?}; all {} Ingresses had their status {:?} after the kill",
+        names.len(),
+        killed.elapsed()
+    );
+}

@@ -39,9 +39,9 @@ enum Want {
     /// Served (after normalisation): the backend receives exactly these many unambiguous
     /// requests, none of them the smuggled one.
     Normalised(usize),
-    /// Refused with a 4xx/5xx somewhere; whatever reached the backend was unambiguous,
-    /// never complete with the attacker's framing, and never the smuggled request.
-    Failed,
+    /// A malformed body: 400 (a client error, never 502); whatever reached the backend was
+    /// unambiguous, never complete with the attacker's framing, and never the smuggled one.
+    BadBody,
 }
 
 const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: a.test\r\n\r\n";
@@ -134,17 +134,17 @@ async fn request_smuggling_is_refused_or_normalised() {
         (
             "an invalid chunk size",
             format!("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n{s}"),
-            Want::Failed,
+            Want::BadBody,
         ),
         (
             "a chunk size overflowing 64 bits",
             format!("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\nhello\r\n0\r\n\r\n{s}"),
-            Want::Failed,
+            Want::BadBody,
         ),
         (
             "a chunk larger than its size",
             format!("POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n{s}"),
-            Want::Failed,
+            Want::BadBody,
         ),
         (
             "two Host headers",
@@ -219,9 +219,8 @@ async fn request_smuggling_is_refused_or_normalised() {
                         .iter()
                         .all(|s| s.complete && s.header("connection").is_empty())
             }
-            Want::Failed => {
-                status.is_some_and(|c| c >= 400)
-                    && seen.iter().all(|s| !s.complete || s.body.is_empty())
+            Want::BadBody => {
+                status == Some(400) && seen.iter().all(|s| !s.complete || s.body.is_empty())
             }
         };
         if !ok {
@@ -254,6 +253,179 @@ async fn until_closed_or_idle(stream: &mut TcpStream) -> Vec<u8> {
             Ok(Ok(n)) => all.extend_from_slice(&chunk[..n]),
         }
     }
+}
+
+/// The value of metric line `name` (with its labels) in `text`.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Reads one response, then waits for the connection to close.
+async fn answer_then_close(stream: &mut TcpStream) -> Option<portico_e2e::raw::RawResponse> {
+    let r = read_response(stream, Duration::from_secs(20)).await;
+    until_closed(stream, Duration::from_secs(10)).await;
+    r
+}
+
+#[tokio::test]
+async fn malformed_or_broken_off_bodies_are_client_errors() {
+    let (_dir, p, raw) = setup(&[]).await;
+    let head = "POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n";
+    let cases = [
+        (
+            "an invalid chunk size",
+            "5\r\nhello\r\nzz\r\nhello\r\n0\r\n\r\n",
+        ),
+        (
+            "a chunk size overflowing 64 bits",
+            "1ffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+        ),
+        ("a chunk longer than its size", "2\r\nhello\r\n0\r\n\r\n"),
+        (
+            "a chunk extension with a bare LF",
+            "5;a\nb\r\nhello\r\n0\r\n\r\n",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (case, (name, body)) in cases.iter().enumerate() {
+        let mut stream = TcpStream::connect(p.http).await.unwrap();
+        let bytes = format!("{head}X-Case: {case}\r\n\r\n{body}");
+        let _ = stream.write_all(bytes.as_bytes()).await;
+        let r = answer_then_close(&mut stream).await;
+        let status = r.as_ref().map(|r| r.status);
+        let close = r.as_ref().is_some_and(|r| {
+            r.head
+                .to_ascii_lowercase()
+                .contains("\r\nconnection: close")
+        });
+        if status != Some(400) || !close {
+            failures.push(format!(
+                "{name}: wanted 400 and Connection: close, got {r:?}"
+            ));
+        }
+    }
+    // A body that breaks off: the client declares 100 bytes, sends 10 and half-closes.
+    let mut stream = TcpStream::connect(p.http).await.unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: a.test\r\nX-Case: short\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+    let short = answer_then_close(&mut stream).await.map(|r| r.status);
+    eprintln!("a body cut short: {short:?}");
+    if !matches!(short, None | Some(400)) {
+        failures.push(format!(
+            "a body cut short: wanted 400 or a close, got {short:?}"
+        ));
+    }
+    // Everything upstream happened before the answers; let the backend record it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for s in raw.seen() {
+        if s.complete || s.ambiguity().is_some() {
+            failures.push(format!(
+                "the backend received a complete or ambiguous request: {s:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let m = p.metrics().await;
+    assert_eq!(
+        metric(&m, "portico_client_errors_total{kind=\"client_body\"}"),
+        5.0,
+        "{m}"
+    );
+    for kind in ["upstream", "connect", "timeout", "internal"] {
+        let line = format!("portico_upstream_errors_total{{kind=\"{kind}\"}}");
+        assert_eq!(metric(&m, &line), 0.0, "{m}");
+    }
+    let r = exchange(
+        p.http,
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn a_stalled_body_gets_408_and_its_upstream_request_is_abandoned() {
+    let (_dir, p, raw) = setup(&[
+        "--client-body-timeout",
+        "1s",
+        "--upstream-response-timeout",
+        "30s",
+    ])
+    .await;
+    let mut failures = Vec::new();
+    let cases: [(&str, &[u8]); 3] = [
+        (
+            "Content-Length, 10 of 100 bytes then nothing",
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\n0123456789",
+        ),
+        (
+            "chunked, one chunk then nothing",
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        ),
+        (
+            "the head, then nothing",
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\n",
+        ),
+    ];
+    for (name, bytes) in cases {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(p.http).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let r = answer_then_close(&mut stream).await;
+        let took = started.elapsed();
+        let status = r.as_ref().map(|r| r.status);
+        let close = r.as_ref().is_some_and(|r| {
+            r.head
+                .to_ascii_lowercase()
+                .contains("\r\nconnection: close")
+        });
+        if status != Some(408) || !close || took > Duration::from_secs(5) {
+            failures.push(format!("{name}: wanted 408 with Connection: close within 5 s, got {status:?} (close: {close}) after {took:?}"));
+        }
+        eprintln!("{name}: {status:?} after {took:?}");
+    }
+    // A slow but steady body (a byte every 400 ms, 4 s in all) is within the limit: the
+    // limit is on the pause between two reads, not on the whole body.
+    let mut stream = TcpStream::connect(p.http).await.unwrap();
+    stream
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nX-Case: steady\r\nContent-Length: 10\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        stream.write_all(b"x").await.unwrap();
+    }
+    let steady = read_response(&mut stream, Duration::from_secs(10)).await;
+    if steady.as_ref().map(|r| r.status) != Some(200) {
+        failures.push(format!("a steady slow body: wanted 200, got {steady:?}"));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = raw.seen();
+    let complete: Vec<_> = seen.iter().filter(|s| s.complete).collect();
+    if complete.len() != 1 || complete[0].header("x-case") != ["steady"] {
+        failures.push(format!(
+            "only the steady request should reach the backend whole: {seen:#?}"
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let m = p.metrics().await;
+    assert_eq!(
+        metric(&m, "portico_client_errors_total{kind=\"client_timeout\"}"),
+        3.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "portico_upstream_errors_total{kind=\"timeout\"}"),
+        0.0,
+        "{m}"
+    );
 }
 
 #[tokio::test]
