@@ -37,7 +37,7 @@ pub(crate) struct ConnInfo {
     pub peer_value: HeaderValue,
     pub peer_trusted: bool,
     /// The listener's port (for `X-Forwarded-Port`).
-    pub local_port: u16,
+    pub local_port: HeaderValue,
     pub tls: bool,
 }
 
@@ -111,14 +111,14 @@ async fn route_and_forward(
         );
     };
     // HTTP/2 carries the host in :authority; HTTP/1.1 in Host.
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let (first, second) = (hosts.next(), hosts.next());
     let host_value = match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers().get(HOST).cloned(),
+        None => first.cloned(),
     };
     // Two Host lines are ambiguous (which one routes, which one the backend reads): 400.
-    let Some(host_value) =
-        host_value.filter(|_| req.headers().get_all(HOST).iter().nth(1).is_none())
-    else {
+    let Some(host_value) = host_value.filter(|_| second.is_none()) else {
         return (respond::status_page(StatusCode::BAD_REQUEST), None, None);
     };
     let Ok(host_str) = host_value.to_str() else {
@@ -235,7 +235,7 @@ async fn route_and_forward(
         client,
         scheme: if conn.tls { "https" } else { "http" },
         host: &host_value,
-        port: conn.local_port,
+        port: &conn.local_port,
     };
     if let Some(auth) = &policy.external_auth {
         let decision = auth
