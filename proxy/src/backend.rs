@@ -10,6 +10,7 @@ use http::uri::Authority;
 use crate::balance::{endpoint_id, Balance, EndpointLoad, RequestKey};
 use crate::metrics::RouteStats;
 use crate::policy::Policy;
+use crate::pool::EndpointPool;
 
 /// Where a route sends a request: the backend plus what logs, metrics and policies need.
 #[derive(Debug)]
@@ -77,6 +78,9 @@ pub struct Backend {
     /// The static endpoints' latency and load (EWMA).
     loads: Vec<EndpointLoad>,
     balancer: Balancer,
+    /// The static endpoints' kept-alive HTTP/1.1 connections, attached at publish time to
+    /// backends that plain-HTTP routes use.
+    pools: OnceLock<Box<[Arc<EndpointPool>]>>,
 }
 
 /// The choice among endpoints. Only the backend knows how it picks, so new strategies
@@ -109,6 +113,7 @@ impl Backend {
             ids,
             loads,
             balancer: Balancer::RoundRobin(AtomicUsize::new(0)),
+            pools: OnceLock::new(),
         }
     }
 
@@ -151,6 +156,20 @@ impl Backend {
             req,
         );
         (self.pick_from(choice.first), choice.set_cookie)
+    }
+
+    /// The connection pool of static endpoint `i`, once attached.
+    #[inline]
+    pub(crate) fn pool(&self, i: usize) -> Option<&Arc<EndpointPool>> {
+        self.pools.get().and_then(|p| p.get(i))
+    }
+
+    /// The endpoints' pools, or the result of `make` when none are attached yet.
+    pub(crate) fn attach_pools(
+        &self,
+        make: impl FnOnce(&[SocketAddr]) -> Box<[Arc<EndpointPool>]>,
+    ) -> &[Arc<EndpointPool>] {
+        self.pools.get_or_init(|| make(self.addresses()))
     }
 
     /// The load record of endpoint `i` (EWMA).

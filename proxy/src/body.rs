@@ -36,6 +36,9 @@ pub enum ProxyBody {
     Bytes(Option<Bytes>),
     /// A body holding a `limit-connections` slot until the answer is sent.
     Held(Box<(ProxyBody, crate::access::rate_limit::InFlight)>),
+    /// An upstream answer on a kept-alive connection, which goes back to its pool once the
+    /// answer has been read to the end.
+    Pooled(Box<(ProxyBody, Option<crate::pool::Lent>)>),
 }
 
 /// A streamed body with a size limit and/or a limit on the pause between two frames.
@@ -82,6 +85,24 @@ impl ProxyBody {
             idle,
             pause: None,
         }))
+    }
+}
+
+impl ProxyBody {
+    /// An upstream answer whose connection goes back to `lent`'s pool at its end (at once
+    /// when the answer has no body left to read).
+    pub fn pooled(body: ProxyBody, lent: crate::pool::Lent) -> Self {
+        if body.is_end_stream() {
+            lent.release();
+            return body;
+        }
+        ProxyBody::Pooled(Box::new((body, Some(lent))))
+    }
+
+    fn release(lent: &mut Option<crate::pool::Lent>) {
+        if let Some(l) = lent.take() {
+            l.release();
+        }
     }
 }
 
@@ -141,6 +162,18 @@ impl http_body::Body for ProxyBody {
             ProxyBody::Compressed(c) => Pin::new(c.as_mut()).poll_frame(cx),
             ProxyBody::Bytes(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Held(h) => Pin::new(&mut h.0).poll_frame(cx),
+            ProxyBody::Pooled(p) => {
+                let (inner, lent) = p.as_mut();
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None) => ProxyBody::release(lent),
+                    Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => ProxyBody::release(lent),
+                    // A broken answer: its connection closes.
+                    Poll::Ready(Some(Err(_))) => *lent = None,
+                    _ => {}
+                }
+                polled
+            }
         }
     }
 
@@ -151,6 +184,7 @@ impl http_body::Body for ProxyBody {
             ProxyBody::Compressed(c) => c.is_end_stream(),
             ProxyBody::Bytes(b) => b.is_none(),
             ProxyBody::Held(h) => h.0.is_end_stream(),
+            ProxyBody::Pooled(p) => p.0.is_end_stream(),
         }
     }
 
@@ -162,6 +196,7 @@ impl http_body::Body for ProxyBody {
             ProxyBody::Bytes(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Bytes(None) => SizeHint::with_exact(0),
             ProxyBody::Held(h) => h.0.size_hint(),
+            ProxyBody::Pooled(p) => p.0.size_hint(),
         }
     }
 }

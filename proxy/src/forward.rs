@@ -26,6 +26,7 @@ use crate::policy::{ErrorPages, Policy, Redirect, RetryOn};
 use crate::respond;
 use crate::routing::normalize_host;
 use crate::server::Shared;
+use crate::upstream::{Protocol, UpstreamError};
 
 /// What the proxy knows about the client connection a request came on.
 #[derive(Debug)]
@@ -36,7 +37,7 @@ pub(crate) struct ConnInfo {
     pub peer_value: HeaderValue,
     pub peer_trusted: bool,
     /// The listener's port (for `X-Forwarded-Port`).
-    pub local_port: u16,
+    pub local_port: HeaderValue,
     pub tls: bool,
 }
 
@@ -119,14 +120,14 @@ async fn route_and_forward(
         );
     };
     // HTTP/2 carries the host in :authority; HTTP/1.1 in Host.
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let (first, second) = (hosts.next(), hosts.next());
     let host_value = match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers().get(HOST).cloned(),
+        None => first.cloned(),
     };
     // Two Host lines are ambiguous (which one routes, which one the backend reads): 400.
-    let Some(host_value) =
-        host_value.filter(|_| req.headers().get_all(HOST).iter().nth(1).is_none())
-    else {
+    let Some(host_value) = host_value.filter(|_| second.is_none()) else {
         return (respond::status_page(StatusCode::BAD_REQUEST), None, None);
     };
     let Ok(host_str) = host_value.to_str() else {
@@ -243,7 +244,7 @@ async fn route_and_forward(
         client,
         scheme: if conn.tls { "https" } else { "http" },
         host: &host_value,
-        port: conn.local_port,
+        port: &conn.local_port,
     };
     if let Some(auth) = &policy.external_auth {
         let decision = auth
@@ -423,6 +424,12 @@ async fn forward(
         .read
         .unwrap_or(shared.config.upstream_response_timeout);
     let retry = policy.retry;
+    // CONNECT keeps the client's authority form, which only the pooled client writes.
+    let plain_h1 = policy.protocol == Protocol::Http && method != Method::CONNECT;
+    let connect_timeout = policy
+        .timeouts
+        .connect
+        .unwrap_or(shared.config.upstream_connect_timeout);
     let scheme = if policy.protocol.tls() {
         Scheme::HTTPS
     } else {
@@ -457,8 +464,18 @@ async fn forward(
             None if replayable => ProxyBody::empty(),
             None => break,
         };
-        let uri = upstream_uri(scheme.clone(), addr, authority, &path_and_query)
-            .map_err(|e| (e, Some(addr)))?;
+        // Plain HTTP/1.1 goes through the endpoint's own pool, in origin form; the rest
+        // through a pooled client, which takes the absolute URI.
+        let pool = if plain_h1 {
+            target.backend.pool(index)
+        } else {
+            None
+        };
+        let uri = match pool {
+            Some(_) => Uri::from(path_and_query.clone()),
+            None => upstream_uri(scheme.clone(), addr, authority, &path_and_query)
+                .map_err(|e| (e, Some(addr)))?,
+        };
         let mut up = Request::new(b);
         *up.method_mut() = method.clone();
         *up.uri_mut() = uri;
@@ -479,7 +496,12 @@ async fn forward(
             Instant::now()
         });
         let sent_at = Instant::now();
-        let sent = tokio::time::timeout(read_timeout, client.request(up)).await;
+        let sent = match pool {
+            Some(pool) => tokio::time::timeout(read_timeout, pool.send(up, connect_timeout)).await,
+            None => tokio::time::timeout(read_timeout, client.request(up))
+                .await
+                .map(|r| r.map(|resp| (resp, None)).map_err(UpstreamError::from)),
+        };
         if let (Ok(Ok(_)), Some(stats)) = (&sent, target.stats.get()) {
             stats.upstream_response(sent_at.elapsed());
         }
@@ -515,7 +537,7 @@ async fn forward(
                 }
                 break;
             }
-            Ok(Ok(mut resp)) => {
+            Ok(Ok((mut resp, lent))) => {
                 if more && resendable && retry.on.status(resp.status()) {
                     shared.metrics.upstream_retry();
                     continue;
@@ -552,6 +574,10 @@ async fn forward(
                     parts.headers.append(http::header::SET_COOKIE, cookie);
                 }
                 let mut body = ProxyBody::guarded(body, None, policy.timeouts.read);
+                // An upgraded connection is the tunnel's now, never reused.
+                if let (Some(lent), false) = (lent, switching) {
+                    body = ProxyBody::pooled(body, lent);
+                }
                 if let Some(c) = &policy.compression {
                     if let Some(encoding) =
                         c.choose(&method, &accept_encoding, parts.status, &parts.headers)

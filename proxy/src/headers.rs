@@ -1,8 +1,10 @@
 //! Header rewriting between client and backend: hop-by-hop removal, forwarding headers,
 //! request ids.
 
+use std::cell::RefCell;
 use std::net::IpAddr;
 
+use bytes::BytesMut;
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
 };
@@ -82,12 +84,15 @@ pub struct Forwarded<'a> {
     pub client: IpAddr,
     pub scheme: &'static str,
     pub host: &'a HeaderValue,
-    pub port: u16,
+    /// The listener's port as a header value, built once per listener.
+    pub port: &'a HeaderValue,
 }
 
 /// Writes `X-Forwarded-*` and `X-Real-IP`. Values from an untrusted peer are overwritten;
 /// a trusted peer's are kept, and `X-Forwarded-For` gets the peer appended.
 pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
+    // Room for the five headers (and X-Request-ID, Host, traceparent) at once: one growth.
+    headers.reserve(8);
     let peer = f.peer_value.clone();
     if f.peer_trusted {
         let existing: Vec<&str> = headers
@@ -114,7 +119,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
             headers.insert(X_FORWARDED_HOST.clone(), f.host.clone());
         }
         if !headers.contains_key(&X_FORWARDED_PORT) {
-            headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(f.port));
+            headers.insert(X_FORWARDED_PORT.clone(), f.port.clone());
         }
     } else {
         headers.insert(X_FORWARDED_FOR.clone(), peer);
@@ -123,7 +128,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &Forwarded<'_>) {
             HeaderValue::from_static(f.scheme),
         );
         headers.insert(X_FORWARDED_HOST.clone(), f.host.clone());
-        headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(f.port));
+        headers.insert(X_FORWARDED_PORT.clone(), f.port.clone());
     }
     let client = if f.client == f.peer {
         f.peer_value.clone()
@@ -159,7 +164,27 @@ fn new_request_id() -> HeaderValue {
         let word = if i < 16 { a } else { b };
         *slot = HEX[((word >> ((i % 16) * 4)) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+    fresh_value(&buf)
+}
+
+/// A header value Portico makes per request (request ids, trace parents), cut from a buffer
+/// shared per thread: one allocation for many values, and clones that only count references.
+pub(crate) fn fresh_value(bytes: &[u8]) -> HeaderValue {
+    const CHUNK: usize = 4096;
+    thread_local! {
+        static ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    }
+    let cut = ARENA.with(|arena| {
+        let mut arena = arena.try_borrow_mut().ok()?;
+        if arena.capacity() < bytes.len() {
+            *arena = BytesMut::with_capacity(CHUNK.max(bytes.len()));
+        }
+        arena.extend_from_slice(bytes);
+        Some(arena.split().freeze())
+    });
+    cut.and_then(|b| HeaderValue::from_maybe_shared(b).ok())
+        .or_else(|| HeaderValue::from_bytes(bytes).ok())
+        .unwrap_or(HeaderValue::from_static(""))
 }
 
 #[cfg(test)]
@@ -198,6 +223,7 @@ mod tests {
         h.insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         let host = HeaderValue::from_static("foo.com");
+        let port = HeaderValue::from_static("80");
         let peer: IpAddr = "192.0.2.7".parse().unwrap();
         set_forwarded(
             &mut h,
@@ -208,7 +234,7 @@ mod tests {
                 client: peer,
                 scheme: "http",
                 host: &host,
-                port: 80,
+                port: &port,
             },
         );
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
@@ -224,6 +250,7 @@ mod tests {
         h.insert("x-forwarded-for", "203.0.113.1".parse().unwrap());
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         let host = HeaderValue::from_static("foo.com");
+        let port = HeaderValue::from_static("80");
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         let client: IpAddr = "203.0.113.1".parse().unwrap();
         set_forwarded(
@@ -235,7 +262,7 @@ mod tests {
                 client,
                 scheme: "http",
                 host: &host,
-                port: 80,
+                port: &port,
             },
         );
         assert_eq!(h["x-forwarded-for"], "203.0.113.1, 10.0.0.1");
@@ -251,5 +278,15 @@ mod tests {
         assert_ne!(a, request_id(&h));
         h.insert("x-request-id", "abc-123".parse().unwrap());
         assert_eq!(request_id(&h), "abc-123");
+    }
+
+    #[test]
+    fn fresh_values_are_their_own_bytes() {
+        let values: Vec<HeaderValue> = (0..300u32)
+            .map(|i| fresh_value(format!("{i:032}").as_bytes()))
+            .collect();
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(v.as_bytes(), format!("{i:032}").as_bytes());
+        }
     }
 }

@@ -24,6 +24,7 @@ pub mod limits;
 pub mod metrics;
 pub mod passthrough;
 pub mod policy;
+pub mod pool;
 pub mod proxy_protocol;
 pub mod respond;
 pub mod routing;

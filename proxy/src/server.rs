@@ -241,6 +241,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let port_value = http::HeaderValue::from(local_port);
     let slots = ConnectionSlots::new(shared.config.max_connections);
     loop {
         let accepted = tokio::select! {
@@ -265,9 +266,10 @@ async fn accept_loop(
         let peer = SocketAddr::new(crate::client_addr::normalize(peer.ip()), peer.port());
         let watcher = graceful.watcher();
         let shared = shared.clone();
+        let port_value = port_value.clone();
         tokio::spawn(async move {
             shared.metrics.connection_opened();
-            serve_connection(&shared, stream, peer, local_port, tls, watcher).await;
+            serve_connection(&shared, stream, peer, port_value, tls, watcher).await;
             shared.metrics.connection_closed();
             drop(slot);
         });
@@ -278,7 +280,7 @@ async fn serve_connection(
     shared: &Arc<Shared>,
     mut stream: TcpStream,
     mut peer: SocketAddr,
-    local_port: u16,
+    local_port: http::HeaderValue,
     tls: bool,
     watcher: hyper_util::server::graceful::Watcher,
 ) {

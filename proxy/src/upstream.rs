@@ -19,6 +19,7 @@ use tracing::warn;
 
 use crate::body::ProxyBody;
 use crate::config::ProxyConfig;
+use crate::pool::Pools;
 use crate::snapshot::Snapshot;
 use crate::tls::provider;
 
@@ -79,6 +80,31 @@ impl UpstreamClient {
     }
 }
 
+/// Why a request got no answer from a backend.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamError {
+    /// From a pooled client (HTTP/2, TLS, ExternalName backends, error pages).
+    #[error(transparent)]
+    Client(#[from] hyper_util::client::legacy::Error),
+    /// Connecting to an endpoint failed.
+    #[error("tcp connect error")]
+    Connect(#[source] std::io::Error),
+    /// The exchange on a connection failed.
+    #[error(transparent)]
+    Send(#[from] hyper::Error),
+}
+
+impl UpstreamError {
+    /// Connecting failed: nothing of the request reached the backend.
+    pub(crate) fn is_connect(&self) -> bool {
+        match self {
+            UpstreamError::Client(e) => e.is_connect(),
+            UpstreamError::Connect(_) => true,
+            UpstreamError::Send(_) => false,
+        }
+    }
+}
+
 /// What makes two routes need different clients.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ClientKey {
@@ -93,6 +119,8 @@ pub(crate) struct Upstreams {
     default_key: ClientKey,
     idle_timeout: Duration,
     others: Mutex<HashMap<ClientKey, UpstreamClient>>,
+    /// Plain HTTP/1.1 endpoints' kept-alive connections.
+    pools: Mutex<Pools>,
 }
 
 impl Upstreams {
@@ -118,12 +146,14 @@ impl Upstreams {
             default_key,
             idle_timeout: config.upstream_idle_timeout,
             others: Mutex::new(HashMap::new()),
+            pools: Mutex::new(Pools::default()),
         }
     }
 
     /// Gives every route policy that needs a client of its own that client (at publish time,
     /// never on the request path). Clients no snapshot uses any more are dropped.
     pub(crate) fn attach(&self, snapshot: &Snapshot) {
+        self.attach_pools(snapshot);
         let Ok(mut others) = self.others.lock() else {
             return;
         };
@@ -152,6 +182,30 @@ impl Upstreams {
             used.insert(key, client);
         }
         *others = used;
+    }
+}
+
+impl Upstreams {
+    /// Gives the static endpoints of every backend a plain HTTP/1.1 route uses their
+    /// connection pools; pools of endpoints no snapshot uses any more are let go.
+    fn attach_pools(&self, snapshot: &Snapshot) {
+        let Ok(mut pools) = self.pools.lock() else {
+            return;
+        };
+        let mut used = HashMap::new();
+        for target in snapshot.targets() {
+            if target.policy.protocol != Protocol::Http {
+                continue;
+            }
+            let attached = target
+                .backend
+                .attach_pools(|addrs| pools.for_endpoints(addrs, self.idle_timeout, &mut used));
+            // A backend carried over from an earlier snapshot keeps its pools.
+            for pool in attached {
+                used.entry(pool.addr()).or_insert_with(|| pool.clone());
+            }
+        }
+        pools.replace(used);
     }
 }
 
