@@ -462,8 +462,14 @@ fn a_memo_reuses_unchanged_backends_and_rebuilds_changed_ones() {
         &[ready("10.0.0.3")],
     );
     let second = translate_with(&inputs, &options(), &mut memo);
-    assert!(Arc::ptr_eq(&backend_of(&first, "a.com"), &backend_of(&second, "a.com")));
-    assert!(!Arc::ptr_eq(&backend_of(&first, "b.com"), &backend_of(&second, "b.com")));
+    assert!(Arc::ptr_eq(
+        &backend_of(&first, "a.com"),
+        &backend_of(&second, "a.com")
+    ));
+    assert!(!Arc::ptr_eq(
+        &backend_of(&first, "b.com"),
+        &backend_of(&second, "b.com")
+    ));
     assert_eq!(
         backend_of(&second, "b.com").addresses(),
         ["10.0.0.3:9090".parse().unwrap()]
@@ -479,7 +485,10 @@ fn a_memo_reuses_unchanged_backends_and_rebuilds_changed_ones() {
             backend_of(&second, host).addresses(),
             backend_of(&fresh, host).addresses()
         );
-        assert_eq!(backend_of(&second, host).name, backend_of(&fresh, host).name);
+        assert_eq!(
+            backend_of(&second, host).name,
+            backend_of(&fresh, host).name
+        );
     }
 
     // The Service itself changing (a port renamed away) rebuilds its backend too.
