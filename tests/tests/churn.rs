@@ -1,7 +1,8 @@
 //! Steady load while the configuration churns: 10 changes a second (endpoint swaps, an
 //! Ingress appearing and disappearing, a TLS Secret rotating) for `PORTICO_CHURN_SECONDS`
 //! (default 30, as in CI; minutes in a bench run), with keep-alive HTTP/1.1 and HTTP/2-over-TLS
-//! clients and new connections. Not one request may fail, and memory must stay flat.
+//! clients and new connections, and a WebSocket exchanging a message on every change. Not one
+//! request may fail, the WebSocket must stay open, and memory must stay flat.
 //! And faults: a backend that dies mid-response and one that hangs fail only their own
 //! requests, within the timeouts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,8 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::{SinkExt, StreamExt};
 use portico_e2e::manifests::{backend, ingress, tls_secret};
 use portico_e2e::{echo, write, Portico};
+use tokio_tungstenite::tungstenite::Message;
 
 fn rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -98,6 +101,15 @@ async fn steady_load_through_ten_changes_a_second_loses_nothing() {
         }));
     }
 
+    // A WebSocket opened before the churn, through the endpoint swaps (its backend stays alive,
+    // so its connection must too).
+    let tcp = tokio::net::TcpStream::connect(p.http).await.unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(format!("ws://load.test:{}/ws", p.http.port()), tcp)
+            .await
+            .unwrap();
+    let mut ws_messages = 0u64;
+
     // Warm up, then measure memory over the churn.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_start = rss_kb(p.pid());
@@ -135,6 +147,18 @@ async fn steady_load_through_ten_changes_a_second_loses_nothing() {
             }
         }
         changes += 1;
+        let text = format!("change {changes}");
+        ws.send(Message::text(text.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("the WebSocket closed after {changes} changes: {e}"));
+        let echoed = match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(m))) => m,
+            Ok(Some(Err(e))) => panic!("the WebSocket failed after {changes} changes: {e}"),
+            Ok(None) => panic!("the WebSocket closed after {changes} changes"),
+            Err(_) => panic!("no WebSocket echo after {changes} changes"),
+        };
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+        ws_messages += 1;
         if start.elapsed() >= Duration::from_secs(secs / 2) && rss_mid == 0 {
             rss_mid = rss_kb(p.pid());
         }
@@ -149,7 +173,8 @@ async fn steady_load_through_ten_changes_a_second_loses_nothing() {
     let failed = failed.lock().unwrap().clone();
     eprintln!(
         "churn {secs}s: {changes} changes, {published} configurations published, {ok} requests \
-         ok, {} failed; RSS {rss_start} → {rss_mid} → {rss_end} kB",
+         ok, {} failed, {ws_messages} WebSocket messages echoed on one connection; RSS \
+         {rss_start} → {rss_mid} → {rss_end} kB",
         failed.len()
     );
     assert!(
