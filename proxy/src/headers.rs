@@ -1,10 +1,8 @@
 //! Header rewriting between client and backend: hop-by-hop removal, forwarding headers,
 //! request ids.
 
-use std::cell::RefCell;
 use std::net::IpAddr;
 
-use bytes::BytesMut;
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
 };
@@ -164,27 +162,7 @@ fn new_request_id() -> HeaderValue {
         let word = if i < 16 { a } else { b };
         *slot = HEX[((word >> ((i % 16) * 4)) & 0xf) as usize];
     }
-    fresh_value(&buf)
-}
-
-/// A header value Portico makes per request (request ids, trace parents), cut from a buffer
-/// shared per thread: one allocation for many values, and clones that only count references.
-pub(crate) fn fresh_value(bytes: &[u8]) -> HeaderValue {
-    const CHUNK: usize = 4096;
-    thread_local! {
-        static ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-    }
-    let cut = ARENA.with(|arena| {
-        let mut arena = arena.try_borrow_mut().ok()?;
-        if arena.capacity() < bytes.len() {
-            *arena = BytesMut::with_capacity(CHUNK.max(bytes.len()));
-        }
-        arena.extend_from_slice(bytes);
-        Some(arena.split().freeze())
-    });
-    cut.and_then(|b| HeaderValue::from_maybe_shared(b).ok())
-        .or_else(|| HeaderValue::from_bytes(bytes).ok())
-        .unwrap_or(HeaderValue::from_static(""))
+    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
@@ -278,15 +256,5 @@ mod tests {
         assert_ne!(a, request_id(&h));
         h.insert("x-request-id", "abc-123".parse().unwrap());
         assert_eq!(request_id(&h), "abc-123");
-    }
-
-    #[test]
-    fn fresh_values_are_their_own_bytes() {
-        let values: Vec<HeaderValue> = (0..300u32)
-            .map(|i| fresh_value(format!("{i:032}").as_bytes()))
-            .collect();
-        for (i, v) in values.iter().enumerate() {
-            assert_eq!(v.as_bytes(), format!("{i:032}").as_bytes());
-        }
     }
 }

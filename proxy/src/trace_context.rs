@@ -95,7 +95,7 @@ impl TraceParent {
         put(3, &self.trace_id.0);
         put(36, &self.parent_id);
         put(53, &[self.flags]);
-        crate::headers::fresh_value(&buf)
+        HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static(""))
     }
 }
 
