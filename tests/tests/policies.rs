@@ -44,6 +44,12 @@ async fn redirects_app_root_and_www() {
                 .annotation(&nginx("temporal-redirect-code"), "307")
                 .rule("temp.com", "/", "Prefix", "web")
                 .yaml(),
+            ingress("default", "both")
+                .annotation(&nginx("permanent-redirect"), "https://new.example/")
+                .annotation(&nginx("permanent-redirect-code"), "308")
+                .annotation(&nginx("temporal-redirect"), "https://soon.example/")
+                .rule("both.com", "/", "Prefix", "web")
+                .yaml(),
             ingress("default", "root")
                 .annotation(&nginx("app-root"), "/app")
                 .rule("root.com", "/", "Prefix", "web")
@@ -68,6 +74,7 @@ async fn redirects_app_root_and_www() {
     let hosts = [
         "perm.com",
         "temp.com",
+        "both.com",
         "root.com",
         "w.com",
         "www.w.com",
@@ -94,6 +101,11 @@ async fn redirects_app_root_and_www() {
     assert_eq!(
         get("temp.com", "/").await,
         (307, Some("https://later.example/".into()))
+    );
+    assert_eq!(
+        get("both.com", "/").await,
+        (302, Some("https://soon.example/".into())),
+        "temporal before permanent, as ingress-nginx"
     );
     assert_eq!(get("root.com", "/").await, (302, Some("/app".into())));
     assert_eq!(get("root.com", "/app").await.0, 200);

@@ -260,7 +260,11 @@ fn backend_protocol(v: &str) -> Parsed<Protocol> {
     }
 }
 
-const REDIRECT_CODES: [u16; 5] = [301, 302, 303, 307, 308];
+/// Codes `permanent-redirect-code` takes. ingress-nginx takes 300 to 308; 300, 304, 305 and
+/// 306 are no redirects a browser follows, so Portico reports them and uses the default.
+const PERMANENT_CODES: [u16; 5] = [301, 302, 303, 307, 308];
+/// Codes `temporal-redirect-code` takes (ingress-nginx: 300 to 307, with the same exceptions).
+const TEMPORAL_CODES: [u16; 4] = [301, 302, 303, 307];
 
 /// The policy an Ingress's annotations ask for. Invalid values become problems on `object`;
 /// snippets and annotations Portico does not read are reported too.
@@ -362,17 +366,28 @@ pub fn from_annotations(
         p.deny = Some(true);
     }
     read_access(&mut r, &mut p);
-    // A permanent redirect wins over a temporal one, as in ingress-nginx.
-    for (url_key, code_key, default) in [
-        ("permanent-redirect", "permanent-redirect-code", 301),
-        ("temporal-redirect", "temporal-redirect-code", 302),
+    // A temporal redirect wins over a permanent one: ingress-nginx reads `temporal-redirect`
+    // first ("the execution order is temporal and then permanent").
+    for (url_key, code_key, codes, default) in [
+        (
+            "temporal-redirect",
+            "temporal-redirect-code",
+            &TEMPORAL_CODES[..],
+            302,
+        ),
+        (
+            "permanent-redirect",
+            "permanent-redirect-code",
+            &PERMANENT_CODES[..],
+            301,
+        ),
     ] {
         if p.redirect.is_some() {
             break;
         }
         if let Some(location) = r.parse(url_key, grammar::url) {
             let code = r
-                .parse(code_key, |v| grammar::status_code(v, &REDIRECT_CODES))
+                .parse(code_key, |v| grammar::status_code(v, codes))
                 .or_else(|| http::StatusCode::from_u16(default).ok());
             p.redirect = code.map(|c| (location, c));
         }
@@ -869,7 +884,8 @@ mod tests {
         let (loc, code) = p.redirect.unwrap();
         assert_eq!(
             (loc.to_str().unwrap(), code.as_u16()),
-            ("https://new.example/", 308)
+            ("https://other.example/", 302),
+            "temporal before permanent, as ingress-nginx"
         );
         let on = p.retry_on.unwrap();
         assert!(on.contains(RetryOn::HTTP_502) && !on.contains(RetryOn::TIMEOUT));
@@ -888,6 +904,61 @@ mod tests {
         assert_eq!(p.redirect.unwrap().1.as_u16(), 302);
         assert!(p.retry_on.is_none());
         assert_eq!(retry_conditions("error off"), Ok(RetryOn::OFF));
+        // Each kind keeps its own codes: 308 is permanent only; 300 and 304-306 redirect
+        // nowhere a browser follows, so they are reported and the default is used.
+        let code = |pairs: &[(&str, &str)]| {
+            let (p, problems) = parse(pairs);
+            (p.redirect.unwrap().1.as_u16(), problems.len())
+        };
+        let perm = (
+            "nginx.ingress.kubernetes.io/permanent-redirect",
+            "https://a.example/",
+        );
+        let temp = (
+            "nginx.ingress.kubernetes.io/temporal-redirect",
+            "https://b.example/",
+        );
+        assert_eq!(code(&[perm]), (301, 0));
+        assert_eq!(code(&[temp]), (302, 0));
+        for (pairs, want) in [
+            (
+                [
+                    perm,
+                    ("nginx.ingress.kubernetes.io/permanent-redirect-code", "308"),
+                ],
+                (308, 0),
+            ),
+            (
+                [
+                    perm,
+                    ("nginx.ingress.kubernetes.io/permanent-redirect-code", "304"),
+                ],
+                (301, 1),
+            ),
+            (
+                [
+                    temp,
+                    ("nginx.ingress.kubernetes.io/temporal-redirect-code", "307"),
+                ],
+                (307, 0),
+            ),
+            (
+                [
+                    temp,
+                    ("nginx.ingress.kubernetes.io/temporal-redirect-code", "308"),
+                ],
+                (302, 1),
+            ),
+        ] {
+            assert_eq!(code(&pairs), want, "{pairs:?}");
+        }
+        // The permanent redirect is used alone when the temporal one is invalid.
+        let (p, problems) = parse(&[
+            perm,
+            ("nginx.ingress.kubernetes.io/temporal-redirect", "/relative"),
+        ]);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(p.redirect.unwrap().0, "https://a.example/");
     }
 
     #[test]
