@@ -203,6 +203,13 @@ fn regex_hosts(selected: &[Selected<'_>]) -> BTreeSet<HostPattern> {
         .collect()
 }
 
+/// Does `s` ask for cookie affinity on a regex path without saying which cookie path?
+fn regex_cookie_without_path(s: &Selected<'_>, pm: &PathMatch) -> bool {
+    matches!(pm, PathMatch::Regex(_))
+        && s.policy.affinity_cookie == Some(true)
+        && s.policy.cookie_path.is_none()
+}
+
 /// The policy of one route of `s`: shared by all its routes unless it rewrites paths (the
 /// rewrite needs the route's own regex).
 fn route_policy(
@@ -235,7 +242,8 @@ fn route_policy(
     s.policy.build(RouteContext {
         path_regex: re,
         service,
-        route_path: Some(pm.path()),
+        // A regex is no cookie path: without `session-cookie-path` the cookie gets `/`.
+        route_path: (!matches!(pm, PathMatch::Regex(_))).then(|| pm.path()),
         error_backend: error_backend.clone(),
     })
 }
@@ -505,6 +513,7 @@ pub fn build(
             ..RouteContext::default()
         });
         let mut hosts_of_ingress = Vec::new();
+        let mut cookie_path_reported = false;
         for rule in spec.rules.iter().flatten() {
             if rule.host.is_none() && s.host_tls.client.is_some() && !s.canary {
                 // Client certificates are chosen by SNI, per host: a rule without host could
@@ -561,6 +570,16 @@ pub fn build(
                     }
                 };
                 let key = (host.clone(), pm.kind(), pm.path().to_string());
+                if !s.canary && !cookie_path_reported && regex_cookie_without_path(s, &pm) {
+                    cookie_path_reported = true;
+                    problems.push(Problem::new(
+                        s.object(),
+                        Reason::InvalidAnnotation {
+                            key: format!("{}session-cookie-path", super::policy::NGINX_PREFIX),
+                            why: "cookie affinity on regex paths needs session-cookie-path (as in ingress-nginx); the cookie's Path is /".into(),
+                        },
+                    ));
+                }
                 if s.canary {
                     // A canary joins the primary's route: same policy, its own backend. Without
                     // a primary for its host and path, it is served like any Ingress.

@@ -327,9 +327,7 @@ pub fn from_annotations(
             _ => Err("expected balanced or persistent".to_string()),
         }),
         cookie_name: r.parse("session-cookie-name", grammar::cookie_name),
-        cookie_path: r.parse("session-cookie-path", |v| {
-            grammar::path(v).map(|_| v.to_string())
-        }),
+        cookie_path: r.parse("session-cookie-path", grammar::cookie_path),
         cookie_max_age: r.parse("session-cookie-max-age", |v| {
             grammar::number(v, 0, 10 * 365 * 86_400)
         }),

@@ -139,7 +139,7 @@ pub fn from_spec(
         cookie_path: c.check(
             "affinity.cookie.path",
             cookie.and_then(|k| k.path.as_deref()),
-            |v| grammar::path(v).map(|_| v.to_string()),
+            grammar::cookie_path,
         ),
         cookie_max_age: cookie
             .and_then(|k| k.max_age)

@@ -243,6 +243,16 @@ pub fn path(v: &str) -> Parsed<HeaderValue> {
     HeaderValue::from_str(v).map_err(|_| "not usable as a header value".to_string())
 }
 
+/// A cookie's `Path` attribute: a plain path without `;` or `,`, which would end the
+/// attribute and let the value add others (`/;Domain=evil.example`).
+pub fn cookie_path(v: &str) -> Parsed<String> {
+    path(v)?;
+    if v.contains([';', ',', '"']) {
+        return Err("a cookie path must not contain ';', ',' or '\"'".into());
+    }
+    Ok(v.to_string())
+}
+
 /// A rewrite target: a path that may use `$1`…`$9` (`/$2`, `/api/$1`).
 pub fn rewrite_target(v: &str) -> Parsed<String> {
     let v = sane(v)?;
@@ -460,6 +470,18 @@ mod tests {
         }
         assert!(header_value("ok value").is_ok());
         assert!(header_value("a\nb").is_err());
+        assert_eq!(cookie_path("/app/v1"), Ok("/app/v1".into()));
+        for v in HOSTILE.iter().chain(&[
+            "/;Domain=evil.example",
+            "/a; Secure",
+            "/a,b",
+            "/\"x\"",
+            "/a\r\nSet-Cookie: x=y",
+            "relative",
+            "//evil.example",
+        ]) {
+            assert!(cookie_path(v).is_err(), "{v:?}");
+        }
     }
 
     #[test]

@@ -157,7 +157,7 @@ pub struct RouteContext<'a> {
     pub path_regex: Option<&'a Regex>,
     /// `name.namespace` of the route's Service (the default backend TLS name).
     pub service: Option<&'a str>,
-    /// The route's path (the default affinity cookie path).
+    /// The route's path when it is not a regex (the default affinity cookie path).
     pub route_path: Option<&'a str>,
     /// The resolved error backend and its `name:port`.
     pub error_backend: Option<(Arc<Backend>, String)>,
@@ -291,10 +291,12 @@ impl PolicyInput {
                     .clone()
                     .unwrap_or_else(|| "INGRESSCOOKIE".to_string()),
                 persistent: self.affinity_persistent == Some(true),
+                // The route's path when it is a literal one (a regex path passes `None`)
+                // and fit for a cookie; else `/`.
                 path: self
                     .cookie_path
                     .clone()
-                    .or_else(|| route_path.map(str::to_string))
+                    .or_else(|| route_path.and_then(|p| grammar::cookie_path(p).ok()))
                     .unwrap_or_else(|| "/".to_string()),
                 max_age: self.cookie_max_age,
                 expires: self.cookie_expires,

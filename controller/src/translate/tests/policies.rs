@@ -347,3 +347,73 @@ fn class_limits_cap_annotations_and_denied_annotations_are_ignored() {
     assert_eq!(p.timeouts.connect, Some(std::time::Duration::from_secs(2)));
     assert!(p.upstream_vhost.is_none());
 }
+
+fn cookie_path_of(out: &Output, host: &str, path: &str) -> String {
+    let m = out.snapshot.routes.find(host, path).unwrap();
+    match &m.target.policy.balance {
+        portico_proxy::balance::Balance::Cookie(c) => c.path.clone(),
+        other => panic!("no cookie affinity: {other:?}"),
+    }
+}
+
+#[test]
+fn affinity_cookies_on_regex_paths_get_a_literal_path() {
+    let out = run(&world(vec![
+        ingress("default", "regex")
+            .annotation("nginx.ingress.kubernetes.io/use-regex", "true")
+            .annotation("nginx.ingress.kubernetes.io/affinity", "cookie")
+            .path(
+                "r.com",
+                "/api(/|$)(.*)",
+                "ImplementationSpecific",
+                backend("api", 80),
+            )
+            .path("r.com", "/v[0-9]+/", "Prefix", backend("api", 80))
+            .build(),
+        ingress("default", "given")
+            .annotation("nginx.ingress.kubernetes.io/use-regex", "true")
+            .annotation("nginx.ingress.kubernetes.io/affinity", "cookie")
+            .annotation("nginx.ingress.kubernetes.io/session-cookie-path", "/api")
+            .path(
+                "g.com",
+                "/api(/|$)(.*)",
+                "ImplementationSpecific",
+                backend("api", 80),
+            )
+            .build(),
+        ingress("default", "plain")
+            .annotation("nginx.ingress.kubernetes.io/affinity", "cookie")
+            .path("p.com", "/shop", "Prefix", backend("web", 80))
+            .build(),
+    ]));
+    // One problem for the Ingress with regex paths and no cookie path; the cookie gets `/`.
+    let problems: Vec<String> = out.problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("session-cookie-path"), "{problems:?}");
+    assert_eq!(cookie_path_of(&out, "r.com", "/api/x"), "/");
+    assert_eq!(cookie_path_of(&out, "r.com", "/v2/x"), "/");
+    assert_eq!(cookie_path_of(&out, "g.com", "/api/x"), "/api");
+    assert_eq!(cookie_path_of(&out, "p.com", "/shop/cart"), "/shop");
+}
+
+#[test]
+fn hostile_cookie_paths_are_refused() {
+    for hostile in [
+        "/;Domain=evil.example",
+        "/; Secure; SameSite=None",
+        "/a,b",
+        "/a\nSet-Cookie: x=y",
+    ] {
+        let out = run(&world(vec![ingress("default", "c")
+            .annotation("nginx.ingress.kubernetes.io/affinity", "cookie")
+            .annotation("nginx.ingress.kubernetes.io/session-cookie-path", hostile)
+            .path("c.com", "/app", "Prefix", backend("web", 80))
+            .build()]));
+        assert!(
+            matches!(reasons(&out)[..], [Reason::InvalidAnnotation { .. }]),
+            "{hostile:?}: {:?}",
+            out.problems
+        );
+        assert_eq!(cookie_path_of(&out, "c.com", "/app"), "/app", "{hostile:?}");
+    }
+}
