@@ -602,6 +602,26 @@ mod tests {
     }
 
     #[test]
+    fn header_annotations_cannot_touch_framing_or_hop_by_hop_headers() {
+        let (p, problems) = parse(&[
+            (
+                "portico.dev/set-request-headers",
+                "X-Team: blue\nContent-Length: 0",
+            ),
+            (
+                "portico.dev/add-request-headers",
+                "Transfer-Encoding: chunked",
+            ),
+            ("portico.dev/remove-request-headers", "X-Debug, Host"),
+            ("portico.dev/set-response-headers", "Connection: keep-alive"),
+            ("portico.dev/add-response-headers", "Trailer: X-Checksum"),
+            ("portico.dev/remove-response-headers", "Upgrade"),
+        ]);
+        assert_eq!(problems.len(), 6, "{problems:?}");
+        assert_eq!(p, PolicyInput::default(), "every header setting is ignored");
+    }
+
+    #[test]
     fn snippets_and_unknown_annotations_are_reported() {
         let (_, problems) = parse(&[
             (

@@ -320,7 +320,7 @@ fn header_map(
     let map = map.filter(|m| !m.is_empty())?;
     let mut out = Vec::with_capacity(map.len());
     for (name, value) in map {
-        let name = c.check(field, Some(name), grammar::header_name)?;
+        let name = c.check(field, Some(name), grammar::header_op_name)?;
         let value = c.check(field, Some(value), grammar::header_value)?;
         out.push((name, value));
     }
@@ -335,7 +335,7 @@ fn header_list(
     let list = list.filter(|l| !l.is_empty())?;
     let mut out = Vec::with_capacity(list.len());
     for name in list {
-        out.push(c.check(field, Some(name), grammar::header_name)?);
+        out.push(c.check(field, Some(name), grammar::header_op_name)?);
     }
     Some(out)
 }
@@ -450,5 +450,43 @@ mod tests {
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(p.redirect.is_none() && p.request_set.is_none() && p.hash_by.is_none());
         assert_eq!(p.ssl_redirect, Some(false));
+    }
+
+    #[test]
+    fn framing_and_hop_by_hop_headers_are_refused() {
+        for (field, name) in [
+            ("set", "Host"),
+            ("set", "Content-Length"),
+            ("add", "Transfer-Encoding"),
+            ("set", "connection"),
+            ("add", "TE"),
+            ("set", "Upgrade"),
+            ("set", "Keep-Alive"),
+            ("add", "Proxy-Connection"),
+            ("set", "Trailer"),
+        ] {
+            for side in ["request", "response"] {
+                let spec: PolicySpec = serde_json::from_value(serde_json::json!({
+                    "headers": {side: {field: {"X-Fine": "1", name: "evil"}, "remove": [name]}}
+                }))
+                .unwrap();
+                let mut problems = Vec::new();
+                let p = from_spec(
+                    &spec,
+                    &ObjectRef::new("RoutePolicy", "ns", "p"),
+                    &mut problems,
+                );
+                assert_eq!(problems.len(), 2, "{side} {field} {name}: {problems:?}");
+                assert!(
+                    p.request_set.is_none()
+                        && p.request_add.is_none()
+                        && p.request_remove.is_none()
+                        && p.response_set.is_none()
+                        && p.response_add.is_none()
+                        && p.response_remove.is_none(),
+                    "{side} {field} {name}"
+                );
+            }
+        }
     }
 }

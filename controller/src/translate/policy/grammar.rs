@@ -294,6 +294,31 @@ pub fn header_name(v: &str) -> Parsed<HeaderName> {
     HeaderName::from_bytes(v.as_bytes()).map_err(|_| format!("{v:?} is not a valid header name"))
 }
 
+/// Headers that frame the message or belong to one connection: the proxy writes them itself,
+/// and a policy that set or removed them could smuggle requests or break the answer.
+const MANAGED_HEADERS: [&str; 9] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "trailer",
+];
+
+/// A header name a policy may set, add or remove: any but [`MANAGED_HEADERS`].
+pub fn header_op_name(v: &str) -> Parsed<HeaderName> {
+    let name = header_name(v)?;
+    if MANAGED_HEADERS.contains(&name.as_str()) {
+        return Err(format!(
+            "{name} is managed by the proxy (framing, connection or host) and cannot be changed by a policy"
+        ));
+    }
+    Ok(name)
+}
+
 /// A header value: visible characters and spaces, no control characters.
 pub fn header_value(v: &str) -> Parsed<HeaderValue> {
     let v = sane(v)?;
@@ -313,7 +338,7 @@ pub fn header_lines(v: &str) -> Parsed<Vec<(HeaderName, HeaderValue)>> {
         let Some((name, value)) = line.split_once(':') else {
             return Err(format!("line {}: expected \"Name: value\"", i + 1));
         };
-        let name = header_name(name.trim()).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let name = header_op_name(name.trim()).map_err(|e| format!("line {}: {e}", i + 1))?;
         let value = header_value(value.trim()).map_err(|e| format!("line {}: {e}", i + 1))?;
         out.push((name, value));
     }
@@ -330,7 +355,7 @@ pub fn header_names(v: &str) -> Parsed<Vec<HeaderName>> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(header_name)
+        .map(header_op_name)
         .collect();
     let names = names?;
     if names.is_empty() {
@@ -468,6 +493,28 @@ mod tests {
             assert!(header_name(v).is_err(), "{v:?}");
             assert!(cookie_name(v).is_err(), "{v:?}");
         }
+        // Framing, hop-by-hop and host headers are the proxy's own, in any case.
+        for name in [
+            "Host",
+            "Content-Length",
+            "transfer-encoding",
+            "Connection",
+            "TE",
+            "Upgrade",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "Trailer",
+        ] {
+            assert!(header_lines(&format!("{name}: x")).is_err(), "{name}");
+            assert!(
+                header_lines(&format!("X-Ok: 1\n{name}: x")).is_err(),
+                "{name}"
+            );
+            assert!(header_names(&format!("X-Ok, {name}")).is_err(), "{name}");
+            assert!(header_op_name(name).is_err(), "{name}");
+        }
+        assert!(header_lines("Content-Type: text/plain\nX-Host: a").is_ok());
+        assert!(header_names("Server, X-Powered-By").is_ok());
         assert!(header_value("ok value").is_ok());
         assert!(header_value("a\nb").is_err());
         assert_eq!(cookie_path("/app/v1"), Ok("/app/v1".into()));
