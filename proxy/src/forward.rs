@@ -531,7 +531,13 @@ async fn forward(
                     return Err((body_error, Some(addr)));
                 }
                 last = Some((ForwardError::Upstream(error_chain(&e)), Some(addr)));
-                if more && resendable && retry.on.contains(RetryOn::ERROR) {
+                // As nginx: an answer that does not parse is `invalid_header`, not `error`.
+                let condition = if e.is_invalid_response() {
+                    RetryOn::INVALID_HEADER
+                } else {
+                    RetryOn::ERROR
+                };
+                if more && resendable && retry.on.contains(condition) {
                     shared.metrics.upstream_retry();
                     continue;
                 }

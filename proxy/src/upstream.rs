@@ -103,6 +103,28 @@ impl UpstreamError {
             UpstreamError::Send(_) => false,
         }
     }
+
+    /// The backend answered with something that is not HTTP (a malformed status line or
+    /// header, a head too large): nginx's `invalid_header`.
+    pub(crate) fn is_invalid_response(&self) -> bool {
+        match self {
+            UpstreamError::Send(e) => e.is_parse(),
+            UpstreamError::Connect(_) => false,
+            UpstreamError::Client(e) => {
+                let mut cur = std::error::Error::source(e);
+                while let Some(inner) = cur {
+                    if inner
+                        .downcast_ref::<hyper::Error>()
+                        .is_some_and(hyper::Error::is_parse)
+                    {
+                        return true;
+                    }
+                    cur = inner.source();
+                }
+                false
+            }
+        }
+    }
 }
 
 /// What makes two routes need different clients.

@@ -636,3 +636,160 @@ async fn source_ranges_allow_deny_and_fail_closed() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+/// A backend that reads each request head, answers `answer` (any bytes) and closes, counting
+/// the requests it saw.
+async fn raw_backend(answer: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+                let _ = s.write_all(answer).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+const NOT_HTTP: &[u8] = b"this is not HTTP\r\n\r\n";
+const BAD_GATEWAY: &[u8] =
+    b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 3\r\nconnection: close\r\n\r\n502";
+const UNAVAILABLE: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 3\r\nconnection: close\r\n\r\n503";
+
+#[tokio::test]
+async fn next_upstream_conditions_and_tries() {
+    let web = echo("web").await;
+    let (garbage, garbage_seen) = raw_backend(NOT_HTTP).await;
+    let (garbage2, garbage2_seen) = raw_backend(NOT_HTTP).await;
+    let (b502, seen_502) = raw_backend(BAD_GATEWAY).await;
+    let (b503, seen_503) = raw_backend(UNAVAILABLE).await;
+    let mut down = Vec::new();
+    let mut down_seen = Vec::new();
+    for _ in 0..4 {
+        let (addr, seen) = raw_backend(UNAVAILABLE).await;
+        down.push(addr);
+        down_seen.push(seen);
+    }
+    let (_dir, p) = start_with(
+        &[
+            ingress("default", "invalid")
+                .annotation(&nginx("proxy-next-upstream"), "invalid_header")
+                .rule("invalid.com", "/", "Prefix", "garbled")
+                .yaml(),
+            ingress("default", "error-only")
+                .annotation(&nginx("proxy-next-upstream"), "error timeout")
+                .rule("error-only.com", "/", "Prefix", "garbled2")
+                .yaml(),
+            ingress("default", "statuses")
+                .annotation(&nginx("proxy-next-upstream"), "http_502 http_503")
+                .rule("statuses.com", "/", "Prefix", "flaky")
+                .yaml(),
+            ingress("default", "two")
+                .annotation(&nginx("proxy-next-upstream"), "http_503")
+                .annotation(&nginx("proxy-next-upstream-tries"), "2")
+                .rule("two.com", "/", "Prefix", "down")
+                .yaml(),
+            ingress("default", "all")
+                .annotation(&nginx("proxy-next-upstream"), "http_503")
+                .annotation(&nginx("proxy-next-upstream-tries"), "0")
+                .rule("all.com", "/", "Prefix", "down")
+                .yaml(),
+        ],
+        &[
+            ("garbled", vec![garbage, web]),
+            ("garbled2", vec![garbage2, web]),
+            ("flaky", vec![b502, b503, web]),
+            ("down", down),
+        ],
+    )
+    .await;
+    let hosts = [
+        "invalid.com",
+        "error-only.com",
+        "statuses.com",
+        "two.com",
+        "all.com",
+    ];
+    let c = p.client(&hosts);
+    let status = |host: &'static str, method: reqwest::Method, i: usize| {
+        let c = c.clone();
+        let url = p.http_url(host, &format!("/r/{i}"));
+        async move {
+            c.request(method, url)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+
+    // invalid_header: a GET that met a malformed answer is tried on the next endpoint.
+    for i in 0..6 {
+        assert_eq!(status("invalid.com", reqwest::Method::GET, i).await, 200);
+    }
+    assert!(garbage_seen.load(Ordering::SeqCst) >= 2);
+    // ... but a POST is never sent twice: the malformed answer becomes 502.
+    let before = garbage_seen.load(Ordering::SeqCst);
+    let mut posts = Vec::new();
+    for i in 0..6 {
+        posts.push(status("invalid.com", reqwest::Method::POST, i).await);
+    }
+    let hit = garbage_seen.load(Ordering::SeqCst) - before;
+    assert!(hit >= 1, "{posts:?}");
+    assert_eq!(
+        posts.iter().filter(|s| **s == 502).count(),
+        hit,
+        "{posts:?}"
+    );
+    // Without invalid_header (error and timeout only, as nginx), it is not retried either.
+    let gets: Vec<u16> = {
+        let mut v = Vec::new();
+        for i in 0..6 {
+            v.push(status("error-only.com", reqwest::Method::GET, i).await);
+        }
+        v
+    };
+    let hit = garbage2_seen.load(Ordering::SeqCst);
+    assert!(hit >= 1, "{gets:?}");
+    assert_eq!(gets.iter().filter(|s| **s == 502).count(), hit, "{gets:?}");
+
+    // http_502 and http_503: both failing endpoints are passed over.
+    for i in 0..6 {
+        assert_eq!(status("statuses.com", reqwest::Method::GET, i).await, 200);
+    }
+    assert!(seen_502.load(Ordering::SeqCst) >= 1 && seen_503.load(Ordering::SeqCst) >= 1);
+
+    // proxy-next-upstream-tries bounds the attempts (2 here), the first one included; 0 tries
+    // every endpoint once. The last answer goes to the client.
+    let total = || {
+        down_seen
+            .iter()
+            .map(|s| s.load(Ordering::SeqCst))
+            .sum::<usize>()
+    };
+    for i in 0..3 {
+        let before = total();
+        assert_eq!(status("two.com", reqwest::Method::GET, i).await, 503);
+        assert_eq!(total() - before, 2, "request {i}");
+    }
+    let before = total();
+    assert_eq!(status("all.com", reqwest::Method::GET, 0).await, 503);
+    assert_eq!(total() - before, 4);
+}
