@@ -3,6 +3,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -50,6 +52,60 @@ pub struct Guarded {
     /// The deadline of the current pause, armed the first time no frame is ready (so time
     /// spent before the body is first read, connecting upstream, does not count).
     pause: Option<Pin<Box<Sleep>>>,
+    /// Where the body stands on its way upstream (`proxy-send-timeout`).
+    progress: Option<Arc<SendProgress>>,
+}
+
+/// How far a request body has gone upstream, for `proxy-send-timeout`. A body that handed
+/// out a frame and was not asked for the next one waits on the backend (its connection
+/// stopped taking data); a body waiting for the client's next bytes has its own idle timeout.
+#[derive(Debug)]
+pub struct SendProgress {
+    start: Instant,
+    /// Milliseconds since `start` of the last change, shifted left by two, and the state in
+    /// the two low bits: one store, never torn.
+    state: AtomicU64,
+}
+
+const WAITING_ON_CLIENT: u64 = 0;
+const WAITING_ON_BACKEND: u64 = 1;
+const SENT: u64 = 2;
+
+impl Default for SendProgress {
+    fn default() -> Self {
+        SendProgress {
+            start: Instant::now(),
+            state: AtomicU64::new(WAITING_ON_CLIENT),
+        }
+    }
+}
+
+impl SendProgress {
+    fn set(&self, state: u64) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.state.store(ms << 2 | state, Ordering::Relaxed);
+    }
+
+    /// Resolves when the backend has not taken the next piece of the body for `limit`; never
+    /// once the body has been sent whole.
+    pub async fn stalled(&self, limit: Duration) {
+        loop {
+            let v = self.state.load(Ordering::Relaxed);
+            let since = self.start + Duration::from_millis(v >> 2);
+            match v & 3 {
+                WAITING_ON_BACKEND => {
+                    let deadline = since + limit;
+                    if Instant::now() >= deadline {
+                        return;
+                    }
+                    tokio::time::sleep_until(deadline).await;
+                }
+                SENT => std::future::pending::<()>().await,
+                // The client's pauses are the body's own idle timeout; look again soon.
+                _ => tokio::time::sleep(limit / 2).await,
+            }
+        }
+    }
 }
 
 impl ProxyBody {
@@ -84,7 +140,17 @@ impl ProxyBody {
             remaining: limit,
             idle,
             pause: None,
+            progress: None,
         }))
+    }
+
+    /// Reports to `progress` how far the body has gone (a guarded body only; the others
+    /// are empty).
+    pub fn with_progress(mut self, progress: &Arc<SendProgress>) -> Self {
+        if let ProxyBody::Guarded(g) = &mut self {
+            g.progress = Some(progress.clone());
+        }
+        self
     }
 }
 
@@ -114,6 +180,21 @@ impl From<Incoming> for ProxyBody {
 
 impl Guarded {
     fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let polled = self.poll_inner(cx);
+        if let Some(p) = &self.progress {
+            p.set(match &polled {
+                Poll::Pending => WAITING_ON_CLIENT,
+                Poll::Ready(Some(Ok(_))) if !self.inner.is_end_stream() => WAITING_ON_BACKEND,
+                Poll::Ready(_) => SENT,
+            });
+        }
+        polled
+    }
+
+    fn poll_inner(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
@@ -198,5 +279,27 @@ impl http_body::Body for ProxyBody {
             ProxyBody::Held(h) => h.0.size_hint(),
             ProxyBody::Pooled(p) => p.0.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn send_progress_fires_only_while_the_backend_holds_the_body() {
+        let p = SendProgress::default();
+        let limit = Duration::from_secs(1);
+        let ten = Duration::from_secs(10);
+        let quiet = tokio::time::timeout(ten, p.stalled(limit)).await.is_err();
+        assert!(quiet, "waiting on the client is not the backend's stall");
+        p.set(WAITING_ON_BACKEND);
+        let started = Instant::now();
+        p.stalled(limit).await;
+        assert!(started.elapsed() >= limit);
+        assert!(started.elapsed() < limit * 2);
+        p.set(SENT);
+        let quiet = tokio::time::timeout(ten, p.stalled(limit)).await.is_err();
+        assert!(quiet, "a body sent whole never stalls");
     }
 }

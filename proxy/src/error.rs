@@ -28,6 +28,10 @@ pub enum ForwardError {
     /// Upstream: every endpoint tried refused or failed to connect.
     #[error("connecting to the backend failed: {0}")]
     Connect(String),
+    /// Upstream: connecting to the endpoint took longer than the connect timeout (504, as
+    /// nginx answers it; counted with the connect errors).
+    #[error("connecting to the backend timed out")]
+    ConnectTimeout,
     /// Upstream: the backend did not answer within the response timeout.
     #[error("the backend did not answer in time")]
     Timeout,
@@ -74,7 +78,7 @@ impl ForwardError {
             ForwardError::Connect(_) | ForwardError::Upstream(_) | ForwardError::Resolve(_) => {
                 StatusCode::BAD_GATEWAY
             }
-            ForwardError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ForwardError::Timeout | ForwardError::ConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ForwardError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ForwardError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -88,6 +92,7 @@ impl ForwardError {
         match self {
             ForwardError::NoEndpoint
             | ForwardError::Connect(_)
+            | ForwardError::ConnectTimeout
             | ForwardError::Timeout
             | ForwardError::Upstream(_)
             | ForwardError::Resolve(_) => Side::Upstream,
@@ -104,7 +109,7 @@ impl ForwardError {
     pub fn kind(&self) -> &'static str {
         match self {
             ForwardError::NoEndpoint => "no_endpoint",
-            ForwardError::Connect(_) => "connect",
+            ForwardError::Connect(_) | ForwardError::ConnectTimeout => "connect",
             ForwardError::Timeout => "timeout",
             ForwardError::Upstream(_) => "upstream",
             ForwardError::Resolve(_) => "resolve",

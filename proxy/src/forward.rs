@@ -18,7 +18,7 @@ use crate::access::external::Decision;
 use crate::access_log::{self, Head, LoggedBody};
 use crate::backend::{Endpoints, Pick, Target};
 use crate::balance::{Balance, RequestKey};
-use crate::body::{BodyError, ProxyBody};
+use crate::body::{BodyError, ProxyBody, SendProgress};
 use crate::canary;
 use crate::error::{ForwardError, Side};
 use crate::headers::{self, Forwarded, X_REQUEST_ID};
@@ -444,13 +444,19 @@ async fn forward(
         Some(send) => send.min(shared.config.client_body_timeout),
         None => shared.config.client_body_timeout,
     };
-    let mut body = Some(ProxyBody::guarded(
-        body,
-        policy.max_body_size,
-        Some(body_idle),
-    ));
+    let mut body = ProxyBody::guarded(body, policy.max_body_size, Some(body_idle));
     // A request without a body can be sent again to another endpoint.
-    let replayable = body.as_ref().is_some_and(http_body::Body::is_end_stream);
+    let replayable = http_body::Body::is_end_stream(&body);
+    // `proxy-send-timeout` also bounds a backend that stops taking the body.
+    let send_watch = match policy.timeouts.send {
+        Some(limit) if !replayable => {
+            let progress = Arc::new(SendProgress::default());
+            body = body.with_progress(&progress);
+            Some((progress, limit))
+        }
+        _ => None,
+    };
+    let mut body = Some(body);
     let resendable = replayable && retry.on.method(&method);
     let attempts = match retry.tries {
         0 => addrs.len(),
@@ -496,11 +502,26 @@ async fn forward(
             Instant::now()
         });
         let sent_at = Instant::now();
-        let sent = match pool {
-            Some(pool) => tokio::time::timeout(read_timeout, pool.send(up, connect_timeout)).await,
-            None => tokio::time::timeout(read_timeout, client.request(up))
+        let exchange = async {
+            match pool {
+                Some(pool) => pool.send(up, connect_timeout).await,
+                None => client
+                    .request(up)
+                    .await
+                    .map(|resp| (resp, None))
+                    .map_err(UpstreamError::from),
+            }
+        };
+        // Err: the read timeout passed, or the backend stopped taking the body.
+        let sent = match &send_watch {
+            None => tokio::time::timeout(read_timeout, exchange)
                 .await
-                .map(|r| r.map(|resp| (resp, None)).map_err(UpstreamError::from)),
+                .map_err(|_| ()),
+            Some((progress, limit)) => tokio::select! {
+                biased;
+                r = tokio::time::timeout(read_timeout, exchange) => r.map_err(|_| ()),
+                () = progress.stalled(*limit) => Err(()),
+            },
         };
         if let (Ok(Ok(_)), Some(stats)) = (&sent, target.stats.get()) {
             stats.upstream_response(sent_at.elapsed());
@@ -509,7 +530,7 @@ async fn forward(
             l.finish(t.elapsed());
         }
         match sent {
-            Err(_elapsed) => {
+            Err(()) => {
                 last = Some((ForwardError::Timeout, Some(addr)));
                 if more && resendable && retry.on.contains(RetryOn::TIMEOUT) {
                     shared.metrics.upstream_retry();
@@ -519,8 +540,14 @@ async fn forward(
             }
             Ok(Err(e)) if e.is_connect() => {
                 debug!(upstream = %addr, error = %e, "connect failed");
-                last = Some((ForwardError::Connect(error_chain(&e)), Some(addr)));
-                if more && replayable && retry.on.contains(RetryOn::ERROR) {
+                // As nginx: a connect timeout is a `timeout` (504), other failures `error`.
+                let (error, condition) = if e.is_connect_timeout() {
+                    (ForwardError::ConnectTimeout, RetryOn::TIMEOUT)
+                } else {
+                    (ForwardError::Connect(error_chain(&e)), RetryOn::ERROR)
+                };
+                last = Some((error, Some(addr)));
+                if more && replayable && retry.on.contains(condition) {
                     shared.metrics.upstream_retry();
                     continue;
                 }

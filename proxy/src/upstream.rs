@@ -104,6 +104,25 @@ impl UpstreamError {
         }
     }
 
+    /// Connecting took longer than the connect timeout (or the system's).
+    pub(crate) fn is_connect_timeout(&self) -> bool {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = match self {
+            UpstreamError::Connect(e) => Some(e),
+            UpstreamError::Client(e) if e.is_connect() => std::error::Error::source(e),
+            _ => None,
+        };
+        while let Some(inner) = cur {
+            if inner
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            {
+                return true;
+            }
+            cur = inner.source();
+        }
+        false
+    }
+
     /// The backend answered with something that is not HTTP (a malformed status line or
     /// header, a head too large): nginx's `invalid_header`.
     pub(crate) fn is_invalid_response(&self) -> bool {

@@ -793,3 +793,116 @@ async fn next_upstream_conditions_and_tries() {
     assert_eq!(status("all.com", reqwest::Method::GET, 0).await, 503);
     assert_eq!(total() - before, 4);
 }
+
+/// A listener whose accept queue is full: the kernel drops further SYNs, so connecting to it
+/// hangs as to an address that never answers (the loopback way to exercise connect timeouts).
+/// Keep the returned connections alive for as long as the address must stay full.
+async fn unanswering_backend() -> (
+    SocketAddr,
+    tokio::net::TcpListener,
+    Vec<std::net::TcpStream>,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    loop {
+        let connected = tokio::task::spawn_blocking(move || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300))
+        })
+        .await
+        .unwrap();
+        match connected {
+            Ok(s) => fillers.push(s),
+            Err(_) => break,
+        }
+        assert!(fillers.len() < 64, "the accept queue never filled");
+    }
+    (addr, listener, fillers)
+}
+
+/// A backend that reads a request head and then nothing more, without answering or closing.
+async fn stalling_backend() -> SocketAddr {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            held.push(s);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn connect_timeout_bounds_each_attempt() {
+    let (addr, _listener, _fillers) = unanswering_backend().await;
+    let (_dir, p) = start_with(
+        &[ingress("default", "slow")
+            .annotation(&nginx("proxy-connect-timeout"), "500ms")
+            .rule("connect.com", "/", "Prefix", "blackhole")
+            .yaml()],
+        &[("blackhole", vec![addr])],
+    )
+    .await;
+    let c = p.client(&["connect.com"]);
+    let started = std::time::Instant::now();
+    let r = c.get(p.http_url("connect.com", "/")).send().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status(), 504, "a connect timeout, as nginx answers it");
+    // The route's 500 ms, not the controller's 5 s default.
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn send_timeout_bounds_a_backend_that_stops_reading() {
+    use tokio::io::AsyncWriteExt;
+    let stalled = stalling_backend().await;
+    let (_dir, p) = start_with(
+        &[ingress("default", "upload")
+            .annotation(&nginx("proxy-send-timeout"), "1")
+            .annotation(&nginx("proxy-read-timeout"), "30")
+            .annotation(&nginx("proxy-body-size"), "0")
+            .rule("send.com", "/", "Prefix", "stalled")
+            .yaml()],
+        &[("stalled", vec![stalled])],
+    )
+    .await;
+    // 256 MiB announced and written as fast as Portico takes it: far more than the socket
+    // buffers between Portico and a backend that has stopped reading.
+    let s = tokio::net::TcpStream::connect(p.http).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let started = std::time::Instant::now();
+    let writer = tokio::spawn(async move {
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nHost: send.com\r\nContent-Length: {}\r\n\r\n",
+            256u64 << 20
+        );
+        wr.write_all(head.as_bytes()).await?;
+        let chunk = vec![0u8; 64 * 1024];
+        for _ in 0..4096 {
+            wr.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(wr)
+    });
+    let answer = portico_e2e::raw::read_response(&mut rd, Duration::from_secs(40))
+        .await
+        .expect("a response");
+    let took = started.elapsed();
+    writer.abort();
+    assert_eq!(answer.status, 504, "{took:?}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
+}
