@@ -271,3 +271,120 @@ async fn grpc_unary_and_streaming_through_portico() {
         .unwrap();
     assert_eq!(next.status, ServingStatus::NotServing as i32);
 }
+
+/// An echo backend over TLS that refuses handshakes without a client certificate signed by
+/// `pki`'s CA.
+async fn mtls_echo(service: &str, pki: &Pki) -> SocketAddr {
+    use rustls_pki_types::pem::PemObject;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls_pki_types::CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(pki.leaf_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.leaf_key_pem.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(portico_controller::echo::serve_tls_listener(
+        listener,
+        service.to_string(),
+        Arc::new(config),
+    ));
+    addr
+}
+
+#[tokio::test]
+async fn proxy_ssl_secret_presents_its_client_certificate() {
+    let trusted = pki(&["web.default.svc"]);
+    let mtls = mtls_echo("mtls", &trusted).await;
+    // Another CA's pair, with the same name.
+    let other = pki(&["web.default.svc"]);
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "backends.yaml",
+        &[
+            backend("default", "web", &[mtls]),
+            ca_secret("client-pair", &trusted),
+            ca_secret("foreign-pair", &other),
+        ]
+        .join("---\n"),
+    );
+    let route = |name: &str, host: &str, protocol: &str, extra: &[(&str, &str)]| {
+        let mut i = ingress("default", name).annotation(&nginx("backend-protocol"), protocol);
+        for (k, v) in extra {
+            i = i.annotation(&nginx(k), v);
+        }
+        i.rule(host, "/", "Prefix", "web").yaml()
+    };
+    write(
+        dir.path(),
+        "ingresses.yaml",
+        &[
+            route(
+                "with-cert",
+                "with-cert.com",
+                "HTTPS",
+                &[
+                    ("proxy-ssl-secret", "client-pair"),
+                    ("proxy-ssl-verify", "on"),
+                ],
+            ),
+            route(
+                "grpcs-cert",
+                "grpcs-cert.com",
+                "GRPCS",
+                &[("proxy-ssl-secret", "client-pair")],
+            ),
+            route("without", "without.com", "HTTPS", &[]),
+            route(
+                "foreign",
+                "foreign.com",
+                "HTTPS",
+                &[("proxy-ssl-secret", "foreign-pair")],
+            ),
+        ]
+        .join("---\n"),
+    );
+    let p = Portico::start(dir.path(), &[]).await;
+    let hosts = [
+        "with-cert.com",
+        "grpcs-cert.com",
+        "without.com",
+        "foreign.com",
+    ];
+    let c = p.client(&hosts);
+    let get = |host: &str| c.get(p.http_url(host, "/x")).send();
+    let j = echo_json(get("with-cert.com").await.unwrap()).await;
+    assert_eq!(
+        (j["tls"].as_bool(), j["version"].as_str()),
+        (Some(true), Some("HTTP/1.1"))
+    );
+    let j = echo_json(get("grpcs-cert.com").await.unwrap()).await;
+    assert_eq!(j["version"], "HTTP/2.0");
+    assert_eq!(
+        get("without.com").await.unwrap().status(),
+        502,
+        "no client certificate: the backend refuses the handshake"
+    );
+    assert_eq!(
+        get("foreign.com").await.unwrap().status(),
+        502,
+        "a certificate from another CA is refused too"
+    );
+}

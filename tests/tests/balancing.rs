@@ -80,6 +80,8 @@ async fn cookie_affinity_hashing_and_ewma() {
             ingress("default", "persistent")
                 .annotation(&nginx("affinity"), "cookie")
                 .annotation(&nginx("affinity-mode"), "persistent")
+                .annotation(&nginx("session-cookie-expires"), "7200")
+                .annotation(&nginx("session-cookie-secure"), "true")
                 .rule("persistent.com", "/", "Prefix", "web")
                 .yaml(),
             ingress("default", "hash")
@@ -112,6 +114,28 @@ async fn cookie_affinity_hashing_and_ewma() {
                     "{set}"
                 );
                 assert!(set.contains("SameSite=Lax"), "{set}");
+                assert!(
+                    !set.contains("Expires=") && !set.contains("Secure"),
+                    "{set}"
+                );
+            } else {
+                // `session-cookie-expires`: an absolute date that many seconds ahead.
+                let expires = set
+                    .split("; ")
+                    .find_map(|a| a.strip_prefix("Expires="))
+                    .unwrap_or_else(|| panic!("no Expires: {set}"));
+                let at = httpdate::parse_http_date(expires).unwrap();
+                let ahead = at
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default();
+                assert!(
+                    ahead > Duration::from_secs(7100) && ahead <= Duration::from_secs(7200),
+                    "{set}"
+                );
+                assert!(
+                    set.contains("; Secure") && !set.contains("Max-Age"),
+                    "{set}"
+                );
             }
             let pinned = endpoint(&r);
             firsts.insert(pinned.clone());

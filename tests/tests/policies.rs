@@ -346,6 +346,15 @@ async fn canaries_by_header_cookie_and_weight() {
                 .annotation(&nginx("canary-weight"), "30")
                 .rule("c.com", "/", "Prefix", "gamma")
                 .yaml(),
+            ingress("default", "main-total")
+                .rule("t.com", "/", "Prefix", "web")
+                .yaml(),
+            ingress("default", "three-quarters")
+                .annotation(&nginx("canary"), "true")
+                .annotation(&nginx("canary-weight"), "3")
+                .annotation(&nginx("canary-weight-total"), "4")
+                .rule("t.com", "/", "Prefix", "gamma")
+                .yaml(),
         ],
         &[
             ("web", vec![web]),
@@ -387,6 +396,17 @@ async fn canaries_by_header_cookie_and_weight() {
     assert!(!counts.contains_key("beta"), "{counts:?}");
     let gamma = f64::from(counts.get("gamma").copied().unwrap_or(0)) / 400.0;
     assert!((0.2..0.4).contains(&gamma), "{counts:?}");
+    // canary-weight-total: 3 of 4, not 3 of 100.
+    let c = p.client(&["t.com"]);
+    let url = p.http_url("t.com", "/");
+    let mut canary = 0u32;
+    for _ in 0..400 {
+        if service(c.get(&url).send().await.unwrap()) == "gamma" {
+            canary += 1;
+        }
+    }
+    let share = f64::from(canary) / 400.0;
+    assert!((0.65..0.85).contains(&share), "{canary} of 400");
 }
 
 #[tokio::test]
