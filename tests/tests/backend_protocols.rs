@@ -388,3 +388,142 @@ async fn proxy_ssl_secret_presents_its_client_certificate() {
         "a certificate from another CA is refused too"
     );
 }
+
+/// A TLS stream tonic can serve on (tonic knows TLS streams only with its own TLS features).
+struct TlsConn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+impl tokio::io::AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn grpcs_unary_and_streaming_through_portico() {
+    use rustls_pki_types::pem::PemObject;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    // A tonic server over TLS (h2 only), with a certificate for the Service's name.
+    let pki = pki(&["grpc.default.svc"]);
+    let chain = rustls_pki_types::CertificateDer::pem_slice_iter(pki.leaf_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(pki.leaf_key_pem.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_addr = listener.local_addr().unwrap();
+    let incoming = futures_util::stream::unfold((listener, acceptor), |(l, a)| async move {
+        loop {
+            let (tcp, _) = l.accept().await.ok()?;
+            if let Ok(tls) = a.accept(tcp).await {
+                return Some((Ok::<_, std::io::Error>(TlsConn(tls)), (l, a)));
+            }
+        }
+    });
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("portico.Secure", tonic_health::ServingStatus::Serving)
+        .await;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(incoming),
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "b.yaml",
+        &[
+            backend("default", "grpc", &[grpc_addr]),
+            ca_secret("grpc-ca", &pki),
+        ]
+        .join("---\n"),
+    );
+    write(
+        dir.path(),
+        "i.yaml",
+        &ingress("default", "grpcs")
+            .annotation(&nginx("backend-protocol"), "GRPCS")
+            .annotation(&nginx("proxy-ssl-verify"), "on")
+            .annotation(&nginx("proxy-ssl-secret"), "grpc-ca")
+            .rule("", "/", "Prefix", "grpc")
+            .yaml(),
+    );
+    let p = Portico::start(dir.path(), &[]).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", p.http))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    let check = |name: &str| HealthCheckRequest {
+        service: name.to_string(),
+    };
+    let resp = client
+        .check(check("portico.Secure"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.status, ServingStatus::Serving as i32);
+    let err = client.check(check("unknown")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    let mut stream = client
+        .watch(check("portico.Secure"))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    reporter
+        .set_service_status("portico.Secure", tonic_health::ServingStatus::NotServing)
+        .await;
+    let next = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
+}
