@@ -1,5 +1,6 @@
-//! RoutePolicy status: the leader writes which targets each RoutePolicy applies to and an
-//! `Accepted` condition, only when they differ from what the object already says.
+//! Status of Portico's resources, written by the leader only when it differs from what the
+//! object already says: which targets each RoutePolicy applies to and its `Accepted`
+//! condition; whether each IngressClassParameters is valid and used (`Accepted`).
 
 use std::sync::Arc;
 
@@ -7,13 +8,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
-use portico_crds::{RoutePolicy, RoutePolicyStatus};
+use portico_crds::{
+    IngressClassParameters, IngressClassParametersStatus, RoutePolicy, RoutePolicyStatus,
+};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::publish::{Report, RoutePolicyInfo};
+use crate::publish::{ClassParametersInfo, Report, RoutePolicyInfo};
 
-/// Keeps every RoutePolicy's status in line with the reports, while this replica leads.
+/// Keeps every RoutePolicy's and IngressClassParameters' status in line with the reports,
+/// while this replica leads.
 pub async fn run(
     client: Client,
     mut reports: watch::Receiver<Arc<Report>>,
@@ -25,6 +29,11 @@ pub async fn run(
             for ((ns, name), info) in &report.route_policies {
                 if let Err(e) = sync(&client, ns, name, info).await {
                     warn!(route_policy = %format_args!("{ns}/{name}"), error = %e, "updating RoutePolicy status failed");
+                }
+            }
+            for (name, info) in &report.class_parameters {
+                if let Err(e) = sync_class(&client, name, info).await {
+                    warn!(ingress_class_parameters = %name, error = %e, "updating IngressClassParameters status failed");
                 }
             }
         }
@@ -75,6 +84,93 @@ pub fn desired(info: &RoutePolicyInfo, now: Time) -> RoutePolicyStatus {
     }
 }
 
+/// The status an IngressClassParameters should have: `Accepted` False with the invalid
+/// fields, False when none of Portico's IngressClasses names it, else True.
+pub fn desired_class(info: &ClassParametersInfo, now: Time) -> IngressClassParametersStatus {
+    let (status, reason, message) = if !info.problems.is_empty() {
+        ("False", "InvalidFields", info.problems.join("; "))
+    } else if info.classes.is_empty() {
+        (
+            "False",
+            "NotReferenced",
+            "no IngressClass of Portico names it in spec.parameters".to_string(),
+        )
+    } else {
+        (
+            "True",
+            "Accepted",
+            format!("in use by IngressClass {}", info.classes.join(", ")),
+        )
+    };
+    let previous = info
+        .current
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Accepted"));
+    IngressClassParametersStatus {
+        observed_generation: info.generation,
+        conditions: vec![condition(
+            "Accepted",
+            status,
+            reason,
+            message,
+            info.generation,
+            previous,
+            now,
+        )],
+    }
+}
+
+/// A condition whose transition time moves only when its status or reason changes.
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    previous: Option<&Condition>,
+    now: Time,
+) -> Condition {
+    let unchanged = previous.is_some_and(|c| c.status == status && c.reason == reason);
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: match previous {
+            Some(c) if unchanged => c.last_transition_time.clone(),
+            _ => now,
+        },
+    }
+}
+
+async fn sync_class(
+    client: &Client,
+    name: &str,
+    info: &ClassParametersInfo,
+) -> Result<(), kube::Error> {
+    let want = desired_class(info, Time(Timestamp::now()));
+    if info.current.as_ref() == Some(&want) {
+        return Ok(());
+    }
+    let api: Api<IngressClassParameters> = Api::all(client.clone());
+    let body = serde_json::json!({ "status": want });
+    match api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+    {
+        Ok(_) => {
+            info!(ingress_class_parameters = %name, "status updated");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            debug!(ingress_class_parameters = %name, "gone before its status was written");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 async fn sync(
     client: &Client,
     ns: &str,
@@ -101,5 +197,54 @@ async fn sync(
             Ok(())
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH))
+    }
+
+    #[test]
+    fn class_parameters_status_names_invalid_fields_and_keeps_its_transition_time() {
+        let mut info = ClassParametersInfo {
+            generation: Some(3),
+            problems: vec!["field proxyProtocol.trustedCidrs: \"x\" is not a CIDR".into()],
+            classes: vec!["portico".into()],
+            ..Default::default()
+        };
+        let bad = desired_class(&info, at(10));
+        let c = &bad.conditions[0];
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            ("Accepted", "False", "InvalidFields")
+        );
+        assert!(
+            c.message.contains("proxyProtocol.trustedCidrs"),
+            "{}",
+            c.message
+        );
+        assert_eq!(bad.observed_generation, Some(3));
+        assert_eq!(c.observed_generation, Some(3));
+
+        info.problems.clear();
+        info.current = Some(bad.clone());
+        let good = desired_class(&info, at(20));
+        let c = &good.conditions[0];
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Accepted"));
+        assert_eq!(c.last_transition_time, at(20));
+        assert!(c.message.contains("portico"));
+
+        // Nothing changed: the same status, so nothing is written.
+        info.current = Some(good.clone());
+        assert_eq!(desired_class(&info, at(30)), good);
+
+        info.classes.clear();
+        let unused = desired_class(&info, at(40));
+        assert_eq!(unused.conditions[0].reason, "NotReferenced");
+        assert_eq!(unused.conditions[0].status, "False");
     }
 }

@@ -18,7 +18,7 @@ use k8s_openapi::api::networking::v1::IngressLoadBalancerStatus;
 use crate::inputs::{Inputs, ObjectKey};
 use crate::problem::Problem;
 use crate::translate::{self, Options};
-use portico_crds::{RoutePolicyStatus, TargetStatus};
+use portico_crds::{IngressClassParametersStatus, RoutePolicyStatus, TargetStatus};
 
 /// What the last publish did, for the status writer and the event recorder.
 #[derive(Debug, Default)]
@@ -32,6 +32,8 @@ pub struct Report {
     pub others: BTreeMap<ObjectKey, IngressInfo>,
     /// Every RoutePolicy: its generation, its targets' fate, its current status.
     pub route_policies: BTreeMap<ObjectKey, RoutePolicyInfo>,
+    /// Every IngressClassParameters, by name.
+    pub class_parameters: BTreeMap<String, ClassParametersInfo>,
     /// When this configuration went live (Unix milliseconds).
     pub published_at_millis: i64,
     /// Time from the change to live (debounce, translate and swap).
@@ -91,6 +93,18 @@ pub struct RoutePolicyInfo {
     pub current: Option<RoutePolicyStatus>,
 }
 
+/// What the status writer and the event recorder need of one IngressClassParameters.
+#[derive(Debug, Default)]
+pub struct ClassParametersInfo {
+    pub generation: Option<i64>,
+    pub uid: Option<String>,
+    /// Problems found in its fields.
+    pub problems: Vec<String>,
+    /// Portico's IngressClasses that name it.
+    pub classes: Vec<String>,
+    pub current: Option<IngressClassParametersStatus>,
+}
+
 /// What status and events need of an Ingress.
 #[derive(Debug, Default)]
 pub struct IngressInfo {
@@ -103,8 +117,28 @@ fn report(
     problems: Vec<Problem>,
     served: &BTreeSet<ObjectKey>,
     policy_status: BTreeMap<ObjectKey, (Option<i64>, Vec<TargetStatus>)>,
+    mut class_users: BTreeMap<String, Vec<String>>,
     generation: u64,
 ) -> Report {
+    let mut class_parameters = BTreeMap::new();
+    for p in &inputs.class_parameters {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let found = problems
+            .iter()
+            .filter(|pr| pr.object.kind == "IngressClassParameters" && pr.object.name == name)
+            .map(|pr| pr.reason.to_string())
+            .collect();
+        class_parameters.insert(
+            name.clone(),
+            ClassParametersInfo {
+                generation: p.metadata.generation,
+                uid: p.metadata.uid.clone(),
+                problems: found,
+                classes: class_users.remove(&name).unwrap_or_default(),
+                current: p.status.clone(),
+            },
+        );
+    }
     let mut route_policies = BTreeMap::new();
     for p in &inputs.route_policies {
         let key = (
@@ -135,6 +169,7 @@ fn report(
         generation,
         problems,
         route_policies,
+        class_parameters,
         not_ready: not_ready_endpoints(inputs),
         ..Report::default()
     };
@@ -213,6 +248,7 @@ pub async fn run(
             problems: found,
             served,
             route_policy_status,
+            class_parameter_users,
         } = output;
         let routes = snapshot.routes.route_count();
         let certificates = snapshot.tls.certificate_count();
@@ -222,7 +258,14 @@ pub async fn run(
                 let publish_time = changed_at.elapsed();
                 proxy.metrics().set_problems(problems_by_reason(&found));
                 proxy.metrics().published(publish_time);
-                let mut r = report(&current, found, &served, route_policy_status, generation);
+                let mut r = report(
+                    &current,
+                    found,
+                    &served,
+                    route_policy_status,
+                    class_parameter_users,
+                    generation,
+                );
                 r.published_at_millis = proxy.metrics().last_publish_millis();
                 r.publish_time = publish_time;
                 let _ = reports.send(Arc::new(r));

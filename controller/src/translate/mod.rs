@@ -91,6 +91,9 @@ pub struct Output {
     pub served: BTreeSet<ObjectKey>,
     /// Each RoutePolicy's generation and the fate of its targets.
     pub route_policy_status: BTreeMap<ObjectKey, (Option<i64>, Vec<portico_crds::TargetStatus>)>,
+    /// Each IngressClassParameters that one of Portico's IngressClasses names, with those
+    /// classes.
+    pub class_parameter_users: BTreeMap<String, Vec<String>>,
 }
 
 /// An Ingress chosen for serving, with what every later step needs.
@@ -287,6 +290,7 @@ pub fn translate_with(inputs: &Inputs, options: &Options, memo: &mut Memo) -> Ou
         },
         problems,
         route_policy_status: route_policies.status(&served, &exists),
+        class_parameter_users: classes.parameter_users(),
         served,
     }
 }
