@@ -108,6 +108,9 @@ pub(crate) struct Selected<'a> {
     pub canary_input: policy::CanaryInput,
     /// Host-level TLS settings: client certificates, passthrough, aliases.
     pub host_tls: policy::client_tls::HostTlsInput,
+    /// Its class's default certificate (`spec.tls.defaultCertificate` of the parameters), for
+    /// its TLS hosts without a usable certificate of their own.
+    pub class_certificate: Option<Arc<TlsCertificate>>,
 }
 
 impl Selected<'_> {
@@ -221,6 +224,7 @@ pub fn translate_with(inputs: &Inputs, options: &Options, memo: &mut Memo) -> Ou
                 policy,
                 canary_input,
                 host_tls,
+                class_certificate: class.and_then(|c| c.default_certificate.clone()),
             }
         })
         .collect();

@@ -3,10 +3,13 @@
 //! to each Ingress.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use http::HeaderValue;
-use portico_crds::{IngressClassParameters, RoutePolicy, TargetStatus, TlsVersion};
-use portico_proxy::{ListenerSettings, TrustedProxies};
+use portico_crds::{
+    AccessLogFormat, IngressClassParameters, RoutePolicy, TargetStatus, TlsVersion,
+};
+use portico_proxy::{ListenerSettings, TlsCertificate, TrustedProxies};
 
 use super::{from_spec, PolicyInput};
 use crate::inputs::{Inputs, ObjectKey};
@@ -24,6 +27,8 @@ pub struct ClassSettings {
     pub max_timeout: Option<std::time::Duration>,
     /// `spec.deniedAnnotations`.
     pub denied_annotations: Vec<String>,
+    /// `spec.tls.defaultCertificate`, when its Secret holds a usable certificate.
+    pub default_certificate: Option<Arc<TlsCertificate>>,
 }
 
 impl ClassSettings {
@@ -98,13 +103,14 @@ pub fn class_settings(
     for p in &inputs.class_parameters {
         let name = p.metadata.name.clone().unwrap_or_default();
         let object = ObjectRef::new("IngressClassParameters", "", &name);
-        out.insert(name, settings_of(p, &object, problems));
+        out.insert(name, settings_of(p, inputs, &object, problems));
     }
     out
 }
 
 fn settings_of(
     p: &IngressClassParameters,
+    inputs: &Inputs,
     object: &ObjectRef,
     problems: &mut Vec<Problem>,
 ) -> ClassSettings {
@@ -148,7 +154,6 @@ fn settings_of(
         }
         _ => None,
     };
-    let limits = p.spec.limits.as_ref();
     let mut field = |name: &str, why: String| {
         problems.push(Problem::new(
             object.clone(),
@@ -158,6 +163,52 @@ fn settings_of(
             },
         ));
     };
+    let trusted_proxies = if p.spec.trusted_proxies.is_empty() {
+        None
+    } else {
+        match TrustedProxies::parse(&p.spec.trusted_proxies.join(",")) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                field("trustedProxies", why);
+                None
+            }
+        }
+    };
+    let cipher_suites = match tls.map(|t| t.cipher_suites.as_slice()) {
+        Some(names) if !names.is_empty() => match cipher_suites(names) {
+            Ok(list) => Some(list),
+            Err(why) => {
+                field("tls.cipherSuites", why);
+                None
+            }
+        },
+        _ => None,
+    };
+    let default_certificate = tls
+        .and_then(|t| t.default_certificate.as_ref())
+        .and_then(|r| {
+            match inputs
+                .certificates
+                .get(&(r.namespace.clone(), r.name.clone()))
+            {
+                Some(Ok(c)) => Some(c.clone()),
+                Some(Err(e)) => {
+                    field(
+                        "tls.defaultCertificate",
+                        format!("Secret {}/{}: {e}", r.namespace, r.name),
+                    );
+                    None
+                }
+                None => {
+                    field(
+                        "tls.defaultCertificate",
+                        format!("Secret {}/{} not found", r.namespace, r.name),
+                    );
+                    None
+                }
+            }
+        });
+    let limits = p.spec.limits.as_ref();
     let max_body_size = match limits
         .and_then(|l| l.max_body_size.as_deref())
         .map(super::grammar::size)
@@ -185,11 +236,45 @@ fn settings_of(
         max_body_size,
         max_timeout,
         denied_annotations: p.spec.denied_annotations.clone(),
+        default_certificate,
         listener: ListenerSettings {
             tls13_only: tls.and_then(|t| t.min_version) == Some(TlsVersion::Tls13),
             proxy_protocol_from,
+            trusted_proxies,
+            cipher_suites,
+            access_log_format: p
+                .spec
+                .access_log
+                .as_ref()
+                .and_then(|a| a.format)
+                .map(|f| match f {
+                    AccessLogFormat::Json => portico_proxy::access_log::Format::Json,
+                    AccessLogFormat::Text => portico_proxy::access_log::Format::Text,
+                }),
         },
     }
+}
+
+/// `tls.cipherSuites`: every name one Portico supports, and at least one TLS 1.3 suite.
+fn cipher_suites(names: &[String]) -> Result<Vec<rustls::CipherSuite>, String> {
+    let supported = portico_proxy::tls::cipher_suites();
+    let mut out = Vec::new();
+    let mut tls13 = false;
+    for name in names {
+        let Some((_, suite, is13)) = supported.iter().find(|(n, _, _)| n == name) else {
+            let known: Vec<&str> = supported.iter().map(|(n, _, _)| n.as_str()).collect();
+            return Err(format!(
+                "{name:?} is not a supported cipher suite (supported: {})",
+                known.join(", ")
+            ));
+        };
+        tls13 |= is13;
+        out.push(*suite);
+    }
+    if !tls13 {
+        return Err("at least one TLS 1.3 suite is needed".into());
+    }
+    Ok(out)
 }
 
 /// RoutePolicies by the Ingress they target, each already parsed, oldest first.

@@ -347,3 +347,146 @@ fn class_limits_cap_annotations_and_denied_annotations_are_ignored() {
     assert_eq!(p.timeouts.connect, Some(std::time::Duration::from_secs(2)));
     assert!(p.upstream_vhost.is_none());
 }
+
+#[test]
+fn class_default_certificate_serves_its_tls_hosts_without_a_certificate() {
+    let own = cert(&["own.com"]);
+    let class_default = cert(&["*.example.com"]);
+    let mut inputs = with_certs(
+        world(vec![
+            ingress("default", "app")
+                .class("portico")
+                .tls(&["own.com"], Some("own"))
+                .tls(&["nosecret.com"], None)
+                .tls(&["missing.com"], Some("missing"))
+                .rule("own.com", "/", backend("web", 80))
+                .rule("nosecret.com", "/", backend("web", 80))
+                .rule("missing.com", "/", backend("web", 80))
+                .build(),
+            ingress("default", "elsewhere")
+                .class("plain")
+                .tls(&["plain.com"], None)
+                .rule("plain.com", "/", backend("web", 80))
+                .build(),
+        ]),
+        &[
+            ("own", Ok(own.clone())),
+            ("wild", Ok(class_default.clone())),
+        ],
+    );
+    inputs.ingress_classes = vec![
+        class_with_parameters("portico", "certs"),
+        class("plain", CONTROLLER_NAME, false),
+    ];
+    inputs.class_parameters = vec![crd(serde_json::json!({
+        "apiVersion": "portico.dev/v1alpha1", "kind": "IngressClassParameters",
+        "metadata": {"name": "certs"},
+        "spec": {"tls": {"defaultCertificate": {"namespace": "default", "name": "wild"}}}
+    }))];
+    let out = run(&inputs);
+    let tls = &out.snapshot.tls;
+    assert!(Arc::ptr_eq(tls.resolve(Some("own.com")), &own));
+    assert!(Arc::ptr_eq(
+        tls.resolve(Some("nosecret.com")),
+        &class_default
+    ));
+    assert!(
+        Arc::ptr_eq(tls.resolve(Some("missing.com")), &class_default),
+        "a missing Secret (reported) falls back to the class's certificate"
+    );
+    assert!(
+        Arc::ptr_eq(tls.resolve(Some("plain.com")), &fallback()),
+        "another class: the flag's default"
+    );
+    assert!(Arc::ptr_eq(tls.resolve(Some("unknown.org")), &fallback()));
+
+    // A missing default certificate is a problem of the parameters; the flag's default stays.
+    inputs
+        .certificates
+        .remove(&("default".into(), "wild".into()));
+    let out = run(&inputs);
+    assert!(Arc::ptr_eq(
+        out.snapshot.tls.resolve(Some("nosecret.com")),
+        &fallback()
+    ));
+    assert!(
+        out.problems
+            .iter()
+            .any(|p| p.object.kind == "IngressClassParameters"
+                && p.to_string().contains("tls.defaultCertificate")),
+        "{:?}",
+        out.problems
+    );
+}
+
+#[test]
+fn class_trusted_proxies_cipher_suites_and_access_log_reach_the_listener() {
+    let mut inputs = world(vec![ingress("default", "app")
+        .class("portico")
+        .rule("h.com", "/", backend("web", 80))
+        .build()]);
+    inputs.ingress_classes = vec![class_with_parameters("portico", "edge")];
+    let params = |spec: serde_json::Value| {
+        vec![crd(serde_json::json!({
+            "apiVersion": "portico.dev/v1alpha1", "kind": "IngressClassParameters",
+            "metadata": {"name": "edge"}, "spec": spec
+        }))]
+    };
+    inputs.class_parameters = params(serde_json::json!({
+        "trustedProxies": ["10.0.0.0/8", "192.0.2.7"],
+        "accessLog": {"format": "json"},
+        "tls": {"cipherSuites": ["TLS13_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"]}
+    }));
+    let out = run(&inputs);
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let listener = &out.snapshot.listener;
+    assert_eq!(
+        listener.access_log_format,
+        Some(portico_proxy::access_log::Format::Json)
+    );
+    let trusted = listener.trusted_proxies.as_ref().unwrap();
+    assert!(trusted.contains("10.1.2.3".parse().unwrap()));
+    assert!(trusted.contains("192.0.2.7".parse().unwrap()));
+    assert!(!trusted.contains("192.0.2.8".parse().unwrap()));
+    assert_eq!(
+        listener.cipher_suites.as_deref(),
+        Some(
+            &[
+                rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+                rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+            ][..]
+        )
+    );
+
+    // Unknown names, no TLS 1.3 suite, a bad CIDR: reported, and those settings are not used.
+    for (spec, field, why) in [
+        (
+            serde_json::json!({"tls": {"cipherSuites": ["TLS13_AES_128_GCM_SHA256", "TLS_RSA_WITH_RC4_128_MD5"]}}),
+            "tls.cipherSuites",
+            "TLS_RSA_WITH_RC4_128_MD5",
+        ),
+        (
+            serde_json::json!({"tls": {"cipherSuites": ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]}}),
+            "tls.cipherSuites",
+            "TLS 1.3",
+        ),
+        (
+            serde_json::json!({"trustedProxies": ["10.0.0.0/33"]}),
+            "trustedProxies",
+            "10.0.0.0/33",
+        ),
+    ] {
+        inputs.class_parameters = params(spec);
+        let out = run(&inputs);
+        let [p] = &out.problems[..] else {
+            panic!("{:?}", out.problems)
+        };
+        let text = p.to_string();
+        assert!(
+            p.object.kind == "IngressClassParameters" && text.contains(field) && text.contains(why),
+            "{text}"
+        );
+        assert!(out.snapshot.listener.cipher_suites.is_none());
+        assert!(out.snapshot.listener.trusted_proxies.is_none());
+    }
+}
