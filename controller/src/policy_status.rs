@@ -44,7 +44,9 @@ pub async fn run(
     }
 }
 
-/// The status a RoutePolicy should have (its condition's time is `now` only when it changes).
+/// The status a RoutePolicy should have (a condition's time is `now` only when it changes):
+/// `Accepted`, and `Conflicted` True when an older RoutePolicy sets one of its fields for the
+/// same route (the message names each field and the winner).
 pub fn desired(info: &RoutePolicyInfo, now: Time) -> RoutePolicyStatus {
     let accepted = info.targets.iter().any(|t| t.accepted);
     let (status, reason, message) = if !info.problems.is_empty() {
@@ -62,24 +64,42 @@ pub fn desired(info: &RoutePolicyInfo, now: Time) -> RoutePolicyStatus {
             "none of its targets is an Ingress Portico serves".to_string(),
         )
     };
-    let previous = info
-        .current
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Accepted"));
-    let unchanged = previous.is_some_and(|c| c.status == status && c.reason == reason);
+    let previous = |type_: &str| {
+        info.current
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+    };
+    let (conflicted, conflict_reason, conflict_message) = if info.conflicts.is_empty() {
+        (
+            "False",
+            "NoConflict",
+            "no older RoutePolicy sets its fields for the same routes".to_string(),
+        )
+    } else {
+        ("True", "FieldSetByOlderPolicy", info.conflicts.join("; "))
+    };
     RoutePolicyStatus {
         observed_generation: info.generation,
-        conditions: vec![Condition {
-            type_: "Accepted".into(),
-            status: status.into(),
-            reason: reason.into(),
-            message,
-            observed_generation: info.generation,
-            last_transition_time: match previous {
-                Some(c) if unchanged => c.last_transition_time.clone(),
-                _ => now,
-            },
-        }],
+        conditions: vec![
+            condition(
+                "Accepted",
+                status,
+                reason,
+                message,
+                info.generation,
+                previous("Accepted"),
+                now.clone(),
+            ),
+            condition(
+                "Conflicted",
+                conflicted,
+                conflict_reason,
+                conflict_message,
+                info.generation,
+                previous("Conflicted"),
+                now,
+            ),
+        ],
         targets: info.targets.clone(),
     }
 }
@@ -246,5 +266,53 @@ mod tests {
         let unused = desired_class(&info, at(40));
         assert_eq!(unused.conditions[0].reason, "NotReferenced");
         assert_eq!(unused.conditions[0].status, "False");
+    }
+
+    #[test]
+    fn a_route_policy_losing_a_field_is_conflicted_naming_field_and_winner() {
+        let mut info = RoutePolicyInfo {
+            generation: Some(2),
+            targets: vec![portico_crds::TargetStatus {
+                name: "app".into(),
+                accepted: true,
+                reason: "Accepted".into(),
+                message: String::new(),
+            }],
+            conflicts: vec![
+                "field timeouts.read for Ingress app: RoutePolicy default/older is older and wins"
+                    .into(),
+            ],
+            ..Default::default()
+        };
+        let s = desired(&info, at(10));
+        let types: Vec<(&str, &str, &str)> = s
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("Accepted", "True", "Accepted"),
+                ("Conflicted", "True", "FieldSetByOlderPolicy")
+            ]
+        );
+        assert!(s.conditions[1].message.contains("default/older"));
+        info.conflicts.clear();
+        info.current = Some(s);
+        let s = desired(&info, at(20));
+        assert_eq!(
+            (
+                s.conditions[1].status.as_str(),
+                s.conditions[1].reason.as_str()
+            ),
+            ("False", "NoConflict")
+        );
+        assert_eq!(s.conditions[1].last_transition_time, at(20));
+        assert_eq!(
+            s.conditions[0].last_transition_time,
+            at(10),
+            "Accepted did not change"
+        );
     }
 }

@@ -88,6 +88,8 @@ pub fn problems_by_reason(problems: &[Problem]) -> BTreeMap<String, usize> {
 pub struct RoutePolicyInfo {
     pub generation: Option<i64>,
     pub targets: Vec<TargetStatus>,
+    /// Fields an older RoutePolicy sets for the same routes (it loses them).
+    pub conflicts: Vec<String>,
     /// Problems found in its fields.
     pub problems: Vec<String>,
     pub current: Option<RoutePolicyStatus>,
@@ -116,7 +118,7 @@ fn report(
     inputs: &Inputs,
     problems: Vec<Problem>,
     served: &BTreeSet<ObjectKey>,
-    policy_status: BTreeMap<ObjectKey, (Option<i64>, Vec<TargetStatus>)>,
+    policy_status: BTreeMap<ObjectKey, crate::translate::policy::sources::RoutePolicyOutcome>,
     mut class_users: BTreeMap<String, Vec<String>>,
     generation: u64,
 ) -> Report {
@@ -145,7 +147,7 @@ fn report(
             p.metadata.namespace.clone().unwrap_or_default(),
             p.metadata.name.clone().unwrap_or_default(),
         );
-        let (generation, targets) = policy_status.get(&key).cloned().unwrap_or_default();
+        let outcome = policy_status.get(&key).cloned().unwrap_or_default();
         let found = problems
             .iter()
             .filter(|pr| {
@@ -158,8 +160,9 @@ fn report(
         route_policies.insert(
             key,
             RoutePolicyInfo {
-                generation,
-                targets,
+                generation: outcome.generation,
+                targets: outcome.targets,
+                conflicts: outcome.conflicts,
                 problems: found,
                 current: p.status.clone(),
             },

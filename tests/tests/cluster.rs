@@ -479,6 +479,63 @@ async fn route_policies_from_the_api_server_apply_and_get_status() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // A younger RoutePolicy, narrowed to the Ingress's host and path, setting the same field:
+    // the older keeps it, the younger is Conflicted, naming the field and the winner.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    apply(
+        &client,
+        &format!(
+            "apiVersion: portico.dev/v1alpha1\nkind: RoutePolicy\nmetadata:\n  name: late\n  namespace: {ns}\n\
+             spec:\n  targetRefs:\n    - kind: Ingress\n      name: app\n      host: rp.test\n      path: /\n  \
+             headers:\n    response:\n      set:\n        X-Policy: late\n"
+        ),
+    )
+    .await;
+    let conflicted = |rp: &RoutePolicy| {
+        rp.status.as_ref().and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == "Conflicted")
+                .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let late = policies.get("late").await.unwrap();
+        if let Some((status, reason, message)) =
+            conflicted(&late).filter(|(status, _, _)| status == "True")
+        {
+            assert_eq!(
+                (status.as_str(), reason.as_str()),
+                ("True", "FieldSetByOlderPolicy")
+            );
+            assert!(
+                message.contains("headers.response.set")
+                    && message.contains(&format!("RoutePolicy {ns}/headers")),
+                "{message}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "late is not Conflicted: {:?}\n{}",
+            late.status,
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let headers = policies.get("headers").await.unwrap();
+    assert_eq!(
+        conflicted(&headers).map(|(s, r, _)| (s, r)),
+        Some(("False".to_string(), "NoConflict".to_string()))
+    );
+    let r = c.get(p.http_url("rp.test", "/")).send().await.unwrap();
+    assert_eq!(
+        r.headers()["x-policy"],
+        "applied",
+        "the older RoutePolicy wins"
+    );
 }
 
 /// Waits (10 s at most) for a Warning Event with `reason` on Ingress `ns/name`.

@@ -264,8 +264,9 @@ fn class_defaults_then_route_policies_then_annotations() {
         Some(std::time::Duration::from_secs(30))
     );
     assert!(out.snapshot.listener.tls13_only);
-    let (_, targets) = &out.route_policy_status[&("default".to_string(), "older".to_string())];
-    let fates: Vec<(&str, bool, &str)> = targets
+    let outcome = &out.route_policy_status[&("default".to_string(), "older".to_string())];
+    let fates: Vec<(&str, bool, &str)> = outcome
+        .targets
         .iter()
         .map(|t| (t.name.as_str(), t.accepted, t.reason.as_str()))
         .collect();
@@ -489,4 +490,170 @@ fn class_trusted_proxies_cipher_suites_and_access_log_reach_the_listener() {
         assert!(out.snapshot.listener.cipher_suites.is_none());
         assert!(out.snapshot.listener.trusted_proxies.is_none());
     }
+}
+
+fn route_policy(
+    name: &str,
+    created: &str,
+    spec: serde_json::Value,
+) -> Arc<portico_crds::RoutePolicy> {
+    let mut spec = spec;
+    if spec.get("targetRefs").is_none() {
+        spec["targetRefs"] = serde_json::json!([{"kind": "Ingress", "name": "app"}]);
+    }
+    crd(serde_json::json!({
+        "apiVersion": "portico.dev/v1alpha1", "kind": "RoutePolicy",
+        "metadata": {"name": name, "namespace": "default", "creationTimestamp": created, "generation": 1},
+        "spec": spec
+    }))
+}
+
+fn read_timeout(out: &Output, host: &str, path: &str) -> Option<std::time::Duration> {
+    out.snapshot
+        .routes
+        .find(host, path)
+        .unwrap()
+        .target
+        .policy
+        .timeouts
+        .read
+}
+
+#[test]
+fn route_policies_narrowed_to_a_host_and_path_apply_to_those_routes_only() {
+    let mut inputs = world(vec![ingress("default", "app")
+        .rule("a.com", "/api", backend("web", 80))
+        .rule("a.com", "/web", backend("web", 80))
+        .rule("b.com", "/api", backend("web", 80))
+        .build()]);
+    inputs.route_policies = vec![
+        route_policy(
+            "whole",
+            "2026-01-01T00:00:00Z",
+            serde_json::json!({"timeouts": {"read": "5s"}}),
+        ),
+        route_policy(
+            "api-everywhere",
+            "2026-01-02T00:00:00Z",
+            serde_json::json!({
+                "targetRefs": [{"kind": "Ingress", "name": "app", "path": "/api"}],
+                "timeouts": {"connect": "2s"}
+            }),
+        ),
+        route_policy(
+            "a-api",
+            "2026-01-03T00:00:00Z",
+            serde_json::json!({
+                "targetRefs": [
+                    {"kind": "Ingress", "name": "app", "host": "a.com", "path": "/api"},
+                    {"kind": "Ingress", "name": "app", "host": "c.com"}
+                ],
+                "maxBodySize": "1k"
+            }),
+        ),
+    ];
+    let out = run(&inputs);
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let policy = |h: &str, p: &str| {
+        out.snapshot
+            .routes
+            .find(h, p)
+            .unwrap()
+            .target
+            .policy
+            .clone()
+    };
+    let secs = std::time::Duration::from_secs;
+    assert_eq!(policy("a.com", "/api").max_body_size, Some(1024));
+    assert_eq!(policy("a.com", "/api").timeouts.connect, Some(secs(2)));
+    assert_ne!(policy("a.com", "/web").max_body_size, Some(1024));
+    assert_eq!(policy("a.com", "/web").timeouts.connect, None);
+    assert_ne!(policy("b.com", "/api").max_body_size, Some(1024));
+    assert_eq!(policy("b.com", "/api").timeouts.connect, Some(secs(2)));
+    for (h, p) in [("a.com", "/api"), ("a.com", "/web"), ("b.com", "/api")] {
+        assert_eq!(
+            read_timeout(&out, h, p),
+            Some(secs(5)),
+            "{h}{p}: the whole-Ingress policy"
+        );
+    }
+    let outcome = &out.route_policy_status[&("default".to_string(), "a-api".to_string())];
+    let fates: Vec<(bool, &str)> = outcome
+        .targets
+        .iter()
+        .map(|t| (t.accepted, t.reason.as_str()))
+        .collect();
+    assert_eq!(fates, [(true, "Accepted"), (false, "NoMatchingRoute")]);
+    assert!(outcome.conflicts.is_empty());
+}
+
+#[test]
+fn the_older_route_policy_wins_a_field_and_the_younger_is_conflicted() {
+    let mut inputs = world(vec![ingress("default", "app")
+        .rule("a.com", "/api", backend("web", 80))
+        .rule("a.com", "/web", backend("web", 80))
+        .build()]);
+    inputs.route_policies = vec![
+        // Younger first in the input: order comes from creationTimestamp.
+        route_policy(
+            "younger",
+            "2026-03-01T00:00:00Z",
+            serde_json::json!({
+                "targetRefs": [{"kind": "Ingress", "name": "app", "path": "/api"}],
+                "timeouts": {"read": "9s", "connect": "3s"},
+                "headers": {"response": {"set": {"X-From": "younger"}}}
+            }),
+        ),
+        route_policy(
+            "older",
+            "2026-02-01T00:00:00Z",
+            serde_json::json!({
+                "timeouts": {"read": "4s"},
+                "headers": {"response": {"set": {"X-Other": "older"}}}
+            }),
+        ),
+        // Sets the same field, but for another path: no conflict.
+        route_policy(
+            "elsewhere",
+            "2026-04-01T00:00:00Z",
+            serde_json::json!({
+                "targetRefs": [{"kind": "Ingress", "name": "app", "path": "/web"}],
+                "maxBodySize": "2k"
+            }),
+        ),
+    ];
+    let out = run(&inputs);
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let secs = std::time::Duration::from_secs;
+    assert_eq!(
+        read_timeout(&out, "a.com", "/api"),
+        Some(secs(4)),
+        "the older wins"
+    );
+    let api = &out
+        .snapshot
+        .routes
+        .find("a.com", "/api")
+        .unwrap()
+        .target
+        .policy;
+    assert_eq!(
+        api.timeouts.connect,
+        Some(secs(3)),
+        "unchallenged fields apply"
+    );
+    let conflicts = |name: &str| {
+        out.route_policy_status[&("default".to_string(), name.to_string())]
+            .conflicts
+            .clone()
+    };
+    assert_eq!(
+        conflicts("younger"),
+        [
+            "field headers.response.set for Ingress app: RoutePolicy default/older is older and wins",
+            "field timeouts.read for Ingress app: RoutePolicy default/older is older and wins",
+        ]
+    );
+    assert!(conflicts("older").is_empty());
+    assert!(conflicts("elsewhere").is_empty());
 }
