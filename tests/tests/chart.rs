@@ -559,8 +559,8 @@ async fn the_crds_apply_and_the_api_server_validates_portico_resources() {
     }
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
     for (crd, columns) in [
-        (CRDS[0], ["Targets", "Accepted", "Age"]),
-        (CRDS[1], ["MinTLS", "HSTS max-age", "Age"]),
+        (CRDS[0], &["Targets", "Accepted", "Conflicted", "Age"][..]),
+        (CRDS[1], &["MinTLS", "HSTS max-age", "Age"][..]),
     ] {
         let crd = crds.get(crd).await.unwrap();
         let have: Vec<String> = crd.spec.versions[0]
