@@ -151,6 +151,11 @@ fn the_values_schema_rejects_wrong_values() {
         "crds.enabled=maybe",
         "crds.keep=1",
         "crds.install=true",
+        // Typos: unknown keys are refused, at the root and in nested objects.
+        "controler.replicaCount=3",
+        "controller.replicaCont=3",
+        "controller.service.tpye=NodePort",
+        "controller.ingressClassResource.parameters.nmae=x",
     ] {
         let err = template(&["--set", bad]).unwrap_err();
         assert!(
@@ -158,6 +163,12 @@ fn the_values_schema_rejects_wrong_values() {
             "{bad}: {err}"
         );
     }
+    // A typo's message names the unknown key and where it is.
+    let err = template(&["--set", "controller.replicaCont=3"]).unwrap_err();
+    assert!(
+        err.contains("at '/controller'") && err.contains("'replicaCont' not allowed"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
