@@ -116,16 +116,20 @@ fn reference_of(p: &Problem, report: &Report) -> Option<ObjectReference> {
                 .and_then(|i| i.uid.clone());
             Some(ingress_reference(&p.object.namespace, &p.object.name, uid))
         }
-        "IngressClassParameters" => Some(ObjectReference {
-            api_version: Some(format!("{}/v1alpha1", portico_crds::GROUP)),
-            kind: Some("IngressClassParameters".into()),
-            name: Some(p.object.name.clone()),
-            uid: report
-                .class_parameters
-                .get(&p.object.name)
-                .and_then(|i| i.uid.clone()),
-            ..ObjectReference::default()
-        }),
+        "IngressClassParameters" => {
+            // Only other controllers' IngressClasses name it: theirs to report.
+            let info = report.class_parameters.get(&p.object.name);
+            if info.is_some_and(|i| i.foreign) {
+                return None;
+            }
+            Some(ObjectReference {
+                api_version: Some(format!("{}/v1alpha1", portico_crds::GROUP)),
+                kind: Some("IngressClassParameters".into()),
+                name: Some(p.object.name.clone()),
+                uid: info.and_then(|i| i.uid.clone()),
+                ..ObjectReference::default()
+            })
+        }
         _ => None,
     }
 }

@@ -31,7 +31,7 @@ pub async fn run(
                     warn!(route_policy = %format_args!("{ns}/{name}"), error = %e, "updating RoutePolicy status failed");
                 }
             }
-            for (name, info) in &report.class_parameters {
+            for (name, info) in report.class_parameters.iter().filter(|(_, i)| !i.foreign) {
                 if let Err(e) = sync_class(&client, name, info).await {
                     warn!(ingress_class_parameters = %name, error = %e, "updating IngressClassParameters status failed");
                 }

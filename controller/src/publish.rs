@@ -104,6 +104,8 @@ pub struct ClassParametersInfo {
     pub problems: Vec<String>,
     /// Portico's IngressClasses that name it.
     pub classes: Vec<String>,
+    /// Only other controllers' IngressClasses name it: its status and events are theirs.
+    pub foreign: bool,
     pub current: Option<IngressClassParametersStatus>,
 }
 
@@ -122,6 +124,16 @@ fn report(
     mut class_users: BTreeMap<String, Vec<String>>,
     generation: u64,
 ) -> Report {
+    let named: BTreeSet<&str> = inputs
+        .ingress_classes
+        .iter()
+        .filter_map(|c| c.spec.as_ref()?.parameters.as_ref())
+        .filter(|p| {
+            p.api_group.as_deref() == Some(portico_crds::GROUP)
+                && p.kind == "IngressClassParameters"
+        })
+        .map(|p| p.name.as_str())
+        .collect();
     let mut class_parameters = BTreeMap::new();
     for p in &inputs.class_parameters {
         let name = p.metadata.name.clone().unwrap_or_default();
@@ -130,13 +142,16 @@ fn report(
             .filter(|pr| pr.object.kind == "IngressClassParameters" && pr.object.name == name)
             .map(|pr| pr.reason.to_string())
             .collect();
+        let classes = class_users.remove(&name).unwrap_or_default();
+        let foreign = classes.is_empty() && named.contains(name.as_str());
         class_parameters.insert(
             name.clone(),
             ClassParametersInfo {
                 generation: p.metadata.generation,
                 uid: p.metadata.uid.clone(),
                 problems: found,
-                classes: class_users.remove(&name).unwrap_or_default(),
+                classes,
+                foreign,
                 current: p.status.clone(),
             },
         );

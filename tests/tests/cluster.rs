@@ -698,6 +698,21 @@ async fn ingress_class_parameters_get_status_events_and_change_what_is_served() 
     };
     apply(&client, &class("cp-strict", "cp-valid")).await;
     apply(&client, &class("cp-broken", "cp-invalid")).await;
+    // Named only by another controller's class: not Portico's to judge.
+    apply(
+        &client,
+        &class("cp-theirs", "cp-foreign").replace(
+            "controller: portico.dev/ingress-controller",
+            "controller: example.com/other",
+        ),
+    )
+    .await;
+    apply(
+        &client,
+        "apiVersion: portico.dev/v1alpha1\nkind: IngressClassParameters\nmetadata:\n  name: cp-foreign\n\
+         spec:\n  trustedProxies: [\"not-an-address\"]\n",
+    )
+    .await;
     apply(
         &client,
         "apiVersion: portico.dev/v1alpha1\nkind: IngressClassParameters\nmetadata:\n  name: cp-valid\n\
@@ -767,6 +782,14 @@ async fn ingress_class_parameters_get_status_events_and_change_what_is_served() 
         wait_class_parameters_accepted(&client, "cp-invalid", "False", &p).await;
     assert_eq!(reason, "InvalidFields");
     assert!(message.contains("proxyProtocol.trustedCidrs"), "{message}");
+    let foreign = Api::<portico_crds::IngressClassParameters>::all(client.clone())
+        .get("cp-foreign")
+        .await
+        .unwrap();
+    assert_eq!(
+        foreign.status, None,
+        "another controller's parameters got a status"
+    );
 
     // A Warning Event on the invalid one (cluster-scoped: in `default`).
     let events: Api<k8s_openapi::api::events::v1::Event> =
