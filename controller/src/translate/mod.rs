@@ -210,7 +210,13 @@ pub fn translate_with(inputs: &Inputs, options: &Options, memo: &mut Memo) -> Ou
             };
             let policy = build(route_policies.for_ingress(namespace, name), &mut problems);
             let mut narrowed = BTreeMap::new();
-            for rule in i.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
+            let narrows = route_policies.narrows(namespace, name);
+            for rule in i
+                .spec
+                .iter()
+                .filter(|_| narrows)
+                .flat_map(|s| s.rules.iter().flatten())
+            {
                 let host = rule.host.clone().unwrap_or_default();
                 for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
                     let path = p.path.clone().unwrap_or_default();

@@ -422,6 +422,13 @@ impl RoutePolicies {
         Some(self.merge(list.iter().filter(|a| !a.narrowed())))
     }
 
+    /// Does a RoutePolicy narrowed to some of its routes target this Ingress?
+    pub fn narrows(&self, namespace: &str, name: &str) -> bool {
+        self.by_ingress
+            .get(&(namespace.to_string(), name.to_string()))
+            .is_some_and(|list| list.iter().any(Attached::narrowed))
+    }
+
     /// The settings for one route of the Ingress (`host`: the rule's, "" without; `path` as
     /// written), when a RoutePolicy narrowed to it applies; otherwise `None` (the route takes
     /// [`Self::for_ingress`]).
