@@ -154,11 +154,13 @@ pub struct RunArgs {
     /// peers other than localhost.
     #[arg(long, env = "PORTICO_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
-    /// Peers whose X-Forwarded-* headers are trusted (CIDR[,CIDR…]).
+    /// Peers whose X-Forwarded-* headers are trusted (CIDR[,CIDR…]); `trustedProxies` of the
+    /// --ingress-class class's IngressClassParameters adds to them.
     #[arg(long, default_value = "")]
     pub trusted_proxies: String,
     /// The Secret (NAMESPACE/NAME, type kubernetes.io/tls) served when no other certificate
-    /// matches; a self-signed one is generated when absent.
+    /// matches (a class's IngressClassParameters may set its own for its TLS hosts); a
+    /// self-signed one is generated when absent.
     #[arg(long)]
     pub default_certificate: Option<String>,
     /// The Service (NAMESPACE/NAME) that takes requests no rule matches (first port).
@@ -226,7 +228,8 @@ pub struct RunArgs {
     /// Turn the access log off.
     #[arg(long)]
     pub no_access_log: bool,
-    /// Access-log format (written on stdout; other logs go to stderr).
+    /// Access-log format (written on stdout; other logs go to stderr); `accessLog.format` of
+    /// the --ingress-class class's IngressClassParameters overrides it.
     #[arg(long, value_enum, default_value_t = AccessLogFormat::Text)]
     pub access_log_format: AccessLogFormat,
     /// Leave requests for this exact path out of the access log (repeatable; health checks).

@@ -1,5 +1,6 @@
-//! Kubernetes Events for problems: one Warning per problem when it first appears, and one
-//! Normal event when an Ingress is first served. Written by the leader only, capped per
+//! Kubernetes Events for problems: one Warning per problem of an Ingress or an
+//! IngressClassParameters when it first appears (the latter, cluster-scoped, in the `default`
+//! namespace), and one Normal event when an Ingress is first served. Written by the leader only, capped per
 //! configuration so a bad rollout cannot flood the API server.
 
 use std::collections::BTreeSet;
@@ -51,26 +52,20 @@ pub async fn run(
                 reported.insert(p.clone());
                 continue;
             }
-            if p.object.kind != "Ingress" {
+            let Some(reference) = reference_of(p, &report) else {
                 continue;
-            }
+            };
             if budget == 0 {
                 warn!("more problems than events allowed for one change; see the log");
                 break;
             }
             budget -= 1;
-            let uid = report
-                .served
-                .get(&(p.object.namespace.clone(), p.object.name.clone()))
-                .and_then(|i| i.uid.clone());
             if publish(
                 &recorder,
                 EventType::Warning,
                 p.reason.code(),
                 &p.reason.to_string(),
-                &p.object.namespace,
-                &p.object.name,
-                uid,
+                reference,
             )
             .await
             {
@@ -91,9 +86,7 @@ pub async fn run(
                     EventType::Normal,
                     "Served",
                     "Portico serves this Ingress",
-                    ns,
-                    name,
-                    uid,
+                    ingress_reference(ns, name, uid),
                 )
                 .await;
             }
@@ -102,23 +95,52 @@ pub async fn run(
     }
 }
 
-async fn publish(
-    recorder: &Recorder,
-    type_: EventType,
-    reason: &str,
-    note: &str,
-    namespace: &str,
-    name: &str,
-    uid: Option<String>,
-) -> bool {
-    let reference = ObjectReference {
+fn ingress_reference(namespace: &str, name: &str, uid: Option<String>) -> ObjectReference {
+    ObjectReference {
         api_version: Some("networking.k8s.io/v1".into()),
         kind: Some("Ingress".into()),
         namespace: Some(namespace.into()),
         name: Some(name.into()),
         uid,
         ..ObjectReference::default()
-    };
+    }
+}
+
+/// The object a problem's event is about, for the kinds that get events.
+fn reference_of(p: &Problem, report: &Report) -> Option<ObjectReference> {
+    match p.object.kind {
+        "Ingress" => {
+            let uid = report
+                .served
+                .get(&(p.object.namespace.clone(), p.object.name.clone()))
+                .and_then(|i| i.uid.clone());
+            Some(ingress_reference(&p.object.namespace, &p.object.name, uid))
+        }
+        "IngressClassParameters" => {
+            // Only other controllers' IngressClasses name it: theirs to report.
+            let info = report.class_parameters.get(&p.object.name);
+            if info.is_some_and(|i| i.foreign) {
+                return None;
+            }
+            Some(ObjectReference {
+                api_version: Some(format!("{}/v1alpha1", portico_crds::GROUP)),
+                kind: Some("IngressClassParameters".into()),
+                name: Some(p.object.name.clone()),
+                uid: info.and_then(|i| i.uid.clone()),
+                ..ObjectReference::default()
+            })
+        }
+        _ => None,
+    }
+}
+
+async fn publish(
+    recorder: &Recorder,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+    reference: ObjectReference,
+) -> bool {
     let event = Event {
         type_,
         reason: reason.into(),
@@ -129,7 +151,16 @@ async fn publish(
     match recorder.publish(&event, &reference).await {
         Ok(()) => true,
         Err(e) => {
-            debug!(error = %e, ingress = %format_args!("{namespace}/{name}"), "writing an event failed");
+            debug!(
+                error = %e,
+                kind = reference.kind.as_deref().unwrap_or_default(),
+                object = %format_args!(
+                    "{}/{}",
+                    reference.namespace.as_deref().unwrap_or_default(),
+                    reference.name.as_deref().unwrap_or_default()
+                ),
+                "writing an event failed"
+            );
             false
         }
     }

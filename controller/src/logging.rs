@@ -1,5 +1,5 @@
 //! The process's logging: diagnostics on stderr (`--log-format`), the access log on stdout
-//! (`--access-log-format`), one filter for both that the admin listener can change at runtime.
+//! (`--access-log-format`, or `accessLog.format` of the class's parameters, line by line), one filter for both that the admin listener can change at runtime.
 
 use std::sync::Arc;
 
@@ -55,7 +55,7 @@ impl LogControl {
 }
 
 /// Installs the global subscriber. The initial filter is `PORTICO_LOG`, else `info`.
-pub fn init(format: LogFormat, access: access_log::Format) -> LogControl {
+pub fn init(format: LogFormat) -> LogControl {
     let initial = std::env::var("PORTICO_LOG").ok();
     let filter = initial
         .as_deref()
@@ -77,29 +77,30 @@ pub fn init(format: LogFormat, access: access_log::Format) -> LogControl {
             .boxed(),
     }
     .with_filter(filter_fn(move |m| !is_access(m)));
-    let access_layer = match access {
-        // One JSON object per request, with a timestamp and the fields.
-        access_log::Format::Json => fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_writer(std::io::stdout)
-            .boxed(),
-        // The line alone, as ingress-nginx writes it.
-        access_log::Format::Text => fmt::layer()
-            .without_time()
-            .with_level(false)
-            .with_target(false)
-            .with_ansi(false)
-            .with_writer(std::io::stdout)
-            .boxed(),
-    }
-    .with_filter(filter_fn(is_access));
+    // Each access-log line carries its own format (`--access-log-format`, or the class's
+    // `accessLog.format`): a JSON line has fields, a text line only its message.
+    let json_line = |m: &tracing::Metadata<'_>| m.fields().field("status").is_some();
+    // One JSON object per request, with a timestamp and the fields.
+    let access_json = fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(std::io::stdout)
+        .with_filter(filter_fn(move |m| is_access(m) && json_line(m)));
+    // The line alone, as ingress-nginx writes it.
+    let access_text = fmt::layer()
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(std::io::stdout)
+        .with_filter(filter_fn(move |m| is_access(m) && !json_line(m)));
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(diagnostics)
-        .with(access_layer)
+        .with(access_json)
+        .with(access_text)
         .try_init();
     if let Some(bad) = initial.filter(|d| EnvFilter::builder().parse(d).is_err()) {
         tracing::warn!(filter = %bad, "PORTICO_LOG is not a valid filter; using info");

@@ -40,7 +40,7 @@ fn main() -> anyhow::Result<()> {
 async fn async_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::MigrateCheck(args)) => {
-            logging::init(cli::LogFormat::Text, access_log::Format::Text);
+            logging::init(cli::LogFormat::Text);
             // Exit 0: behaviour kept; 1: it would change; 2: the check could not run.
             let client = match &args.manifests {
                 Some(_) => None,
@@ -65,7 +65,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Echo { listen, log_format }) => {
-            logging::init(log_format, access_log::Format::Text);
+            logging::init(log_format);
             let tasks: Vec<_> = listen
                 .into_iter()
                 .map(|e| tokio::spawn(echo::serve(e)))
@@ -76,7 +76,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Quickstart(q)) => {
-            let logs = logging::init(q.run.log_format, q.run.access_log_format.into());
+            let logs = logging::init(q.run.log_format);
             let dir = quickstart::prepare(q.dir.as_deref()).context("preparing the quickstart")?;
             for backend in quickstart::backends() {
                 let listener = tokio::net::TcpListener::bind(backend.addr)
@@ -107,7 +107,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             serve(run, logs).await
         }
         None => {
-            let logs = logging::init(cli.run.log_format, cli.run.access_log_format.into());
+            let logs = logging::init(cli.run.log_format);
             serve(cli.run, logs).await
         }
     }

@@ -18,7 +18,7 @@ use k8s_openapi::api::networking::v1::IngressLoadBalancerStatus;
 use crate::inputs::{Inputs, ObjectKey};
 use crate::problem::Problem;
 use crate::translate::{self, Options};
-use portico_crds::{RoutePolicyStatus, TargetStatus};
+use portico_crds::{IngressClassParametersStatus, RoutePolicyStatus, TargetStatus};
 
 /// What the last publish did, for the status writer and the event recorder.
 #[derive(Debug, Default)]
@@ -32,6 +32,8 @@ pub struct Report {
     pub others: BTreeMap<ObjectKey, IngressInfo>,
     /// Every RoutePolicy: its generation, its targets' fate, its current status.
     pub route_policies: BTreeMap<ObjectKey, RoutePolicyInfo>,
+    /// Every IngressClassParameters, by name.
+    pub class_parameters: BTreeMap<String, ClassParametersInfo>,
     /// When this configuration went live (Unix milliseconds).
     pub published_at_millis: i64,
     /// Time from the change to live (debounce, translate and swap).
@@ -86,9 +88,25 @@ pub fn problems_by_reason(problems: &[Problem]) -> BTreeMap<String, usize> {
 pub struct RoutePolicyInfo {
     pub generation: Option<i64>,
     pub targets: Vec<TargetStatus>,
+    /// Fields an older RoutePolicy sets for the same routes (it loses them).
+    pub conflicts: Vec<String>,
     /// Problems found in its fields.
     pub problems: Vec<String>,
     pub current: Option<RoutePolicyStatus>,
+}
+
+/// What the status writer and the event recorder need of one IngressClassParameters.
+#[derive(Debug, Default)]
+pub struct ClassParametersInfo {
+    pub generation: Option<i64>,
+    pub uid: Option<String>,
+    /// Problems found in its fields.
+    pub problems: Vec<String>,
+    /// Portico's IngressClasses that name it.
+    pub classes: Vec<String>,
+    /// Only other controllers' IngressClasses name it: its status and events are theirs.
+    pub foreign: bool,
+    pub current: Option<IngressClassParametersStatus>,
 }
 
 /// What status and events need of an Ingress.
@@ -102,16 +120,49 @@ fn report(
     inputs: &Inputs,
     problems: Vec<Problem>,
     served: &BTreeSet<ObjectKey>,
-    policy_status: BTreeMap<ObjectKey, (Option<i64>, Vec<TargetStatus>)>,
+    policy_status: BTreeMap<ObjectKey, crate::translate::policy::sources::RoutePolicyOutcome>,
+    mut class_users: BTreeMap<String, Vec<String>>,
     generation: u64,
 ) -> Report {
+    let named: BTreeSet<&str> = inputs
+        .ingress_classes
+        .iter()
+        .filter_map(|c| c.spec.as_ref()?.parameters.as_ref())
+        .filter(|p| {
+            p.api_group.as_deref() == Some(portico_crds::GROUP)
+                && p.kind == "IngressClassParameters"
+        })
+        .map(|p| p.name.as_str())
+        .collect();
+    let mut class_parameters = BTreeMap::new();
+    for p in &inputs.class_parameters {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let found = problems
+            .iter()
+            .filter(|pr| pr.object.kind == "IngressClassParameters" && pr.object.name == name)
+            .map(|pr| pr.reason.to_string())
+            .collect();
+        let classes = class_users.remove(&name).unwrap_or_default();
+        let foreign = classes.is_empty() && named.contains(name.as_str());
+        class_parameters.insert(
+            name.clone(),
+            ClassParametersInfo {
+                generation: p.metadata.generation,
+                uid: p.metadata.uid.clone(),
+                problems: found,
+                classes,
+                foreign,
+                current: p.status.clone(),
+            },
+        );
+    }
     let mut route_policies = BTreeMap::new();
     for p in &inputs.route_policies {
         let key = (
             p.metadata.namespace.clone().unwrap_or_default(),
             p.metadata.name.clone().unwrap_or_default(),
         );
-        let (generation, targets) = policy_status.get(&key).cloned().unwrap_or_default();
+        let outcome = policy_status.get(&key).cloned().unwrap_or_default();
         let found = problems
             .iter()
             .filter(|pr| {
@@ -124,8 +175,9 @@ fn report(
         route_policies.insert(
             key,
             RoutePolicyInfo {
-                generation,
-                targets,
+                generation: outcome.generation,
+                targets: outcome.targets,
+                conflicts: outcome.conflicts,
                 problems: found,
                 current: p.status.clone(),
             },
@@ -135,6 +187,7 @@ fn report(
         generation,
         problems,
         route_policies,
+        class_parameters,
         not_ready: not_ready_endpoints(inputs),
         ..Report::default()
     };
@@ -213,6 +266,7 @@ pub async fn run(
             problems: found,
             served,
             route_policy_status,
+            class_parameter_users,
         } = output;
         let routes = snapshot.routes.route_count();
         let certificates = snapshot.tls.certificate_count();
@@ -222,7 +276,14 @@ pub async fn run(
                 let publish_time = changed_at.elapsed();
                 proxy.metrics().set_problems(problems_by_reason(&found));
                 proxy.metrics().published(publish_time);
-                let mut r = report(&current, found, &served, route_policy_status, generation);
+                let mut r = report(
+                    &current,
+                    found,
+                    &served,
+                    route_policy_status,
+                    class_parameter_users,
+                    generation,
+                );
                 r.published_at_millis = proxy.metrics().last_publish_millis();
                 r.publish_time = publish_time;
                 let _ = reports.send(Arc::new(r));

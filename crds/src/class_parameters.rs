@@ -43,6 +43,16 @@ pub struct IngressClassParametersSpec {
     /// PROXY protocol from trusted load balancers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// Peers (CIDRs or addresses) whose `X-Forwarded-For`, `X-Forwarded-Proto` and
+    /// `X-Forwarded-Host` are believed, in addition to `--trusted-proxies`. Listener-wide:
+    /// taken from the parameters of the class named by --ingress-class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 43)))]
+    pub trusted_proxies: Vec<String>,
+    /// The access log. Listener-wide: taken from the parameters of the class named by
+    /// --ingress-class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLog>,
     /// Policy for every Ingress of the class; a RoutePolicy overrides it field by field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub defaults: Option<PolicySpec>,
@@ -82,6 +92,54 @@ pub struct ClassTls {
     /// `Strict-Transport-Security` on HTTPS responses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hsts: Option<Hsts>,
+    /// The certificate (a `kubernetes.io/tls` Secret) for the TLS hosts of the class's
+    /// Ingresses that have no usable certificate of their own (a TLS entry without
+    /// `secretName`, or whose Secret is missing or does not fit), instead of
+    /// `--default-certificate`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_certificate: Option<SecretRef>,
+    /// Restricts the cipher suites offered to this subset of the supported ones, named as
+    /// IANA does: TLS 1.3 `TLS13_AES_256_GCM_SHA384`, `TLS13_AES_128_GCM_SHA256`,
+    /// `TLS13_CHACHA20_POLY1305_SHA256`; TLS 1.2 `TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384`,
+    /// `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`,
+    /// `TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256`, `TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384`,
+    /// `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`, `TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256`
+    /// (all AEAD with forward secrecy; nothing weaker can be added). At least one TLS 1.3
+    /// suite must stay. Listener-wide: taken from the parameters of the class named by
+    /// --ingress-class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(regex(pattern = "^TLS[A-Z0-9_]+$")))]
+    pub cipher_suites: Vec<String>,
+}
+
+/// The access log (one line per request on stdout).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessLog {
+    /// `json` (one object per line, with fields) or `text` (ingress-nginx's combined-style
+    /// line), instead of --access-log-format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<AccessLogFormat>,
+}
+
+/// An access-log format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    Json,
+    Text,
+}
+
+/// A Secret by namespace and name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// The Secret's namespace.
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// A TLS protocol version.

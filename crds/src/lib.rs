@@ -18,8 +18,8 @@ use kube::CustomResourceExt;
 
 pub use chart::{chart_file_name, chart_template, crd_yaml};
 pub use class_parameters::{
-    ClassTls, Hsts, IngressClassParameters, IngressClassParametersSpec,
-    IngressClassParametersStatus, Limits, ProxyProtocol, TlsVersion,
+    AccessLog, AccessLogFormat, ClassTls, Hsts, IngressClassParameters, IngressClassParametersSpec,
+    IngressClassParametersStatus, Limits, ProxyProtocol, SecretRef, TlsVersion,
 };
 pub use error::Error;
 pub use policy::{

@@ -33,6 +33,11 @@ use crate::policy::PolicySpec;
         json_path = ".status.conditions[?(@.type==\"Accepted\")].status"
     ),
     printcolumn(
+        name = "Conflicted",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Conflicted\")].status"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -40,7 +45,9 @@ use crate::policy::PolicySpec;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RoutePolicySpec {
-    /// The Ingresses of this namespace the policy applies to.
+    /// The Ingresses of this namespace the policy applies to, each optionally narrowed to a
+    /// rule host and/or a path. Two policies setting the same field for the same route: the
+    /// older wins, the younger is marked Conflicted.
     #[schemars(length(min = 1, max = 16))]
     pub target_refs: Vec<TargetRef>,
     /// The policy.
@@ -62,6 +69,16 @@ pub struct TargetRef {
     /// The object's name.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// Only the routes of the Ingress's rule for this host (as the rule writes it, e.g.
+    /// `*.example.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub host: Option<String>,
+    /// Only the Ingress's paths written exactly so (e.g. `/api`), in every rule or in the
+    /// rule of `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub path: Option<String>,
 }
 
 /// What the controller made of a `RoutePolicy`.
@@ -71,7 +88,8 @@ pub struct RoutePolicyStatus {
     /// The `metadata.generation` this status describes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Accepted` (the policy is valid and applied to at least one target).
+    /// `Accepted` (the policy is valid and applied to at least one target) and `Conflicted`
+    /// (an older RoutePolicy sets one of its fields for the same route, and wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -36,6 +36,11 @@ impl TrustedProxies {
         !self.0.is_empty() && self.0.iter().any(|n| n.contains(&ip))
     }
 
+    /// The peers of both lists.
+    pub fn union(&self, other: &TrustedProxies) -> TrustedProxies {
+        TrustedProxies(self.0.iter().chain(&other.0).copied().collect())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

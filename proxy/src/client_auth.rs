@@ -551,7 +551,7 @@ pub(crate) fn guard(
     // Answered here: logged and counted as every other answer (no route, no upstream).
     let tracing = &shared.config.tracing;
     let trace = crate::trace_context::apply(req.headers_mut(), tracing.sample_new);
-    let log = &shared.config.access_log_options;
+    let log = &*conn.access_log;
     let head = crate::access_log::Head::capture(
         shared.config.access_log,
         log,
@@ -562,11 +562,7 @@ pub(crate) fn guard(
     );
     let outcome = crate::access_log::Outcome {
         status: resp.status().as_u16(),
-        client: crate::client_addr::client_ip(
-            conn.peer.ip(),
-            req.headers(),
-            &shared.config.trusted_proxies,
-        ),
+        client: crate::client_addr::client_ip(conn.peer.ip(), req.headers(), &conn.trusted),
         target: None,
         upstream: None,
         request_id: crate::headers::request_id(req.headers()),

@@ -36,6 +36,10 @@ pub(crate) struct ConnInfo {
     /// The peer's address as a header value (`X-Forwarded-For`, `X-Real-IP`).
     pub peer_value: HeaderValue,
     pub peer_trusted: bool,
+    /// Peers whose `X-Forwarded-*` headers are believed (`--trusted-proxies` and the class's).
+    pub trusted: Arc<crate::client_addr::TrustedProxies>,
+    /// Access-log settings (the class's format, when it sets one).
+    pub access_log: Arc<crate::access_log::Options>,
     /// The listener's port (for `X-Forwarded-Port`).
     pub local_port: HeaderValue,
     pub tls: bool,
@@ -51,14 +55,10 @@ pub(crate) async fn handle(
 ) -> Result<Response<LoggedBody>, Infallible> {
     let start = Instant::now();
     let request_id = headers::request_id(req.headers());
-    let client = crate::client_addr::client_ip(
-        conn.peer.ip(),
-        req.headers(),
-        &shared.config.trusted_proxies,
-    );
+    let client = crate::client_addr::client_ip(conn.peer.ip(), req.headers(), &conn.trusted);
     let tracing = &shared.config.tracing;
     let trace = crate::trace_context::apply(req.headers_mut(), tracing.sample_new);
-    let log = &shared.config.access_log_options;
+    let log = &*conn.access_log;
     let head = Head::capture(shared.config.access_log, log, tracing, &req, start, trace);
 
     let origin = req.headers().get(http::header::ORIGIN).cloned();

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::client_addr::TrustedProxies;
 use crate::client_auth::{ClientAuth, Verdict};
 use crate::client_hello::{self, Peek, Rewind};
 use crate::config::ProxyConfig;
@@ -35,6 +36,10 @@ pub struct Live {
     tls: Arc<ServerConfig>,
     /// The configurations of hosts asking for client certificates, by their settings' key.
     client_tls: HashMap<Arc<str>, Arc<ServerConfig>>,
+    /// Peers whose `X-Forwarded-*` headers are believed: `--trusted-proxies` and the class's.
+    trusted: Arc<TrustedProxies>,
+    /// Access-log settings, with the class's format when it sets one.
+    access_log: Arc<crate::access_log::Options>,
 }
 
 /// State shared by every connection.
@@ -133,11 +138,21 @@ impl Proxy {
         self.shared.upstreams.attach(&snapshot);
         let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.shared.metrics.bind(&snapshot, generation, build_time);
+        let trusted = Arc::new(match &snapshot.listener.trusted_proxies {
+            Some(t) => self.shared.config.trusted_proxies.union(t),
+            None => self.shared.config.trusted_proxies.clone(),
+        });
+        let mut access_log = self.shared.config.access_log_options.clone();
+        if let Some(format) = snapshot.listener.access_log_format {
+            access_log.format = format;
+        }
         self.shared.live.store(Some(Arc::new(Live {
             snapshot,
             generation,
             tls,
             client_tls,
+            trusted,
+            access_log: Arc::new(access_log),
         })));
         Ok(generation)
     }
@@ -284,15 +299,25 @@ async fn serve_connection(
     tls: bool,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
-    let trusted = &shared.config.trusted_proxies;
-    let by_class = shared.live.load().as_ref().is_some_and(|live| {
-        live.snapshot
-            .listener
-            .proxy_protocol_from
-            .as_ref()
-            .is_some_and(|from| from.contains(peer.ip()))
-    });
-    if by_class || (shared.config.proxy_protocol && trusted.contains(peer.ip())) {
+    let (by_class, trusted, access_log) = match shared.live.load().as_ref() {
+        Some(live) => (
+            live.snapshot
+                .listener
+                .proxy_protocol_from
+                .as_ref()
+                .is_some_and(|from| from.contains(peer.ip())),
+            live.trusted.clone(),
+            live.access_log.clone(),
+        ),
+        None => (
+            false,
+            Arc::new(shared.config.trusted_proxies.clone()),
+            Arc::new(shared.config.access_log_options.clone()),
+        ),
+    };
+    let proxy_protocol =
+        shared.config.proxy_protocol && shared.config.trusted_proxies.contains(peer.ip());
+    if by_class || proxy_protocol {
         let header = tokio::time::timeout(
             shared.config.client_header_timeout,
             crate::proxy_protocol::read_header(&mut stream),
@@ -317,6 +342,8 @@ async fn serve_connection(
         peer,
         peer_value: crate::headers::ip_value(peer.ip()),
         peer_trusted: trusted.contains(peer.ip()),
+        trusted,
+        access_log,
         local_port,
         tls,
     });

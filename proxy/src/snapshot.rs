@@ -31,6 +31,13 @@ pub struct ListenerSettings {
     pub tls13_only: bool,
     /// Expect a PROXY protocol header from these peers (in addition to `--proxy-protocol`).
     pub proxy_protocol_from: Option<TrustedProxies>,
+    /// Believe the `X-Forwarded-*` headers of these peers too (in addition to
+    /// `--trusted-proxies`).
+    pub trusted_proxies: Option<TrustedProxies>,
+    /// The access log's format, instead of the configured one.
+    pub access_log_format: Option<crate::access_log::Format>,
+    /// Offer only these cipher suites (a subset of [`crate::tls::cipher_suites`]).
+    pub cipher_suites: Option<Vec<rustls::CipherSuite>>,
 }
 
 impl Snapshot {

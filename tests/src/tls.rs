@@ -25,6 +25,7 @@ pub struct Presented {
     pub leaf: Vec<u8>,
     pub dns_names: Vec<String>,
     pub alpn: Option<Vec<u8>>,
+    pub cipher_suite: Option<rustls::CipherSuite>,
 }
 
 /// Handshakes with `addr` sending `sni` (a name, or an IP literal which sends none).
@@ -42,6 +43,7 @@ pub async fn handshake(addr: SocketAddr, sni: &str) -> std::io::Result<Presented
     Ok(Presented {
         dns_names: dns_names(&leaf),
         alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+        cipher_suite: conn.negotiated_cipher_suite().map(|s| s.suite()),
         leaf,
     })
 }

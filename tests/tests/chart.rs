@@ -39,14 +39,12 @@ fn helm() -> Command {
 }
 
 fn template(extra: &[&str]) -> Result<String, String> {
+    template_release("portico", "portico-system", extra)
+}
+
+fn template_release(release: &str, ns: &str, extra: &[&str]) -> Result<String, String> {
     let out = helm()
-        .args([
-            "template",
-            "portico",
-            "charts/portico",
-            "--namespace",
-            "portico-system",
-        ])
+        .args(["template", release, "charts/portico", "--namespace", ns])
         .args(extra)
         .output()
         .expect("helm (scripts/test installs it)");
@@ -137,6 +135,7 @@ fn the_chart_lints_and_renders_with_every_values_file() {
         assert!(all.contains(arg), "{arg} missing");
     }
     assert!(all.contains("is-default-class: \"true\""));
+    assert!(all.contains("  parameters:\n    apiGroup: portico.dev\n    kind: IngressClassParameters\n    name: everything-params\n"));
     let without_crd = template(&["-f", "tests/values/everything.yaml"]).unwrap();
     assert!(!without_crd.contains("kind: ServiceMonitor"));
 }
@@ -152,6 +151,11 @@ fn the_values_schema_rejects_wrong_values() {
         "crds.enabled=maybe",
         "crds.keep=1",
         "crds.install=true",
+        // Typos: unknown keys are refused, at the root and in nested objects.
+        "controler.replicaCount=3",
+        "controller.replicaCont=3",
+        "controller.service.tpye=NodePort",
+        "controller.ingressClassResource.parameters.nmae=x",
     ] {
         let err = template(&["--set", bad]).unwrap_err();
         assert!(
@@ -159,6 +163,12 @@ fn the_values_schema_rejects_wrong_values() {
             "{bad}: {err}"
         );
     }
+    // A typo's message names the unknown key and where it is.
+    let err = template(&["--set", "controller.replicaCont=3"]).unwrap_err();
+    assert!(
+        err.contains("at '/controller'") && err.contains("'replicaCont' not allowed"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -168,26 +178,19 @@ async fn portico_runs_with_exactly_the_charts_permissions() {
     upgraded_release().await;
     let ns = "portico-system";
     namespace(&admin, ns).await;
-    let rendered = template(&["--set", "controller.publishService.enabled=false"]).unwrap();
+    let rendered = template(&[
+        "--set",
+        "controller.publishService.enabled=false",
+        "--set",
+        "controller.ingressClassResource.parameters.name=chart-params",
+    ])
+    .unwrap();
+    assert!(rendered.contains(
+        "  parameters:\n    apiGroup: portico.dev\n    kind: IngressClassParameters\n    name: chart-params\n    scope: Cluster\n"
+    ));
     // Apply everything the chart renders (nothing schedules Pods here; the RBAC objects,
     // ServiceAccount and IngressClass are what this test uses).
-    let docs: Vec<&str> = rendered
-        .split("\n---")
-        .map(|d| d.trim())
-        .filter(|d| d.contains("kind:"))
-        .collect();
-    for doc in &docs {
-        let with_ns = if doc.contains("namespace:")
-            || doc.contains("kind: ClusterRole")
-            || doc.contains("kind: IngressClass")
-            || doc.contains("kind: CustomResourceDefinition")
-        {
-            doc.to_string()
-        } else {
-            doc.replacen("metadata:\n", &format!("metadata:\n  namespace: {ns}\n"), 1)
-        };
-        apply(&admin, &with_ns).await;
-    }
+    apply_rendered(&admin, &rendered, ns).await;
 
     // A token for the chart's ServiceAccount, from the TokenRequest API.
     let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
@@ -240,8 +243,30 @@ async fn portico_runs_with_exactly_the_charts_permissions() {
         &admin,
         &ingress(app_ns, "site")
             .class("portico")
+            // Reported and ignored: a Warning Event, written with the chart's permissions.
+            .annotation(
+                "nginx.ingress.kubernetes.io/configuration-snippet",
+                "return 200;",
+            )
             .rule("chart.test", "/", "Prefix", "web")
             .yaml(),
+    )
+    .await;
+    // The IngressClassParameters the chart's IngressClass names, and a RoutePolicy: their
+    // status is written with the chart's permissions.
+    apply(
+        &admin,
+        "apiVersion: portico.dev/v1alpha1\nkind: IngressClassParameters\nmetadata:\n  name: chart-params\n\
+         spec:\n  defaults:\n    headers:\n      response:\n        add:\n          X-Class: chart-params\n",
+    )
+    .await;
+    apply(
+        &admin,
+        &format!(
+            "apiVersion: portico.dev/v1alpha1\nkind: RoutePolicy\nmetadata:\n  name: chart-policy\n  namespace: {app_ns}\n\
+             spec:\n  targetRefs:\n    - kind: Ingress\n      name: site\n  \
+             headers:\n    response:\n      set:\n        X-Policy: chart\n"
+        ),
     )
     .await;
 
@@ -262,11 +287,28 @@ async fn portico_runs_with_exactly_the_charts_permissions() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Ok(r) = c.get(p.http_url("chart.test", "/")).send().await {
-            if r.status() == 200 {
+            let header = |n: &str| {
+                r.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            if r.status() == 200
+                && header("x-class").as_deref() == Some("chart-params")
+                && header("x-policy").as_deref() == Some("chart")
+            {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "not served\n{}", p.logs());
+        assert!(
+            Instant::now() < deadline,
+            "not served with the class's and the RoutePolicy's headers ({:?})\n{}",
+            c.get(p.http_url("chart.test", "/"))
+                .send()
+                .await
+                .map(|r| r.headers().clone()),
+            p.logs()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Status and leadership need the chart's write permissions.
@@ -279,10 +321,166 @@ async fn portico_runs_with_exactly_the_charts_permissions() {
         || p.logs(),
     )
     .await;
+    // RoutePolicy and IngressClassParameters status, and Events, as the ServiceAccount.
+    let accepted = |o: &DynamicObject| {
+        o.data["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Accepted" && c["status"] == "True")
+        })
+    };
+    let policies = portico_api(&admin, "RoutePolicy", "routepolicies", Some(app_ns));
+    let params = portico_api(
+        &admin,
+        "IngressClassParameters",
+        "ingressclassparameters",
+        None,
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), app_ns);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let policy_ok = accepted(&policies.get("chart-policy").await.unwrap());
+        let params_ok = accepted(&params.get("chart-params").await.unwrap());
+        let list = events.list(&Default::default()).await.unwrap();
+        let warned = list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("SnippetIgnored")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("site")
+        });
+        if policy_ok && params_ok && warned {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status or events missing (RoutePolicy {policy_ok}, IngressClassParameters {params_ok}, event {warned})\n{}",
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let logs = p.logs();
     assert!(
         !logs.contains("forbidden") && !logs.contains("Forbidden"),
         "a permission is missing:\n{logs}"
+    );
+}
+
+/// Server-side applies every object of a render (namespaced ones without a namespace go to
+/// `ns`); returns the kinds applied.
+async fn apply_rendered(admin: &kube::Client, rendered: &str, ns: &str) -> Vec<String> {
+    let docs: Vec<&str> = rendered
+        .split("\n---")
+        .map(|d| d.trim())
+        .filter(|d| d.contains("kind:"))
+        .collect();
+    let mut applied = Vec::new();
+    for doc in &docs {
+        let cluster_scoped = doc.contains("kind: ClusterRole")
+            || doc.contains("kind: IngressClass")
+            || doc.contains("kind: CustomResourceDefinition")
+            || doc.contains("kind: ValidatingWebhookConfiguration");
+        let with_ns = if doc.contains("namespace:") || cluster_scoped {
+            doc.to_string()
+        } else {
+            doc.replacen("metadata:\n", &format!("metadata:\n  namespace: {ns}\n"), 1)
+        };
+        for line in with_ns.lines() {
+            if let Some(other) = line.strip_prefix("  namespace: ") {
+                namespace(admin, other.trim()).await;
+            }
+        }
+        apply(admin, &with_ns).await;
+        applied.extend(kinds(doc));
+    }
+    applied
+}
+
+#[tokio::test]
+async fn every_values_file_render_is_accepted_by_the_api_server() {
+    let api = ApiServer::shared();
+    let admin = api.client().await;
+    upgraded_release().await;
+    apply(&admin, SERVICE_MONITOR_CRD).await;
+    wait_established(&admin, "servicemonitors.monitoring.coreos.com").await;
+    // Discovery lists the new group a moment after it is established.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !kube::Discovery::new(admin.clone())
+        .run()
+        .await
+        .is_ok_and(|d| d.has_group("monitoring.coreos.com"))
+    {
+        assert!(Instant::now() < deadline, "ServiceMonitor never discovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("tests/values"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "{files:?}");
+    let mut all_kinds = Vec::new();
+    for file in &files {
+        let stem = file.file_stem().unwrap().to_str().unwrap();
+        let release = format!("values-{stem}");
+        namespace(&admin, &release).await;
+        // Its own IngressClass and controller value, so the other tests' Portico ignores it;
+        // the CRDs are the upgraded release's.
+        let rendered = template_release(
+            &release,
+            &release,
+            &[
+                "-f",
+                file.to_str().unwrap(),
+                "--set",
+                "crds.enabled=false",
+                "--set",
+                &format!("controller.ingressClassResource.name={release}"),
+                "--set",
+                &format!("controller.ingressClassResource.controllerValue=example.com/{release}"),
+                "--api-versions",
+                "monitoring.coreos.com/v1/ServiceMonitor",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        all_kinds.extend(apply_rendered(&admin, &rendered, &release).await);
+    }
+    for want in [
+        "DaemonSet",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PodDisruptionBudget",
+        "IngressClass",
+    ] {
+        assert!(
+            all_kinds.iter().any(|k| k == want),
+            "{want} never applied: {all_kinds:?}"
+        );
+    }
+    // The NodePort Service kept its ports, and the IngressClass its parameters.
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(admin.clone(), "values-daemonset");
+    let svc = services.list(&Default::default()).await.unwrap();
+    let node_ports: Vec<i32> = svc
+        .items
+        .iter()
+        .flat_map(|s| s.spec.iter().flat_map(|sp| sp.ports.iter().flatten()))
+        .filter_map(|p| p.node_port)
+        .collect();
+    assert!(node_ports.contains(&30080), "{node_ports:?}");
+    let classes: Api<k8s_openapi::api::networking::v1::IngressClass> = Api::all(admin.clone());
+    let everything = classes.get("values-everything").await.unwrap();
+    let params = everything.spec.unwrap().parameters.unwrap();
+    assert_eq!(
+        (
+            params.api_group.as_deref(),
+            params.kind.as_str(),
+            params.name.as_str()
+        ),
+        (
+            Some("portico.dev"),
+            "IngressClassParameters",
+            "everything-params"
+        )
     );
 }
 
@@ -559,8 +757,8 @@ async fn the_crds_apply_and_the_api_server_validates_portico_resources() {
     }
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
     for (crd, columns) in [
-        (CRDS[0], ["Targets", "Accepted", "Age"]),
-        (CRDS[1], ["MinTLS", "HSTS max-age", "Age"]),
+        (CRDS[0], &["Targets", "Accepted", "Conflicted", "Age"][..]),
+        (CRDS[1], &["MinTLS", "HSTS max-age", "Age"][..]),
     ] {
         let crd = crds.get(crd).await.unwrap();
         let have: Vec<String> = crd.spec.versions[0]

@@ -479,6 +479,63 @@ async fn route_policies_from_the_api_server_apply_and_get_status() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // A younger RoutePolicy, narrowed to the Ingress's host and path, setting the same field:
+    // the older keeps it, the younger is Conflicted, naming the field and the winner.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    apply(
+        &client,
+        &format!(
+            "apiVersion: portico.dev/v1alpha1\nkind: RoutePolicy\nmetadata:\n  name: late\n  namespace: {ns}\n\
+             spec:\n  targetRefs:\n    - kind: Ingress\n      name: app\n      host: rp.test\n      path: /\n  \
+             headers:\n    response:\n      set:\n        X-Policy: late\n"
+        ),
+    )
+    .await;
+    let conflicted = |rp: &RoutePolicy| {
+        rp.status.as_ref().and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == "Conflicted")
+                .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let late = policies.get("late").await.unwrap();
+        if let Some((status, reason, message)) =
+            conflicted(&late).filter(|(status, _, _)| status == "True")
+        {
+            assert_eq!(
+                (status.as_str(), reason.as_str()),
+                ("True", "FieldSetByOlderPolicy")
+            );
+            assert!(
+                message.contains("headers.response.set")
+                    && message.contains(&format!("RoutePolicy {ns}/headers")),
+                "{message}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "late is not Conflicted: {:?}\n{}",
+            late.status,
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let headers = policies.get("headers").await.unwrap();
+    assert_eq!(
+        conflicted(&headers).map(|(s, r, _)| (s, r)),
+        Some(("False".to_string(), "NoConflict".to_string()))
+    );
+    let r = c.get(p.http_url("rp.test", "/")).send().await.unwrap();
+    assert_eq!(
+        r.headers()["x-policy"],
+        "applied",
+        "the older RoutePolicy wins"
+    );
 }
 
 /// Waits (10 s at most) for a Warning Event with `reason` on Ingress `ns/name`.
@@ -590,4 +647,184 @@ async fn killing_the_leader_loses_no_status_update() {
         names.len(),
         killed.elapsed()
     );
+}
+
+/// Waits (10 s at most) for the `Accepted` condition of IngressClassParameters `name` to have
+/// `status`; returns its reason and message.
+async fn wait_class_parameters_accepted(
+    client: &kube::Client,
+    name: &str,
+    status: &str,
+    p: &Portico,
+) -> (String, String) {
+    use portico_crds::IngressClassParameters;
+    let api: Api<IngressClassParameters> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = api.get(name).await.unwrap();
+        let found = o.status.as_ref().and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == "Accepted" && c.status == status)
+                .map(|c| (s.observed_generation, c.reason.clone(), c.message.clone()))
+        });
+        if let Some((generation, reason, message)) = found {
+            assert_eq!(generation, o.metadata.generation);
+            return (reason, message);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: no Accepted={status} ({:?})\n{}",
+            o.status,
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn ingress_class_parameters_get_status_events_and_change_what_is_served() {
+    let api = ApiServer::shared();
+    let client = api.client().await;
+    let ns = "classparams";
+    let _backends = backends(&client, ns, ["web"]).await;
+    portico_e2e::apiserver::install_crds(&client).await;
+    let class = |name: &str, params: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: {name}\nspec:\n  \
+             controller: portico.dev/ingress-controller\n  parameters:\n    apiGroup: portico.dev\n    \
+             kind: IngressClassParameters\n    name: {params}\n    scope: Cluster\n"
+        )
+    };
+    apply(&client, &class("cp-strict", "cp-valid")).await;
+    apply(&client, &class("cp-broken", "cp-invalid")).await;
+    // Named only by another controller's class: not Portico's to judge.
+    apply(
+        &client,
+        &class("cp-theirs", "cp-foreign").replace(
+            "controller: portico.dev/ingress-controller",
+            "controller: example.com/other",
+        ),
+    )
+    .await;
+    apply(
+        &client,
+        "apiVersion: portico.dev/v1alpha1\nkind: IngressClassParameters\nmetadata:\n  name: cp-foreign\n\
+         spec:\n  trustedProxies: [\"not-an-address\"]\n",
+    )
+    .await;
+    apply(
+        &client,
+        "apiVersion: portico.dev/v1alpha1\nkind: IngressClassParameters\nmetadata:\n  name: cp-valid\n\
+         spec:\n  tls:\n    minVersion: \"1.3\"\n    hsts:\n      maxAge: 600\n      includeSubDomains: true\n",
+    )
+    .await;
+    // Passes the schema, not Portico's parser.
+    apply(
+        &client,
+        "apiVersion: portico.dev/v1alpha1\nkind: IngressClassParameters\nmetadata:\n  name: cp-invalid\n\
+         spec:\n  proxyProtocol:\n    trustedCidrs: [\"10.0.0.0/33\"]\n",
+    )
+    .await;
+    let (secret, _) = tls_secret(ns, "site-tls", &["params.test"]);
+    apply(&client, &secret).await;
+    apply(
+        &client,
+        &ingress(ns, "site")
+            .class("cp-strict")
+            .annotation("nginx.ingress.kubernetes.io/ssl-redirect", "false")
+            .tls(&["params.test"], Some("site-tls"))
+            .rule("params.test", "/", "Prefix", "web")
+            .yaml(),
+    )
+    .await;
+    let mut a = args(ns, "params-leader");
+    a.extend(["--ingress-class", "cp-strict"]);
+    let p = Portico::cluster(&api.kubeconfig, &a).await;
+    until(
+        &p,
+        "params.test",
+        (200, Some("web")),
+        Duration::from_secs(5),
+    )
+    .await;
+
+    // Served: TLS 1.3 only, with the class's HSTS header.
+    let tls12 = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .max_tls_version(reqwest::tls::Version::TLS_1_2)
+        .resolve("params.test", p.https)
+        .build()
+        .unwrap();
+    let refused = tls12
+        .get(p.https_url("params.test", "/"))
+        .send()
+        .await
+        .is_err();
+    assert!(refused, "a TLS 1.2 handshake was accepted");
+    let r = p
+        .client(&["params.test"])
+        .get(p.https_url("params.test", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["strict-transport-security"],
+        "max-age=600; includeSubDomains"
+    );
+
+    // Status: the valid one accepted and in use, the invalid one refused naming its field.
+    let (reason, message) = wait_class_parameters_accepted(&client, "cp-valid", "True", &p).await;
+    assert_eq!(reason, "Accepted");
+    assert!(message.contains("cp-strict"), "{message}");
+    let (reason, message) =
+        wait_class_parameters_accepted(&client, "cp-invalid", "False", &p).await;
+    assert_eq!(reason, "InvalidFields");
+    assert!(message.contains("proxyProtocol.trustedCidrs"), "{message}");
+    let foreign = Api::<portico_crds::IngressClassParameters>::all(client.clone())
+        .get("cp-foreign")
+        .await
+        .unwrap();
+    assert_eq!(
+        foreign.status, None,
+        "another controller's parameters got a status"
+    );
+
+    // A Warning Event on the invalid one (cluster-scoped: in `default`).
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = events.list(&Default::default()).await.unwrap();
+        let found = list.items.iter().any(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.reason.as_deref() == Some("InvalidPolicyField")
+                && e.regarding.as_ref().and_then(|r| r.kind.as_deref())
+                    == Some("IngressClassParameters")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("cp-invalid")
+                && e.note
+                    .as_deref()
+                    .is_some_and(|n| n.contains("proxyProtocol.trustedCidrs"))
+        });
+        if found {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Warning event on cp-invalid\n{}",
+            p.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Fixed: accepted (the generation moves, and so does the status).
+    apply(
+        &client,
+        "apiVersion: portico.dev/v1alpha1\nkind: IngressClassParameters\nmetadata:\n  name: cp-invalid\n\
+         spec:\n  proxyProtocol:\n    trustedCidrs: [\"10.0.0.0/8\"]\n",
+    )
+    .await;
+    let (reason, _) = wait_class_parameters_accepted(&client, "cp-invalid", "True", &p).await;
+    assert_eq!(reason, "Accepted");
 }

@@ -926,3 +926,79 @@ async fn send_timeout_bounds_a_backend_that_stops_reading() {
     assert_eq!(answer.status, 504, "{took:?}");
     assert!(took < Duration::from_secs(6), "{took:?}");
 }
+
+#[tokio::test]
+async fn class_parameters_set_the_default_certificate_trusted_proxies_and_cipher_suites() {
+    let web = echo("web").await;
+    let (class_secret, class_pem) =
+        portico_e2e::manifests::tls_secret("default", "class-default", &["*.params.test"]);
+    let class = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: portico\n\
+                 spec:\n  controller: portico.dev/ingress-controller\n  parameters:\n    \
+                 apiGroup: portico.dev\n    kind: IngressClassParameters\n    name: edge\n    scope: Cluster\n";
+    let params = "apiVersion: portico.dev/v1alpha1\nkind: IngressClassParameters\nmetadata:\n  name: edge\n\
+                  spec:\n  trustedProxies: [\"127.0.0.1/32\"]\n  accessLog:\n    format: json\n  tls:\n    \
+                  cipherSuites: [TLS13_CHACHA20_POLY1305_SHA256]\n    \
+                  defaultCertificate:\n      namespace: default\n      name: class-default\n";
+    let (_dir, p) = start_with(
+        &[
+            class.to_string(),
+            params.to_string(),
+            class_secret,
+            ingress("default", "site")
+                .class("portico")
+                .annotation(&nginx("ssl-redirect"), "false")
+                .tls(&["a.params.test"], None)
+                .rule("a.params.test", "/", "Prefix", "web")
+                .yaml(),
+        ],
+        &[("web", vec![web])],
+    )
+    .await;
+
+    // The class's default certificate for a TLS host without a Secret, the flag's elsewhere;
+    // only the suite the class allows.
+    let presented = portico_e2e::tls::handshake(p.https, "a.params.test")
+        .await
+        .unwrap();
+    assert_eq!(presented.leaf, portico_e2e::tls::pem_to_der(&class_pem));
+    assert_eq!(
+        presented.cipher_suite,
+        Some(rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256)
+    );
+    let elsewhere = portico_e2e::tls::handshake(p.https, "other.test")
+        .await
+        .unwrap();
+    assert_ne!(elsewhere.leaf, presented.leaf);
+
+    // The class trusts the loopback peer's X-Forwarded-For.
+    let r = p
+        .client(&["a.params.test"])
+        .get(p.http_url("a.params.test", "/"))
+        .header("x-forwarded-for", "203.0.113.77")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let j = echo_json(r).await;
+    assert_eq!(j["headers"]["x-real-ip"], "203.0.113.77", "{j}");
+
+    // The class's access-log format (JSON; the flag's default is text), with the client the
+    // trusted proxy named.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let logs = p.logs();
+        let line = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["ingress"] == "site");
+        if let Some(line) = line {
+            assert_eq!(line["client"], "203.0.113.77", "{line}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no JSON access-log line\n{logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

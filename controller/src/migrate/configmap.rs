@@ -379,6 +379,8 @@ pub fn check(namespace: &str, name: &str, data: &BTreeMap<String, String>) -> Co
             defaults: (defaults != PolicySpec::default()).then_some(defaults),
             limits: None,
             denied_annotations: Vec::new(),
+            trusted_proxies: Vec::new(),
+            access_log: None,
         },
         flags,
     }

@@ -79,6 +79,15 @@ impl ClassFilter {
         self.params.get(class).map(String::as_str)
     }
 
+    /// Each IngressClassParameters named by one of our classes, with those classes (sorted).
+    pub fn parameter_users(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (class, params) in &self.params {
+            out.entry(params.clone()).or_default().push(class.clone());
+        }
+        out
+    }
+
     /// The IngressClassParameters of the class named like `--ingress-class` (listener-wide
     /// settings: minimum TLS version, PROXY protocol).
     pub fn primary_parameters(&self) -> Option<&str> {

@@ -90,7 +90,10 @@ pub struct Output {
     /// The Ingresses Portico serves (its class), as `(namespace, name)`.
     pub served: BTreeSet<ObjectKey>,
     /// Each RoutePolicy's generation and the fate of its targets.
-    pub route_policy_status: BTreeMap<ObjectKey, (Option<i64>, Vec<portico_crds::TargetStatus>)>,
+    pub route_policy_status: BTreeMap<ObjectKey, policy::sources::RoutePolicyOutcome>,
+    /// Each IngressClassParameters that one of Portico's IngressClasses names, with those
+    /// classes.
+    pub class_parameter_users: BTreeMap<String, Vec<String>>,
 }
 
 /// An Ingress chosen for serving, with what every later step needs.
@@ -101,10 +104,16 @@ pub(crate) struct Selected<'a> {
     pub canary: bool,
     /// Its policy, from its annotations over the weaker sources.
     pub policy: policy::PolicyInput,
+    /// The policies of its routes that RoutePolicies narrowed to a host or path apply to, by
+    /// (rule host or "", path as written).
+    pub narrowed: BTreeMap<(String, String), policy::PolicyInput>,
     /// For a canary: how requests are chosen for it.
     pub canary_input: policy::CanaryInput,
     /// Host-level TLS settings: client certificates, passthrough, aliases.
     pub host_tls: policy::client_tls::HostTlsInput,
+    /// Its class's default certificate (`spec.tls.defaultCertificate` of the parameters), for
+    /// its TLS hosts without a usable certificate of their own.
+    pub class_certificate: Option<Arc<TlsCertificate>>,
 }
 
 impl Selected<'_> {
@@ -174,31 +183,52 @@ pub fn translate_with(inputs: &Inputs, options: &Options, memo: &mut Memo) -> Ou
             // Weakest first: the class's defaults, RoutePolicies, then annotations; then the
             // class's limits.
             let class = classes.parameters_of(i).and_then(|p| class_settings.get(p));
-            let mut policy = class.map(|c| c.defaults.clone()).unwrap_or_default();
-            if let Some(rp) = route_policies.for_ingress(namespace, name) {
-                policy.overlay(&rp);
-            }
             let allowed = match (class, annotations) {
                 (Some(c), Some(a)) => c.allowed_annotations(a, &object, &mut problems),
                 _ => None,
             };
             let annotations = allowed.as_ref().or(annotations);
-            policy.overlay(&policy::from_annotations(
-                annotations,
-                &object,
-                &mut problems,
-            ));
-            if let Some(c) = class {
-                c.clamp(&mut policy, &object, &mut problems);
+            let from_annotations = policy::from_annotations(annotations, &object, &mut problems);
+            let build = |rp: Option<policy::PolicyInput>, problems: &mut Vec<Problem>| {
+                let mut policy = class.map(|c| c.defaults.clone()).unwrap_or_default();
+                if let Some(rp) = rp {
+                    policy.overlay(&rp);
+                }
+                policy.overlay(&from_annotations);
+                if let Some(c) = class {
+                    c.clamp(&mut policy, &object, problems);
+                }
+                policy.resolve_ssl_secret(namespace, inputs, &object, problems);
+                policy.resolve_access(
+                    namespace,
+                    inputs,
+                    &options.auth_url_allowed,
+                    &object,
+                    problems,
+                );
+                policy
+            };
+            let policy = build(route_policies.for_ingress(namespace, name), &mut problems);
+            let mut narrowed = BTreeMap::new();
+            let narrows = route_policies.narrows(namespace, name);
+            for rule in i
+                .spec
+                .iter()
+                .filter(|_| narrows)
+                .flat_map(|s| s.rules.iter().flatten())
+            {
+                let host = rule.host.clone().unwrap_or_default();
+                for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
+                    let path = p.path.clone().unwrap_or_default();
+                    if narrowed.contains_key(&(host.clone(), path.clone())) {
+                        continue;
+                    }
+                    if let Some(rp) = route_policies.for_route(namespace, name, &host, &path) {
+                        let route = build(Some(rp), &mut problems);
+                        narrowed.insert((host.clone(), path), route);
+                    }
+                }
             }
-            policy.resolve_ssl_secret(namespace, inputs, &object, &mut problems);
-            policy.resolve_access(
-                namespace,
-                inputs,
-                &options.auth_url_allowed,
-                &object,
-                &mut problems,
-            );
             let host_tls = policy::client_tls::from_annotations(
                 annotations,
                 namespace,
@@ -216,8 +246,10 @@ pub fn translate_with(inputs: &Inputs, options: &Options, memo: &mut Memo) -> Ou
                 name,
                 canary,
                 policy,
+                narrowed,
                 canary_input,
                 host_tls,
+                class_certificate: class.and_then(|c| c.default_certificate.clone()),
             }
         })
         .collect();
@@ -287,6 +319,7 @@ pub fn translate_with(inputs: &Inputs, options: &Options, memo: &mut Memo) -> Ou
         },
         problems,
         route_policy_status: route_policies.status(&served, &exists),
+        class_parameter_users: classes.parameter_users(),
         served,
     }
 }

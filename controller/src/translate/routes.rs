@@ -214,6 +214,7 @@ fn regex_cookie_without_path(s: &Selected<'_>, pm: &PathMatch) -> bool {
 /// rewrite needs the route's own regex).
 fn route_policy(
     s: &Selected<'_>,
+    input: &policy::PolicyInput,
     shared: &Arc<Policy>,
     pm: &PathMatch,
     backend: &IngressBackend,
@@ -223,12 +224,12 @@ fn route_policy(
         .service
         .as_ref()
         .map(|svc| format!("{}.{}", svc.name, s.namespace));
-    let service = service.as_deref().filter(|_| s.policy.per_service());
-    if !s.policy.per_path() && service.is_none() {
+    let service = service.as_deref().filter(|_| input.per_service());
+    if !input.per_path() && service.is_none() {
         return shared.clone();
     }
     let compiled;
-    let re = match (&s.policy.rewrite_target, pm) {
+    let re = match (&input.rewrite_target, pm) {
         (None, _) => None,
         (Some(_), PathMatch::Regex(r)) => Some(r.regex()),
         (Some(_), other) => match grammar::regex(&regex::escape(other.path()), true) {
@@ -239,7 +240,7 @@ fn route_policy(
             Err(_) => None,
         },
     };
-    s.policy.build(RouteContext {
+    input.build(RouteContext {
         path_regex: re,
         service,
         // A regex is no cookie path: without `session-cookie-path` the cookie gets `/`.
@@ -609,7 +610,34 @@ pub fn build(
                     ));
                     continue;
                 }
-                let policy = route_policy(s, &shared_policy, &pm, &p.backend, &error_backend);
+                // A RoutePolicy narrowed to this host or path: the route's own policy.
+                let written = (
+                    rule.host.clone().unwrap_or_default(),
+                    p.path.clone().unwrap_or_default(),
+                );
+                let (policy, redirect_https) = match s.narrowed.get(&written) {
+                    Some(input) => {
+                        let shared = input.build(RouteContext {
+                            error_backend: error_backend.clone(),
+                            ..RouteContext::default()
+                        });
+                        (
+                            route_policy(s, input, &shared, &pm, &p.backend, &error_backend),
+                            input.redirects_to_https(redirect.covers(&host)),
+                        )
+                    }
+                    None => (
+                        route_policy(
+                            s,
+                            &s.policy,
+                            &shared_policy,
+                            &pm,
+                            &p.backend,
+                            &error_backend,
+                        ),
+                        redirect_https,
+                    ),
+                };
                 let Some(t) = target(s, &p.backend, redirect_https, policy, backends, problems)
                 else {
                     continue;

@@ -387,10 +387,12 @@ impl Builder<'_> {
             return;
         }
         self.redirect.0.insert(pattern.clone());
-        // The Ingress's own Secret; failing that, the labelled certificate for the host.
+        // The Ingress's own Secret; failing that, the labelled certificate for the host, then
+        // the class's default certificate.
         let cert = secret
             .and_then(|name| self.certificate(s, name, host, problems))
-            .or_else(|| self.index.best(host, s.namespace, self.options));
+            .or_else(|| self.index.best(host, s.namespace, self.options))
+            .or_else(|| s.class_certificate.clone());
         self.chosen.insert(
             pattern,
             Choice {

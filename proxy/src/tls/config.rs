@@ -11,6 +11,21 @@ use rustls::ServerConfig;
 use crate::error::CertError;
 use crate::snapshot::Snapshot;
 
+/// The cipher suites Portico can offer, by IANA name, and whether each is a TLS 1.3 suite.
+pub fn cipher_suites() -> Vec<(String, rustls::CipherSuite, bool)> {
+    crate::tls::provider()
+        .cipher_suites
+        .iter()
+        .map(|s| {
+            let suite = s.suite();
+            let name = suite
+                .as_str()
+                .map_or_else(|| format!("{suite:?}"), str::to_string);
+            (name, suite, s.tls13().is_some())
+        })
+        .collect()
+}
+
 /// Resumption state shared by every snapshot's configuration.
 #[derive(Clone, Debug)]
 pub struct SessionState {
@@ -39,7 +54,8 @@ impl ResolvesServerCert for SnapshotResolver {
     }
 }
 
-/// TLS 1.2 and 1.3 (or 1.3 only, by the class's parameters) with rustls' default (modern, AEAD-only) cipher suites; ALPN `h2` then
+/// TLS 1.2 and 1.3 (or 1.3 only, by the class's parameters) with rustls' default (modern,
+/// AEAD-only) cipher suites, or the subset the class's parameters name; ALPN `h2` then
 /// `http/1.1`.
 pub fn server_config(
     snapshot: Arc<Snapshot>,
@@ -60,7 +76,15 @@ pub fn server_config_with(
     } else {
         &[&rustls::version::TLS13, &rustls::version::TLS12]
     };
-    let builder = ServerConfig::builder_with_provider(crate::tls::provider())
+    let provider = match &snapshot.listener.cipher_suites {
+        Some(allowed) => {
+            let mut p = (*crate::tls::provider()).clone();
+            p.cipher_suites.retain(|s| allowed.contains(&s.suite()));
+            Arc::new(p)
+        }
+        None => crate::tls::provider(),
+    };
+    let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| CertError::Key(e.to_string()))?;
     let builder = match client_auth {

@@ -5,7 +5,7 @@ mod cert;
 mod config;
 
 pub use cert::{name_covers, provider, TlsCertificate};
-pub use config::{server_config, server_config_with, SessionState};
+pub use config::{cipher_suites, server_config, server_config_with, SessionState};
 
 use std::collections::HashMap;
 use std::sync::Arc;

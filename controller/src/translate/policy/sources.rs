@@ -2,11 +2,14 @@
 //! IngressClassParameters (defaults, HSTS, listener settings) and the RoutePolicies attached
 //! to each Ingress.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
-use portico_crds::{IngressClassParameters, RoutePolicy, TargetStatus, TlsVersion};
-use portico_proxy::{ListenerSettings, TrustedProxies};
+use portico_crds::{
+    AccessLogFormat, IngressClassParameters, RoutePolicy, TargetStatus, TlsVersion,
+};
+use portico_proxy::{ListenerSettings, TlsCertificate, TrustedProxies};
 
 use super::{from_spec, PolicyInput};
 use crate::inputs::{Inputs, ObjectKey};
@@ -24,6 +27,8 @@ pub struct ClassSettings {
     pub max_timeout: Option<std::time::Duration>,
     /// `spec.deniedAnnotations`.
     pub denied_annotations: Vec<String>,
+    /// `spec.tls.defaultCertificate`, when its Secret holds a usable certificate.
+    pub default_certificate: Option<Arc<TlsCertificate>>,
 }
 
 impl ClassSettings {
@@ -98,13 +103,14 @@ pub fn class_settings(
     for p in &inputs.class_parameters {
         let name = p.metadata.name.clone().unwrap_or_default();
         let object = ObjectRef::new("IngressClassParameters", "", &name);
-        out.insert(name, settings_of(p, &object, problems));
+        out.insert(name, settings_of(p, inputs, &object, problems));
     }
     out
 }
 
 fn settings_of(
     p: &IngressClassParameters,
+    inputs: &Inputs,
     object: &ObjectRef,
     problems: &mut Vec<Problem>,
 ) -> ClassSettings {
@@ -148,7 +154,6 @@ fn settings_of(
         }
         _ => None,
     };
-    let limits = p.spec.limits.as_ref();
     let mut field = |name: &str, why: String| {
         problems.push(Problem::new(
             object.clone(),
@@ -158,6 +163,52 @@ fn settings_of(
             },
         ));
     };
+    let trusted_proxies = if p.spec.trusted_proxies.is_empty() {
+        None
+    } else {
+        match TrustedProxies::parse(&p.spec.trusted_proxies.join(",")) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                field("trustedProxies", why);
+                None
+            }
+        }
+    };
+    let cipher_suites = match tls.map(|t| t.cipher_suites.as_slice()) {
+        Some(names) if !names.is_empty() => match cipher_suites(names) {
+            Ok(list) => Some(list),
+            Err(why) => {
+                field("tls.cipherSuites", why);
+                None
+            }
+        },
+        _ => None,
+    };
+    let default_certificate = tls
+        .and_then(|t| t.default_certificate.as_ref())
+        .and_then(|r| {
+            match inputs
+                .certificates
+                .get(&(r.namespace.clone(), r.name.clone()))
+            {
+                Some(Ok(c)) => Some(c.clone()),
+                Some(Err(e)) => {
+                    field(
+                        "tls.defaultCertificate",
+                        format!("Secret {}/{}: {e}", r.namespace, r.name),
+                    );
+                    None
+                }
+                None => {
+                    field(
+                        "tls.defaultCertificate",
+                        format!("Secret {}/{} not found", r.namespace, r.name),
+                    );
+                    None
+                }
+            }
+        });
+    let limits = p.spec.limits.as_ref();
     let max_body_size = match limits
         .and_then(|l| l.max_body_size.as_deref())
         .map(super::grammar::size)
@@ -185,25 +236,104 @@ fn settings_of(
         max_body_size,
         max_timeout,
         denied_annotations: p.spec.denied_annotations.clone(),
+        default_certificate,
         listener: ListenerSettings {
             tls13_only: tls.and_then(|t| t.min_version) == Some(TlsVersion::Tls13),
             proxy_protocol_from,
+            trusted_proxies,
+            cipher_suites,
+            access_log_format: p
+                .spec
+                .access_log
+                .as_ref()
+                .and_then(|a| a.format)
+                .map(|f| match f {
+                    AccessLogFormat::Json => portico_proxy::access_log::Format::Json,
+                    AccessLogFormat::Text => portico_proxy::access_log::Format::Text,
+                }),
         },
     }
 }
 
-/// RoutePolicies by the Ingress they target, each already parsed, oldest first.
+/// `tls.cipherSuites`: every name one Portico supports, and at least one TLS 1.3 suite.
+fn cipher_suites(names: &[String]) -> Result<Vec<rustls::CipherSuite>, String> {
+    let supported = portico_proxy::tls::cipher_suites();
+    let mut out = Vec::new();
+    let mut tls13 = false;
+    for name in names {
+        let Some((_, suite, is13)) = supported.iter().find(|(n, _, _)| n == name) else {
+            let known: Vec<&str> = supported.iter().map(|(n, _, _)| n.as_str()).collect();
+            return Err(format!(
+                "{name:?} is not a supported cipher suite (supported: {})",
+                known.join(", ")
+            ));
+        };
+        tls13 |= is13;
+        out.push(*suite);
+    }
+    if !tls13 {
+        return Err("at least one TLS 1.3 suite is needed".into());
+    }
+    Ok(out)
+}
+
+/// One parsed RoutePolicy.
+struct Parsed {
+    key: ObjectKey,
+    generation: Option<i64>,
+    input: PolicyInput,
+    /// The fields it sets, as dotted paths of its spec (`timeouts.read`).
+    fields: BTreeSet<String>,
+    /// Its Ingress targets: name, host, path.
+    targets: Vec<(String, Option<String>, Option<String>)>,
+}
+
+/// A RoutePolicy attached to an Ingress, optionally narrowed to a rule host and a path.
+struct Attached {
+    /// Its index in `RoutePolicies::policies` (oldest first).
+    policy: usize,
+    host: Option<String>,
+    path: Option<String>,
+}
+
+impl Attached {
+    fn narrowed(&self) -> bool {
+        self.host.is_some() || self.path.is_some()
+    }
+
+    /// Does it apply to the route of `host` (empty: the rule without host) and `path` (as
+    /// the Ingress writes it)?
+    fn covers(&self, host: &str, path: &str) -> bool {
+        self.host.as_deref().is_none_or(|h| h == host)
+            && self.path.as_deref().is_none_or(|p| p == path)
+    }
+}
+
+/// What a RoutePolicy's status says, as translate found it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoutePolicyOutcome {
+    pub generation: Option<i64>,
+    pub targets: Vec<TargetStatus>,
+    /// The fields an older RoutePolicy sets for the same route, which it loses (sorted).
+    pub conflicts: Vec<String>,
+}
+
+/// RoutePolicies by the Ingress they target, each already parsed, oldest first (then
+/// namespace/name). A target may be narrowed to the routes of one rule host and/or one path
+/// (each as the Ingress writes it). When two RoutePolicies set the same field for the same
+/// route, the older wins and the younger is reported as conflicted.
 pub struct RoutePolicies {
-    by_target: BTreeMap<ObjectKey, Vec<PolicyInput>>,
-    /// Every RoutePolicy and its targets (for status).
-    targets: Vec<(ObjectKey, Option<i64>, Vec<String>)>,
+    policies: Vec<Parsed>,
+    by_ingress: BTreeMap<ObjectKey, Vec<Attached>>,
+    /// Each existing Ingress's routes: (rule host or "", path as written or "").
+    routes: BTreeMap<ObjectKey, BTreeSet<(String, String)>>,
 }
 
 impl RoutePolicies {
     pub fn new(inputs: &Inputs, problems: &mut Vec<Problem>) -> Self {
-        let mut policies: Vec<&RoutePolicy> =
+        let mut sorted: Vec<&RoutePolicy> =
             inputs.route_policies.iter().map(|p| p.as_ref()).collect();
-        policies.sort_by(|a, b| {
+        sorted.sort_by(|a, b| {
             let key = |p: &RoutePolicy| {
                 (
                     p.metadata.creation_timestamp.as_ref().map(|t| t.0),
@@ -213,9 +343,9 @@ impl RoutePolicies {
             };
             key(a).cmp(&key(b))
         });
-        let mut by_target: BTreeMap<ObjectKey, Vec<PolicyInput>> = BTreeMap::new();
-        let mut targets = Vec::new();
-        for p in policies {
+        let mut policies = Vec::new();
+        let mut by_ingress: BTreeMap<ObjectKey, Vec<Attached>> = BTreeMap::new();
+        for p in sorted {
             let ns = p
                 .metadata
                 .namespace
@@ -224,77 +354,260 @@ impl RoutePolicies {
             let name = p.metadata.name.clone().unwrap_or_default();
             let object = ObjectRef::new("RoutePolicy", &ns, &name);
             let input = from_spec(&p.spec.policy, &object, problems);
-            let mut names = Vec::new();
+            let mut targets = Vec::new();
             for t in &p.spec.target_refs {
                 let group_ok =
                     t.group.as_deref().unwrap_or("networking.k8s.io") == "networking.k8s.io";
                 if t.kind != "Ingress" || !group_ok {
                     continue;
                 }
-                names.push(t.name.clone());
-                by_target
+                targets.push((t.name.clone(), t.host.clone(), t.path.clone()));
+                by_ingress
                     .entry((ns.clone(), t.name.clone()))
                     .or_default()
-                    .push(input.clone());
+                    .push(Attached {
+                        policy: policies.len(),
+                        host: t.host.clone(),
+                        path: t.path.clone(),
+                    });
             }
-            targets.push(((ns, name), p.metadata.generation, names));
+            policies.push(Parsed {
+                key: (ns, name),
+                generation: p.metadata.generation,
+                input,
+                fields: fields_set(&p.spec.policy),
+                targets,
+            });
         }
-        RoutePolicies { by_target, targets }
+        let mut routes: BTreeMap<ObjectKey, BTreeSet<(String, String)>> = BTreeMap::new();
+        for i in &inputs.ingresses {
+            let key = (
+                i.metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+                i.metadata.name.clone().unwrap_or_default(),
+            );
+            let set = routes.entry(key).or_default();
+            for rule in i.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
+                let host = rule.host.clone().unwrap_or_default();
+                for path in rule.http.iter().flat_map(|h| h.paths.iter()) {
+                    set.insert((host.clone(), path.path.clone().unwrap_or_default()));
+                }
+            }
+        }
+        RoutePolicies {
+            policies,
+            by_ingress,
+            routes,
+        }
     }
 
-    /// The RoutePolicy settings for an Ingress: the oldest policy wins a field two set.
+    /// Merges `attached` (oldest first): the oldest policy wins a field two set.
+    fn merge<'a>(&self, attached: impl DoubleEndedIterator<Item = &'a Attached>) -> PolicyInput {
+        let mut merged = PolicyInput::default();
+        for a in attached.rev() {
+            if let Some(p) = self.policies.get(a.policy) {
+                merged.overlay(&p.input);
+            }
+        }
+        merged
+    }
+
+    /// The settings of the RoutePolicies that target the whole Ingress.
     pub fn for_ingress(&self, namespace: &str, name: &str) -> Option<PolicyInput> {
         let list = self
-            .by_target
+            .by_ingress
             .get(&(namespace.to_string(), name.to_string()))?;
-        let mut merged = PolicyInput::default();
-        for p in list.iter().rev() {
-            merged.overlay(p);
-        }
-        Some(merged)
+        Some(self.merge(list.iter().filter(|a| !a.narrowed())))
     }
 
-    /// Each RoutePolicy's generation and targets, accepted when Portico serves the Ingress.
+    /// Does a RoutePolicy narrowed to some of its routes target this Ingress?
+    pub fn narrows(&self, namespace: &str, name: &str) -> bool {
+        self.by_ingress
+            .get(&(namespace.to_string(), name.to_string()))
+            .is_some_and(|list| list.iter().any(Attached::narrowed))
+    }
+
+    /// The settings for one route of the Ingress (`host`: the rule's, "" without; `path` as
+    /// written), when a RoutePolicy narrowed to it applies; otherwise `None` (the route takes
+    /// [`Self::for_ingress`]).
+    pub fn for_route(
+        &self,
+        namespace: &str,
+        name: &str,
+        host: &str,
+        path: &str,
+    ) -> Option<PolicyInput> {
+        let list = self
+            .by_ingress
+            .get(&(namespace.to_string(), name.to_string()))?;
+        if !list.iter().any(|a| a.narrowed() && a.covers(host, path)) {
+            return None;
+        }
+        Some(self.merge(list.iter().filter(|a| a.covers(host, path))))
+    }
+
+    /// Each RoutePolicy's generation, targets (accepted when Portico serves the Ingress and,
+    /// for a narrowed target, has such a route) and the fields it loses to older policies.
     pub fn status(
         &self,
-        served: &std::collections::BTreeSet<ObjectKey>,
-        exists: &std::collections::BTreeSet<ObjectKey>,
-    ) -> BTreeMap<ObjectKey, (Option<i64>, Vec<TargetStatus>)> {
+        served: &BTreeSet<ObjectKey>,
+        exists: &BTreeSet<ObjectKey>,
+    ) -> BTreeMap<ObjectKey, RoutePolicyOutcome> {
+        let mut conflicts: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+        for (key, list) in &self.by_ingress {
+            let Some(routes) = self.routes.get(key) else {
+                continue;
+            };
+            for (i, older) in list.iter().enumerate() {
+                for younger in &list[i + 1..] {
+                    if younger.policy == older.policy {
+                        continue;
+                    }
+                    let shared_route = routes
+                        .iter()
+                        .any(|(h, p)| older.covers(h, p) && younger.covers(h, p));
+                    let (Some(o), Some(y)) = (
+                        self.policies.get(older.policy),
+                        self.policies.get(younger.policy),
+                    ) else {
+                        continue;
+                    };
+                    if !shared_route {
+                        continue;
+                    }
+                    for field in o.fields.intersection(&y.fields) {
+                        conflicts.entry(younger.policy).or_default().insert(format!(
+                            "field {field} for Ingress {}: RoutePolicy {}/{} is older and wins",
+                            key.1, o.key.0, o.key.1
+                        ));
+                    }
+                }
+            }
+        }
         let mut out = BTreeMap::new();
-        for (key, generation, names) in &self.targets {
-            let list = names
+        for (index, p) in self.policies.iter().enumerate() {
+            let targets = p
+                .targets
                 .iter()
-                .map(|n| {
-                    let target = (key.0.clone(), n.clone());
-                    let (accepted, reason, message) = if served.contains(&target) {
+                .map(|(name, host, path)| {
+                    let target = (p.key.0.clone(), name.clone());
+                    let narrowed = host.is_some() || path.is_some();
+                    let has_route = self.routes.get(&target).is_some_and(|routes| {
+                        routes.iter().any(|(h, pa)| {
+                            host.as_deref().is_none_or(|x| x == h)
+                                && path.as_deref().is_none_or(|x| x == pa)
+                        })
+                    });
+                    let (accepted, reason, message) = if !served.contains(&target) {
+                        if exists.contains(&target) {
+                            (
+                                false,
+                                "NotServed",
+                                "the Ingress belongs to another ingress class".to_string(),
+                            )
+                        } else {
+                            (
+                                false,
+                                "IngressNotFound",
+                                "no Ingress of this name in the namespace".to_string(),
+                            )
+                        }
+                    } else if narrowed && !has_route {
+                        (
+                            false,
+                            "NoMatchingRoute",
+                            format!(
+                                "the Ingress has no path{}{}",
+                                path.as_deref().map(|p| format!(" {p}")).unwrap_or_default(),
+                                host.as_deref()
+                                    .map(|h| format!(" for host {h:?}"))
+                                    .unwrap_or_default()
+                            ),
+                        )
+                    } else if narrowed {
                         (
                             true,
                             "Accepted",
-                            "the Ingress is served by Portico with this policy",
-                        )
-                    } else if exists.contains(&target) {
-                        (
-                            false,
-                            "NotServed",
-                            "the Ingress belongs to another ingress class",
+                            "the Ingress's matching routes are served by Portico with this policy"
+                                .to_string(),
                         )
                     } else {
                         (
-                            false,
-                            "IngressNotFound",
-                            "no Ingress of this name in the namespace",
+                            true,
+                            "Accepted",
+                            "the Ingress is served by Portico with this policy".to_string(),
                         )
                     };
                     TargetStatus {
-                        name: n.clone(),
+                        name: name.clone(),
                         accepted,
                         reason: reason.to_string(),
-                        message: message.to_string(),
+                        message,
                     }
                 })
                 .collect();
-            out.insert(key.clone(), (*generation, list));
+            out.insert(
+                p.key.clone(),
+                RoutePolicyOutcome {
+                    generation: p.generation,
+                    targets,
+                    conflicts: conflicts
+                        .remove(&index)
+                        .map(|c| c.into_iter().collect())
+                        .unwrap_or_default(),
+                },
+            );
         }
         out
     }
+}
+
+/// The fields a policy sets, as dotted paths of the RoutePolicy schema: an object whose
+/// schema lists properties is descended into, anything else (a value, a list, a map such as
+/// `headers.request.set`) is one field, replaced whole by a stronger source.
+fn fields_set(policy: &portico_crds::PolicySpec) -> BTreeSet<String> {
+    static SCHEMA: OnceLock<serde_json::Value> = OnceLock::new();
+    let schema = SCHEMA.get_or_init(|| {
+        use kube::CustomResourceExt;
+        serde_json::to_value(RoutePolicy::crd())
+            .ok()
+            .and_then(|crd| {
+                crd.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec")
+                    .cloned()
+            })
+            .unwrap_or_default()
+    });
+    fn walk(
+        value: &serde_json::Value,
+        schema: Option<&serde_json::Value>,
+        prefix: &str,
+        out: &mut BTreeSet<String>,
+    ) {
+        let properties = schema.and_then(|s| s.get("properties"));
+        match (value, properties) {
+            (serde_json::Value::Null, _) => {}
+            (serde_json::Value::Object(fields), Some(properties)) => {
+                for (k, v) in fields {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(v, properties.get(k), &path, out);
+                }
+            }
+            _ => {
+                if !prefix.is_empty() {
+                    out.insert(prefix.to_string());
+                }
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    if let Ok(value) = serde_json::to_value(policy) {
+        walk(&value, Some(schema), "", &mut out);
+    }
+    out
 }

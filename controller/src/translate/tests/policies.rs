@@ -264,8 +264,9 @@ fn class_defaults_then_route_policies_then_annotations() {
         Some(std::time::Duration::from_secs(30))
     );
     assert!(out.snapshot.listener.tls13_only);
-    let (_, targets) = &out.route_policy_status[&("default".to_string(), "older".to_string())];
-    let fates: Vec<(&str, bool, &str)> = targets
+    let outcome = &out.route_policy_status[&("default".to_string(), "older".to_string())];
+    let fates: Vec<(&str, bool, &str)> = outcome
+        .targets
         .iter()
         .map(|t| (t.name.as_str(), t.accepted, t.reason.as_str()))
         .collect();
@@ -416,4 +417,313 @@ fn hostile_cookie_paths_are_refused() {
         );
         assert_eq!(cookie_path_of(&out, "c.com", "/app"), "/app", "{hostile:?}");
     }
+}
+
+#[test]
+fn class_default_certificate_serves_its_tls_hosts_without_a_certificate() {
+    let own = cert(&["own.com"]);
+    let class_default = cert(&["*.example.com"]);
+    let mut inputs = with_certs(
+        world(vec![
+            ingress("default", "app")
+                .class("portico")
+                .tls(&["own.com"], Some("own"))
+                .tls(&["nosecret.com"], None)
+                .tls(&["missing.com"], Some("missing"))
+                .rule("own.com", "/", backend("web", 80))
+                .rule("nosecret.com", "/", backend("web", 80))
+                .rule("missing.com", "/", backend("web", 80))
+                .build(),
+            ingress("default", "elsewhere")
+                .class("plain")
+                .tls(&["plain.com"], None)
+                .rule("plain.com", "/", backend("web", 80))
+                .build(),
+        ]),
+        &[
+            ("own", Ok(own.clone())),
+            ("wild", Ok(class_default.clone())),
+        ],
+    );
+    inputs.ingress_classes = vec![
+        class_with_parameters("portico", "certs"),
+        class("plain", CONTROLLER_NAME, false),
+    ];
+    inputs.class_parameters = vec![crd(serde_json::json!({
+        "apiVersion": "portico.dev/v1alpha1", "kind": "IngressClassParameters",
+        "metadata": {"name": "certs"},
+        "spec": {"tls": {"defaultCertificate": {"namespace": "default", "name": "wild"}}}
+    }))];
+    let out = run(&inputs);
+    let tls = &out.snapshot.tls;
+    assert!(Arc::ptr_eq(tls.resolve(Some("own.com")), &own));
+    assert!(Arc::ptr_eq(
+        tls.resolve(Some("nosecret.com")),
+        &class_default
+    ));
+    assert!(
+        Arc::ptr_eq(tls.resolve(Some("missing.com")), &class_default),
+        "a missing Secret (reported) falls back to the class's certificate"
+    );
+    assert!(
+        Arc::ptr_eq(tls.resolve(Some("plain.com")), &fallback()),
+        "another class: the flag's default"
+    );
+    assert!(Arc::ptr_eq(tls.resolve(Some("unknown.org")), &fallback()));
+
+    // A missing default certificate is a problem of the parameters; the flag's default stays.
+    inputs
+        .certificates
+        .remove(&("default".into(), "wild".into()));
+    let out = run(&inputs);
+    assert!(Arc::ptr_eq(
+        out.snapshot.tls.resolve(Some("nosecret.com")),
+        &fallback()
+    ));
+    assert!(
+        out.problems
+            .iter()
+            .any(|p| p.object.kind == "IngressClassParameters"
+                && p.to_string().contains("tls.defaultCertificate")),
+        "{:?}",
+        out.problems
+    );
+}
+
+#[test]
+fn class_trusted_proxies_cipher_suites_and_access_log_reach_the_listener() {
+    let mut inputs = world(vec![ingress("default", "app")
+        .class("portico")
+        .rule("h.com", "/", backend("web", 80))
+        .build()]);
+    inputs.ingress_classes = vec![class_with_parameters("portico", "edge")];
+    let params = |spec: serde_json::Value| {
+        vec![crd(serde_json::json!({
+            "apiVersion": "portico.dev/v1alpha1", "kind": "IngressClassParameters",
+            "metadata": {"name": "edge"}, "spec": spec
+        }))]
+    };
+    inputs.class_parameters = params(serde_json::json!({
+        "trustedProxies": ["10.0.0.0/8", "192.0.2.7"],
+        "accessLog": {"format": "json"},
+        "tls": {"cipherSuites": ["TLS13_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"]}
+    }));
+    let out = run(&inputs);
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let listener = &out.snapshot.listener;
+    assert_eq!(
+        listener.access_log_format,
+        Some(portico_proxy::access_log::Format::Json)
+    );
+    let trusted = listener.trusted_proxies.as_ref().unwrap();
+    assert!(trusted.contains("10.1.2.3".parse().unwrap()));
+    assert!(trusted.contains("192.0.2.7".parse().unwrap()));
+    assert!(!trusted.contains("192.0.2.8".parse().unwrap()));
+    assert_eq!(
+        listener.cipher_suites.as_deref(),
+        Some(
+            &[
+                rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+                rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+            ][..]
+        )
+    );
+
+    // Unknown names, no TLS 1.3 suite, a bad CIDR: reported, and those settings are not used.
+    for (spec, field, why) in [
+        (
+            serde_json::json!({"tls": {"cipherSuites": ["TLS13_AES_128_GCM_SHA256", "TLS_RSA_WITH_RC4_128_MD5"]}}),
+            "tls.cipherSuites",
+            "TLS_RSA_WITH_RC4_128_MD5",
+        ),
+        (
+            serde_json::json!({"tls": {"cipherSuites": ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]}}),
+            "tls.cipherSuites",
+            "TLS 1.3",
+        ),
+        (
+            serde_json::json!({"trustedProxies": ["10.0.0.0/33"]}),
+            "trustedProxies",
+            "10.0.0.0/33",
+        ),
+    ] {
+        inputs.class_parameters = params(spec);
+        let out = run(&inputs);
+        let [p] = &out.problems[..] else {
+            panic!("{:?}", out.problems)
+        };
+        let text = p.to_string();
+        assert!(
+            p.object.kind == "IngressClassParameters" && text.contains(field) && text.contains(why),
+            "{text}"
+        );
+        assert!(out.snapshot.listener.cipher_suites.is_none());
+        assert!(out.snapshot.listener.trusted_proxies.is_none());
+    }
+}
+
+fn route_policy(
+    name: &str,
+    created: &str,
+    spec: serde_json::Value,
+) -> Arc<portico_crds::RoutePolicy> {
+    let mut spec = spec;
+    if spec.get("targetRefs").is_none() {
+        spec["targetRefs"] = serde_json::json!([{"kind": "Ingress", "name": "app"}]);
+    }
+    crd(serde_json::json!({
+        "apiVersion": "portico.dev/v1alpha1", "kind": "RoutePolicy",
+        "metadata": {"name": name, "namespace": "default", "creationTimestamp": created, "generation": 1},
+        "spec": spec
+    }))
+}
+
+fn read_timeout(out: &Output, host: &str, path: &str) -> Option<std::time::Duration> {
+    out.snapshot
+        .routes
+        .find(host, path)
+        .unwrap()
+        .target
+        .policy
+        .timeouts
+        .read
+}
+
+#[test]
+fn route_policies_narrowed_to_a_host_and_path_apply_to_those_routes_only() {
+    let mut inputs = world(vec![ingress("default", "app")
+        .rule("a.com", "/api", backend("web", 80))
+        .rule("a.com", "/web", backend("web", 80))
+        .rule("b.com", "/api", backend("web", 80))
+        .build()]);
+    inputs.route_policies = vec![
+        route_policy(
+            "whole",
+            "2026-01-01T00:00:00Z",
+            serde_json::json!({"timeouts": {"read": "5s"}}),
+        ),
+        route_policy(
+            "api-everywhere",
+            "2026-01-02T00:00:00Z",
+            serde_json::json!({
+                "targetRefs": [{"kind": "Ingress", "name": "app", "path": "/api"}],
+                "timeouts": {"connect": "2s"}
+            }),
+        ),
+        route_policy(
+            "a-api",
+            "2026-01-03T00:00:00Z",
+            serde_json::json!({
+                "targetRefs": [
+                    {"kind": "Ingress", "name": "app", "host": "a.com", "path": "/api"},
+                    {"kind": "Ingress", "name": "app", "host": "c.com"}
+                ],
+                "maxBodySize": "1k"
+            }),
+        ),
+    ];
+    let out = run(&inputs);
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let policy = |h: &str, p: &str| {
+        out.snapshot
+            .routes
+            .find(h, p)
+            .unwrap()
+            .target
+            .policy
+            .clone()
+    };
+    let secs = std::time::Duration::from_secs;
+    assert_eq!(policy("a.com", "/api").max_body_size, Some(1024));
+    assert_eq!(policy("a.com", "/api").timeouts.connect, Some(secs(2)));
+    assert_ne!(policy("a.com", "/web").max_body_size, Some(1024));
+    assert_eq!(policy("a.com", "/web").timeouts.connect, None);
+    assert_ne!(policy("b.com", "/api").max_body_size, Some(1024));
+    assert_eq!(policy("b.com", "/api").timeouts.connect, Some(secs(2)));
+    for (h, p) in [("a.com", "/api"), ("a.com", "/web"), ("b.com", "/api")] {
+        assert_eq!(
+            read_timeout(&out, h, p),
+            Some(secs(5)),
+            "{h}{p}: the whole-Ingress policy"
+        );
+    }
+    let outcome = &out.route_policy_status[&("default".to_string(), "a-api".to_string())];
+    let fates: Vec<(bool, &str)> = outcome
+        .targets
+        .iter()
+        .map(|t| (t.accepted, t.reason.as_str()))
+        .collect();
+    assert_eq!(fates, [(true, "Accepted"), (false, "NoMatchingRoute")]);
+    assert!(outcome.conflicts.is_empty());
+}
+
+#[test]
+fn the_older_route_policy_wins_a_field_and_the_younger_is_conflicted() {
+    let mut inputs = world(vec![ingress("default", "app")
+        .rule("a.com", "/api", backend("web", 80))
+        .rule("a.com", "/web", backend("web", 80))
+        .build()]);
+    inputs.route_policies = vec![
+        // Younger first in the input: order comes from creationTimestamp.
+        route_policy(
+            "younger",
+            "2026-03-01T00:00:00Z",
+            serde_json::json!({
+                "targetRefs": [{"kind": "Ingress", "name": "app", "path": "/api"}],
+                "timeouts": {"read": "9s", "connect": "3s"},
+                "headers": {"response": {"set": {"X-From": "younger"}}}
+            }),
+        ),
+        route_policy(
+            "older",
+            "2026-02-01T00:00:00Z",
+            serde_json::json!({
+                "timeouts": {"read": "4s"},
+                "headers": {"response": {"set": {"X-Other": "older"}}}
+            }),
+        ),
+        // Sets the same field, but for another path: no conflict.
+        route_policy(
+            "elsewhere",
+            "2026-04-01T00:00:00Z",
+            serde_json::json!({
+                "targetRefs": [{"kind": "Ingress", "name": "app", "path": "/web"}],
+                "maxBodySize": "2k"
+            }),
+        ),
+    ];
+    let out = run(&inputs);
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let secs = std::time::Duration::from_secs;
+    assert_eq!(
+        read_timeout(&out, "a.com", "/api"),
+        Some(secs(4)),
+        "the older wins"
+    );
+    let api = &out
+        .snapshot
+        .routes
+        .find("a.com", "/api")
+        .unwrap()
+        .target
+        .policy;
+    assert_eq!(
+        api.timeouts.connect,
+        Some(secs(3)),
+        "unchallenged fields apply"
+    );
+    let conflicts = |name: &str| {
+        out.route_policy_status[&("default".to_string(), name.to_string())]
+            .conflicts
+            .clone()
+    };
+    assert_eq!(
+        conflicts("younger"),
+        [
+            "field headers.response.set for Ingress app: RoutePolicy default/older is older and wins",
+            "field timeouts.read for Ingress app: RoutePolicy default/older is older and wins",
+        ]
+    );
+    assert!(conflicts("older").is_empty());
+    assert!(conflicts("elsewhere").is_empty());
 }
