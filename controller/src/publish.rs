@@ -250,6 +250,8 @@ pub async fn run(
             }
         };
         let build_time = started.elapsed();
+        // How many hosts were translated again when only a few Ingresses changed.
+        let patched_hosts = memo.patched_hosts();
 
         let current_problems: BTreeSet<String> =
             output.problems.iter().map(ToString::to_string).collect();
@@ -293,6 +295,7 @@ pub async fn run(
                     certificates,
                     problems,
                     build_ms = build_time.as_secs_f64() * 1000.0,
+                    patched_hosts,
                     "configuration published"
                 )
             }

@@ -576,13 +576,22 @@ pub(crate) fn guard(
 }
 
 /// Hosts with client authentication: exact names, then wildcards.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ClientAuthTable {
     exact: HashMap<String, Arc<ClientAuth>>,
     wildcard: HashMap<String, Arc<ClientAuth>>,
 }
 
 impl ClientAuthTable {
+    /// Is there an entry for exactly `pattern`?
+    pub fn contains(&self, pattern: &HostPattern) -> bool {
+        match pattern {
+            HostPattern::Exact(h) => self.exact.contains_key(h),
+            HostPattern::Wildcard(s) => self.wildcard.contains_key(s),
+            HostPattern::Any => false,
+        }
+    }
+
     pub fn new(entries: impl IntoIterator<Item = (HostPattern, Arc<ClientAuth>)>) -> Self {
         let mut table = ClientAuthTable::default();
         for (pattern, auth) in entries {

@@ -22,13 +22,22 @@ pub struct PassthroughTarget {
 }
 
 /// Passthrough hosts: exact names, then single-label wildcards.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct PassthroughTable {
     exact: HashMap<String, Arc<PassthroughTarget>>,
     wildcard: HashMap<String, Arc<PassthroughTarget>>,
 }
 
 impl PassthroughTable {
+    /// Is there an entry for exactly `pattern`?
+    pub fn contains(&self, pattern: &HostPattern) -> bool {
+        match pattern {
+            HostPattern::Exact(h) => self.exact.contains_key(h),
+            HostPattern::Wildcard(s) => self.wildcard.contains_key(s),
+            HostPattern::Any => false,
+        }
+    }
+
     pub fn new(entries: impl IntoIterator<Item = (HostPattern, Arc<PassthroughTarget>)>) -> Self {
         let mut table = PassthroughTable::default();
         for (pattern, target) in entries {

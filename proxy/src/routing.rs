@@ -226,12 +226,13 @@ impl std::fmt::Display for HostPattern {
     }
 }
 
-/// Hosts to path tables, plus the catch-all default backend.
-#[derive(Debug, Default)]
+/// Hosts to path tables, plus the catch-all default backend. Host tables are shared, so a
+/// table patched for a few hosts ([`RouteTable::patched`]) copies no routes.
+#[derive(Clone, Debug, Default)]
 pub struct RouteTable {
-    exact: HashMap<String, HostRoutes>,
-    wildcard: HashMap<String, HostRoutes>,
-    any: Option<HostRoutes>,
+    exact: Arc<HashMap<String, Arc<HostRoutes>>>,
+    wildcard: Arc<HashMap<String, Arc<HostRoutes>>>,
+    any: Option<Arc<HostRoutes>>,
     /// Requests that no host table takes (the oldest rule-less Ingress's `defaultBackend`, or
     /// the controller-wide default backend).
     pub default: Option<Arc<Target>>,
@@ -244,17 +245,63 @@ impl RouteTable {
             ..RouteTable::default()
         };
         for (pattern, routes) in hosts {
-            match pattern {
-                HostPattern::Exact(h) => {
-                    table.exact.insert(h, routes);
-                }
-                HostPattern::Wildcard(s) => {
-                    table.wildcard.insert(s, routes);
-                }
-                HostPattern::Any => table.any = Some(routes),
-            }
+            table.insert(pattern, Arc::new(routes));
         }
         table
+    }
+
+    fn insert(&mut self, pattern: HostPattern, routes: Arc<HostRoutes>) {
+        match pattern {
+            HostPattern::Exact(h) => {
+                Arc::make_mut(&mut self.exact).insert(h, routes);
+            }
+            HostPattern::Wildcard(s) => {
+                Arc::make_mut(&mut self.wildcard).insert(s, routes);
+            }
+            HostPattern::Any => self.any = Some(routes),
+        }
+    }
+
+    /// This table with the host tables of `replaced` dropped and `hosts` put in (every
+    /// pattern of `hosts` should be in `replaced`); the other hosts' tables are shared, and
+    /// the host maps are copied once, only if another table holds them.
+    pub fn patched<'p>(
+        &self,
+        replaced: impl IntoIterator<Item = &'p HostPattern>,
+        hosts: Vec<(HostPattern, Arc<HostRoutes>)>,
+    ) -> Self {
+        let mut table = self.clone();
+        for pattern in replaced {
+            match pattern {
+                HostPattern::Exact(h) => {
+                    if table.exact.contains_key(h) {
+                        Arc::make_mut(&mut table.exact).remove(h);
+                    }
+                }
+                HostPattern::Wildcard(s) => {
+                    if table.wildcard.contains_key(s) {
+                        Arc::make_mut(&mut table.wildcard).remove(s);
+                    }
+                }
+                HostPattern::Any => table.any = None,
+            }
+        }
+        for (pattern, routes) in hosts {
+            table.insert(pattern, routes);
+        }
+        table
+    }
+
+    /// The host tables, unsorted (for [`RouteTable::patched`]).
+    pub fn into_hosts(self) -> Vec<(HostPattern, Arc<HostRoutes>)> {
+        let exact = Arc::unwrap_or_clone(self.exact)
+            .into_iter()
+            .map(|(h, r)| (HostPattern::Exact(h), r));
+        let wildcard = Arc::unwrap_or_clone(self.wildcard)
+            .into_iter()
+            .map(|(s, r)| (HostPattern::Wildcard(s), r));
+        let any = self.any.map(|r| (HostPattern::Any, r));
+        exact.chain(wildcard).chain(any).collect()
     }
 
     /// The path table for a host: exact beats wildcard beats any-host. `host` must be lowercase
@@ -271,7 +318,7 @@ impl RouteTable {
                 }
             }
         }
-        self.any.as_ref()
+        self.any.as_deref()
     }
 
     /// The target for a request. `host` lowercase without port, `path` without query.
@@ -289,13 +336,13 @@ impl RouteTable {
         let mut out: Vec<(HostPattern, &HostRoutes)> = self
             .exact
             .iter()
-            .map(|(h, r)| (HostPattern::Exact(h.clone()), r))
+            .map(|(h, r)| (HostPattern::Exact(h.clone()), &**r))
             .chain(
                 self.wildcard
                     .iter()
-                    .map(|(h, r)| (HostPattern::Wildcard(h.clone()), r)),
+                    .map(|(h, r)| (HostPattern::Wildcard(h.clone()), &**r)),
             )
-            .chain(self.any.iter().map(|r| (HostPattern::Any, r)))
+            .chain(self.any.iter().map(|r| (HostPattern::Any, &**r)))
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out

@@ -55,8 +55,13 @@ fn main() {
         t.elapsed(),
         inputs.problems.len()
     );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let options = Options {
         serve_classless: true,
+        now,
         ..Options::new(Arc::new(
             TlsCertificate::self_signed(&["portico.invalid"]).unwrap(),
         ))
@@ -70,8 +75,11 @@ fn main() {
     }
     times.sort();
     println!(
-        "N={n}: translate median {:.1?} (min {:.1?}, max {:.1?})",
-        times[2], times[0], times[4]
+        "N={n}: translate median {:.1?} (min {:.1?}, max {:.1?}), {} problems",
+        times[2],
+        times[0],
+        times[4],
+        translate(&inputs, &options).problems.len()
     );
 
     // A rebuild after one change, as the publisher runs it: the memo of the previous

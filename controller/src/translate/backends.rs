@@ -1,6 +1,6 @@
 //! Service backends: a Service port resolved to its endpoints through EndpointSlices.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -42,6 +42,66 @@ struct Built {
 #[derive(Default)]
 pub struct BackendMemo {
     built: HashMap<BackendKey, Built>,
+    index: Option<Arc<ObjectIndex>>,
+}
+
+/// Services and EndpointSlices by `namespace/name` (slices by their Service's name), as
+/// positions in the inputs they were built from. Kept across translations while those are
+/// the very same objects, so a translation of a few Ingresses does not index every Service.
+struct ObjectIndex {
+    services: HashMap<String, usize>,
+    slices: HashMap<String, Vec<usize>>,
+    indexed_services: Vec<Arc<Service>>,
+    indexed_slices: Vec<Arc<EndpointSlice>>,
+}
+
+fn same<K>(a: &[Arc<K>], b: &[Arc<K>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+}
+
+fn index_key(namespace: &str, name: &str) -> String {
+    let mut k = String::with_capacity(namespace.len() + name.len() + 1);
+    k.push_str(namespace);
+    k.push('/');
+    k.push_str(name);
+    k
+}
+
+impl ObjectIndex {
+    fn new(inputs: &Inputs) -> Self {
+        let mut services = HashMap::with_capacity(inputs.services.len());
+        for (at, s) in inputs.services.iter().enumerate() {
+            if let Some(name) = s.metadata.name.as_deref() {
+                // Of duplicates (a manifest directory may hold them), the last wins.
+                services.insert(index_key(namespace_of(&s.metadata), name), at);
+            }
+        }
+        let mut slices: HashMap<String, Vec<usize>> = HashMap::new();
+        for (at, s) in inputs.endpoint_slices.iter().enumerate() {
+            if let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            {
+                slices
+                    .entry(index_key(namespace_of(&s.metadata), svc))
+                    .or_default()
+                    .push(at);
+            }
+        }
+        ObjectIndex {
+            services,
+            slices,
+            indexed_services: inputs.services.clone(),
+            indexed_slices: inputs.endpoint_slices.clone(),
+        }
+    }
+
+    fn indexes(&self, inputs: &Inputs) -> bool {
+        same(&self.indexed_services, &inputs.services)
+            && same(&self.indexed_slices, &inputs.endpoint_slices)
+    }
 }
 
 impl std::fmt::Debug for BackendMemo {
@@ -54,8 +114,8 @@ impl std::fmt::Debug for BackendMemo {
 
 /// Resolves and shares backends: one `Arc<Backend>` per (namespace, service, port).
 pub struct Backends<'a> {
-    services: BTreeMap<(&'a str, &'a str), &'a Arc<Service>>,
-    slices: BTreeMap<(&'a str, &'a str), Vec<&'a Arc<EndpointSlice>>>,
+    inputs: &'a Inputs,
+    index: Arc<ObjectIndex>,
     /// This translation's backends (becomes the next memo).
     built: HashMap<BackendKey, Built>,
     /// The previous translation's.
@@ -65,35 +125,48 @@ pub struct Backends<'a> {
 
 impl<'a> Backends<'a> {
     pub fn new(inputs: &'a Inputs, allow_external_name: bool, memo: BackendMemo) -> Self {
-        let services = inputs
-            .services
-            .iter()
-            .filter_map(|s| Some(((namespace_of(&s.metadata), s.metadata.name.as_deref()?), s)))
-            .collect();
-        let mut slices: BTreeMap<(&str, &str), Vec<&Arc<EndpointSlice>>> = BTreeMap::new();
-        for s in &inputs.endpoint_slices {
-            let ns = namespace_of(&s.metadata);
-            if let Some(svc) = s
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL))
-            {
-                slices.entry((ns, svc.as_str())).or_default().push(s);
-            }
-        }
+        let index = match memo.index {
+            Some(index) if index.indexes(inputs) => index,
+            _ => Arc::new(ObjectIndex::new(inputs)),
+        };
         Backends {
-            services,
-            slices,
+            inputs,
+            index,
             built: HashMap::new(),
             previous: memo.built,
             allow_external_name,
         }
     }
 
-    /// What the next translation may reuse: this one's backends.
-    pub fn into_memo(self) -> BackendMemo {
-        BackendMemo { built: self.built }
+    fn service(&self, namespace: &str, name: &str) -> Option<&'a Arc<Service>> {
+        let inputs: &'a Inputs = self.inputs;
+        let at = *self.index.services.get(&index_key(namespace, name))?;
+        inputs.services.get(at)
+    }
+
+    fn slices(&self, namespace: &str, service: &str) -> Vec<Arc<EndpointSlice>> {
+        let Some(positions) = self.index.slices.get(&index_key(namespace, service)) else {
+            return Vec::new();
+        };
+        positions
+            .iter()
+            .filter_map(|at| self.inputs.endpoint_slices.get(*at).cloned())
+            .collect()
+    }
+
+    /// What the next translation may reuse: this one's backends, and with `keep_unused` the
+    /// previous ones this translation did not need.
+    pub fn into_memo(self, keep_unused: bool) -> BackendMemo {
+        let index = Some(self.index);
+        if !keep_unused {
+            return BackendMemo {
+                built: self.built,
+                index,
+            };
+        }
+        let mut all = self.previous;
+        all.extend(self.built);
+        BackendMemo { built: all, index }
     }
 
     /// The backend for a Service reference in `namespace`. Problems come back beside a
@@ -121,15 +194,8 @@ impl<'a> Backends<'a> {
         if let Some(b) = self.built.get(&key) {
             return (b.backend.clone(), b.problem.clone());
         }
-        let service = self
-            .services
-            .get(&(namespace, svc.name.as_str()))
-            .map(|s| (*s).clone());
-        let slices: Vec<Arc<EndpointSlice>> = self
-            .slices
-            .get(&(namespace, svc.name.as_str()))
-            .map(|v| v.iter().map(|s| (*s).clone()).collect())
-            .unwrap_or_default();
+        let service = self.service(namespace, &svc.name).cloned();
+        let slices: Vec<Arc<EndpointSlice>> = self.slices(namespace, &svc.name);
         let reusable = self.previous.remove(&key).filter(|b| {
             b.allow_external_name == self.allow_external_name
                 && match (&b.service, &service) {
@@ -168,7 +234,7 @@ impl<'a> Backends<'a> {
         namespace: &str,
         svc: &IngressServiceBackend,
     ) -> Option<&'a ServicePort> {
-        let service = self.services.get(&(namespace, svc.name.as_str()))?;
+        let service = self.service(namespace, &svc.name)?;
         let ports: &'a [ServicePort] = service
             .spec
             .as_ref()
@@ -192,7 +258,7 @@ impl<'a> Backends<'a> {
         port_label: &str,
     ) -> (Endpoints, Option<Reason>) {
         let service_name = format!("{namespace}/{}", svc.name);
-        let Some(service) = self.services.get(&(namespace, svc.name.as_str())) else {
+        let Some(service) = self.service(namespace, &svc.name) else {
             return (
                 Endpoints::Static(vec![]),
                 Some(Reason::ServiceNotFound {
@@ -258,12 +324,7 @@ impl<'a> Backends<'a> {
         let port_name = port.name.as_deref().unwrap_or("");
         let mut ready = BTreeSet::new();
         let mut terminating = BTreeSet::new();
-        for slice in self
-            .slices
-            .get(&(namespace, svc.name.as_str()))
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
+        for slice in &self.slices(namespace, &svc.name) {
             let fits = match family {
                 Some(f) => slice.address_type == f,
                 None => slice.address_type == "IPv4" || slice.address_type == "IPv6",
@@ -331,8 +392,7 @@ impl Backends<'_> {
     }
 
     pub fn first_port(&self, namespace: &str, name: &str) -> Option<i32> {
-        self.services
-            .get(&(namespace, name))?
+        self.service(namespace, name)?
             .spec
             .as_ref()?
             .ports

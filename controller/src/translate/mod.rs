@@ -5,6 +5,7 @@
 
 mod backends;
 mod class;
+mod incremental;
 pub mod policy;
 mod routes;
 mod tls;
@@ -88,7 +89,7 @@ pub struct Output {
     /// Sorted, without duplicates.
     pub problems: Vec<Problem>,
     /// The Ingresses Portico serves (its class), as `(namespace, name)`.
-    pub served: BTreeSet<ObjectKey>,
+    pub served: Arc<BTreeSet<ObjectKey>>,
     /// Each RoutePolicy's generation and the fate of its targets.
     pub route_policy_status: BTreeMap<ObjectKey, policy::sources::RoutePolicyOutcome>,
     /// Each IngressClassParameters that one of Portico's IngressClasses names, with those
@@ -123,6 +124,19 @@ impl Selected<'_> {
         self.host_tls.passthrough && options.enable_ssl_passthrough && !self.canary
     }
 
+    /// Does the Ingress shape hosts other than its own: `server-alias`, `from-to-www-redirect`,
+    /// or a `defaultBackend` (the oldest one takes every request no host takes)?
+    pub fn reaches_other_hosts(&self) -> bool {
+        let default_backend = self
+            .ingress
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.default_backend.is_some());
+        default_backend
+            || !self.host_tls.aliases.is_empty()
+            || self.policy.from_to_www_redirect == Some(true)
+    }
+
     pub fn object(&self) -> ObjectRef {
         ObjectRef::new("Ingress", self.namespace, self.name)
     }
@@ -148,11 +162,51 @@ pub fn translate(inputs: &Inputs, options: &Options) -> Output {
 #[derive(Debug, Default)]
 pub struct Memo {
     backends: backends::BackendMemo,
+    /// The previous translation, for patching it when only a few Ingresses changed.
+    last: Option<incremental::Last>,
+    /// How many hosts the last translation translated again, when it was a patch.
+    patched_hosts: Option<usize>,
+}
+
+impl Memo {
+    /// How many hosts the last translation translated again when it patched the one before;
+    /// `None` when it translated in full.
+    pub fn patched_hosts(&self) -> Option<usize> {
+        self.patched_hosts
+    }
 }
 
 /// [`translate`], reusing what `memo` holds from the previous translation and leaving this
-/// one's results in it (the publisher keeps one across rebuilds).
+/// one's results in it (the publisher keeps one across rebuilds). When only a few Ingresses
+/// changed, only the hosts they touch are translated again (see `incremental`).
 pub fn translate_with(inputs: &Inputs, options: &Options, memo: &mut Memo) -> Output {
+    memo.patched_hosts = None;
+    if let Some(output) = incremental::update(inputs, options, memo) {
+        return output;
+    }
+    memo.last = None;
+    let (output, cross_host) = build(
+        inputs,
+        &inputs.ingresses,
+        options,
+        &mut memo.backends,
+        false,
+    );
+    memo.last = Some(incremental::Last::new(inputs, options, &output, cross_host));
+    output
+}
+
+/// Translates `ingresses` (all of `inputs`' or a subset sharing hosts) with every other kind
+/// of `inputs`. Also returns the Ingresses whose rules reach beyond their own hosts (server
+/// aliases, www redirects, rule-less default backends). `keep_unused` keeps the memo's
+/// backends this translation did not use (a partial translation does not use them all).
+fn build(
+    inputs: &Inputs,
+    ingresses: &[Arc<Ingress>],
+    options: &Options,
+    backend_memo: &mut backends::BackendMemo,
+    keep_unused: bool,
+) -> (Output, BTreeSet<ObjectKey>) {
     let mut problems: Vec<Problem> = inputs.problems.clone();
     let classes = ClassFilter::new(
         &inputs.ingress_classes,
@@ -166,8 +220,7 @@ pub fn translate_with(inputs: &Inputs, options: &Options, memo: &mut Memo) -> Ou
 
     // Oldest first (a missing timestamp counts as oldest), then namespace/name: the order
     // decides every conflict.
-    let mut selected: Vec<Selected<'_>> = inputs
-        .ingresses
+    let mut selected: Vec<Selected<'_>> = ingresses
         .iter()
         .filter(|i| classes.accepts(i))
         .map(|i| {
@@ -269,7 +322,7 @@ pub fn translate_with(inputs: &Inputs, options: &Options, memo: &mut Memo) -> Ou
     let mut backends = backends::Backends::new(
         inputs,
         options.allow_external_name,
-        std::mem::take(&mut memo.backends),
+        std::mem::take(backend_memo),
     );
     let routes = routes::build(
         &selected,
@@ -282,7 +335,7 @@ pub fn translate_with(inputs: &Inputs, options: &Options, memo: &mut Memo) -> Ou
     );
     let passthrough =
         routes::passthrough(&selected, &owners, &mut backends, options, &mut problems);
-    memo.backends = backends.into_memo();
+    *backend_memo = backends.into_memo(keep_unused);
 
     problems.sort();
     problems.dedup();
@@ -290,8 +343,12 @@ pub fn translate_with(inputs: &Inputs, options: &Options, memo: &mut Memo) -> Ou
         .iter()
         .map(|s| (s.namespace.to_string(), s.name.to_string()))
         .collect();
-    let exists: BTreeSet<ObjectKey> = inputs
-        .ingresses
+    let cross_host = selected
+        .iter()
+        .filter(|s| s.reaches_other_hosts())
+        .map(|s| (s.namespace.to_string(), s.name.to_string()))
+        .collect();
+    let exists: BTreeSet<ObjectKey> = ingresses
         .iter()
         .map(|i| {
             (
@@ -308,7 +365,7 @@ pub fn translate_with(inputs: &Inputs, options: &Options, memo: &mut Memo) -> Ou
         .and_then(|p| class_settings.get(p))
         .map(|c| c.listener.clone())
         .unwrap_or_default();
-    Output {
+    let output = Output {
         snapshot: Snapshot {
             routes,
             tls: tls_table,
@@ -320,6 +377,7 @@ pub fn translate_with(inputs: &Inputs, options: &Options, memo: &mut Memo) -> Ou
         problems,
         route_policy_status: route_policies.status(&served, &exists),
         class_parameter_users: classes.parameter_users(),
-        served,
-    }
+        served: Arc::new(served),
+    };
+    (output, cross_host)
 }

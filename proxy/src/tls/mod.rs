@@ -15,8 +15,8 @@ use crate::routing::HostPattern;
 /// Certificates by SNI name: exact names, then wildcards, then the default.
 #[derive(Clone, Debug)]
 pub struct TlsTable {
-    exact: HashMap<String, Arc<TlsCertificate>>,
-    wildcard: HashMap<String, Arc<TlsCertificate>>,
+    exact: Arc<HashMap<String, Arc<TlsCertificate>>>,
+    wildcard: Arc<HashMap<String, Arc<TlsCertificate>>>,
     default: Arc<TlsCertificate>,
 }
 
@@ -27,22 +27,26 @@ impl TlsTable {
         default: Arc<TlsCertificate>,
     ) -> Self {
         let mut table = TlsTable {
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
+            exact: Default::default(),
+            wildcard: Default::default(),
             default,
         };
+        table.insert(entries);
+        table
+    }
+
+    fn insert(&mut self, entries: impl IntoIterator<Item = (HostPattern, Arc<TlsCertificate>)>) {
         for (pattern, cert) in entries {
             match pattern {
                 HostPattern::Exact(h) => {
-                    table.exact.insert(h, cert);
+                    Arc::make_mut(&mut self.exact).insert(h, cert);
                 }
                 HostPattern::Wildcard(s) => {
-                    table.wildcard.insert(s, cert);
+                    Arc::make_mut(&mut self.wildcard).insert(s, cert);
                 }
                 HostPattern::Any => {}
             }
         }
-        table
     }
 
     /// The certificate for a ClientHello's SNI (lowercase), or the default.
@@ -62,6 +66,33 @@ impl TlsTable {
             }
         }
         &self.default
+    }
+
+    /// This table with the entries of `replaced` dropped and `entries` put in; the default
+    /// stays.
+    pub fn patched<'p>(
+        &self,
+        replaced: impl IntoIterator<Item = &'p HostPattern>,
+        entries: impl IntoIterator<Item = (HostPattern, Arc<TlsCertificate>)>,
+    ) -> Self {
+        let mut table = self.clone();
+        for pattern in replaced {
+            match pattern {
+                HostPattern::Exact(h) => {
+                    if table.exact.contains_key(h) {
+                        Arc::make_mut(&mut table.exact).remove(h);
+                    }
+                }
+                HostPattern::Wildcard(s) => {
+                    if table.wildcard.contains_key(s) {
+                        Arc::make_mut(&mut table.wildcard).remove(s);
+                    }
+                }
+                HostPattern::Any => {}
+            }
+        }
+        table.insert(entries);
+        table
     }
 
     pub fn default_certificate(&self) -> &Arc<TlsCertificate> {

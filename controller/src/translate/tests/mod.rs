@@ -25,6 +25,7 @@ mod conflicts;
 mod default_backends;
 mod host_tls;
 mod hosts_and_paths;
+mod incremental;
 mod path_examples;
 mod policies;
 mod tls;
