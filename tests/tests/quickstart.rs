@@ -106,7 +106,9 @@ fn the_readme_quickstart_works_as_written() {
     assert!(outputs[3].contains("\"service\": \"web\""), "{all}");
     assert!(outputs[4].contains("\"service\": \"web\""), "{all}");
     assert!(
-        outputs.iter().any(|o| o.contains("portico_requests_total{")),
+        outputs
+            .iter()
+            .any(|o| o.contains("portico_requests_total{")),
         "{all}"
     );
     drop(child);
