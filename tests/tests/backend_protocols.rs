@@ -202,10 +202,6 @@ async fn https_h2c_and_h2_backends_with_verification_and_sni() {
 
 #[tokio::test]
 async fn grpc_unary_and_streaming_through_portico() {
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
-
     let (reporter, service) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("portico.Test", tonic_health::ServingStatus::Serving)
@@ -238,38 +234,7 @@ async fn grpc_unary_and_streaming_through_portico() {
         .connect()
         .await
         .unwrap();
-    let mut client = HealthClient::new(channel);
-    let check = |name: &str| HealthCheckRequest {
-        service: name.to_string(),
-    };
-
-    // Unary: the status arrives in trailers, so a success means trailers went through.
-    let resp: HealthCheckResponse = client
-        .check(check("portico.Test"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(resp.status, ServingStatus::Serving as i32);
-    let err = client.check(check("unknown")).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
-
-    // Server streaming: updates arrive while the call stays open.
-    let mut stream = client
-        .watch(check("portico.Test"))
-        .await
-        .unwrap()
-        .into_inner();
-    let first = stream.message().await.unwrap().unwrap();
-    assert_eq!(first.status, ServingStatus::Serving as i32);
-    reporter
-        .set_service_status("portico.Test", tonic_health::ServingStatus::NotServing)
-        .await;
-    let next = tokio::time::timeout(Duration::from_secs(5), stream.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(next.status, ServingStatus::NotServing as i32);
+    unary_and_streaming_health_checks(channel, &reporter, "portico.Test").await;
 }
 
 /// An echo backend over TLS that refuses handshakes without a client certificate signed by
@@ -432,9 +397,6 @@ impl tokio::io::AsyncWrite for TlsConn {
 #[tokio::test]
 async fn grpcs_unary_and_streaming_through_portico() {
     use rustls_pki_types::pem::PemObject;
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_health::pb::HealthCheckRequest;
 
     // A tonic server over TLS (h2 only), with a certificate for the Service's name.
     let pki = pki(&["grpc.default.svc"]);
@@ -498,27 +460,34 @@ async fn grpcs_unary_and_streaming_through_portico() {
         .connect()
         .await
         .unwrap();
+    unary_and_streaming_health_checks(channel, &reporter, "portico.Secure").await;
+}
+
+/// A gRPC health check through Portico: unary (the status arrives in trailers, so a success
+/// means trailers went through), an unknown service's error status, and a server stream
+/// whose update arrives while the call stays open.
+async fn unary_and_streaming_health_checks(
+    channel: tonic::transport::Channel,
+    reporter: &tonic_health::server::HealthReporter,
+    name: &str,
+) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
     let mut client = HealthClient::new(channel);
     let check = |name: &str| HealthCheckRequest {
         service: name.to_string(),
     };
-    let resp = client
-        .check(check("portico.Secure"))
-        .await
-        .unwrap()
-        .into_inner();
+    let resp = client.check(check(name)).await.unwrap().into_inner();
     assert_eq!(resp.status, ServingStatus::Serving as i32);
     let err = client.check(check("unknown")).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
-    let mut stream = client
-        .watch(check("portico.Secure"))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = client.watch(check(name)).await.unwrap().into_inner();
     let first = stream.message().await.unwrap().unwrap();
     assert_eq!(first.status, ServingStatus::Serving as i32);
     reporter
-        .set_service_status("portico.Secure", tonic_health::ServingStatus::NotServing)
+        .set_service_status(name, tonic_health::ServingStatus::NotServing)
         .await;
     let next = tokio::time::timeout(Duration::from_secs(5), stream.message())
         .await
