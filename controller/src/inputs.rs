@@ -50,6 +50,9 @@ pub struct Inputs {
     pub ca_bundles: BTreeMap<ObjectKey, ParsedCaBundle>,
     /// Problems the source found (unparsable files, …).
     pub problems: Vec<Problem>,
+    /// When the source saw the first change these inputs carry, and how long it took to
+    /// gather them (for the publish log line; not read by translate).
+    pub gathered: Option<(std::time::Instant, std::time::Duration)>,
 }
 
 impl fmt::Debug for Inputs {

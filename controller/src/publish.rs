@@ -296,6 +296,10 @@ pub async fn run(
                     problems,
                     build_ms = build_time.as_secs_f64() * 1000.0,
                     patched_hosts,
+                    gather_ms = current.gathered.map(|(_, d)| d.as_secs_f64() * 1000.0),
+                    since_change_ms = current
+                        .gathered
+                        .map(|(at, _)| at.elapsed().as_secs_f64() * 1000.0),
                     "configuration published"
                 )
             }

@@ -103,6 +103,7 @@ async fn run(n: usize) {
     let ready = started.elapsed();
     let c = p.client(&[]);
     let mut changes = Vec::new();
+    let mut applies = Vec::new();
     for k in 0..50 {
         let host = format!("new{k}.scale.test");
         let yaml = ingress(&ns, &format!("new-{k}"))
@@ -111,6 +112,7 @@ async fn run(n: usize) {
             .yaml();
         let t = Instant::now();
         apply(&client, &yaml).await;
+        applies.push(t.elapsed());
         loop {
             let r = c
                 .get(format!("http://{}/", p.http))
@@ -128,6 +130,7 @@ async fn run(n: usize) {
         changes.push(t.elapsed());
     }
     changes.sort();
+    applies.sort();
     let metrics = p.metrics().await;
     let build = metrics
         .lines()
@@ -135,11 +138,22 @@ async fn run(n: usize) {
         .unwrap_or("?")
         .to_string();
     let rss = peak_rss_mb(p.pid());
+    // Where the time of the last changes went, from Portico's own publish lines.
+    for line in p
+        .logs()
+        .lines()
+        .filter(|l| l.contains("configuration published"))
+        .rev()
+        .take(3)
+    {
+        eprintln!("  {line}");
+    }
     println!(
-        "N={n:>6}  ready {:>8.2?}  change→live p50 {:>8.2?} p99 {:>8.2?}  build {build} s  peak RSS {rss:.1} MB",
+        "N={n:>6}  ready {:>8.2?}  change→live p50 {:>8.2?} p99 {:>8.2?} (of which the apply call p50 {:>8.2?})  build {build} s  peak RSS {rss:.1} MB",
         ready,
         percentile(&changes, 0.5),
         percentile(&changes, 0.99),
+        percentile(&applies, 0.5),
     );
 }
 

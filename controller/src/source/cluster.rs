@@ -1,7 +1,8 @@
 //! The cluster source. Kubernetes watches: one kube-rs reflector per kind, stripped of what translate never reads,
 //! turned into [`Inputs`] whenever any store changes.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,82 +113,168 @@ impl Stores {
             .collect()
     }
 
-    /// Everything in the stores now.
-    fn snapshot(&self, certs: &mut CertCache) -> Inputs {
-        fn all<K: Resource + Clone>(stores: &[Store<K>]) -> Vec<Arc<K>>
-        where
-            K::DynamicType: Eq + Hash + Clone,
-        {
-            let mut v: Vec<Arc<K>> = stores.iter().flat_map(Store::state).collect();
-            v.sort_by(|a, b| {
-                (a.meta().namespace.as_deref(), a.meta().name.as_deref())
-                    .cmp(&(b.meta().namespace.as_deref(), b.meta().name.as_deref()))
-            });
-            v
-        }
-        let secrets = all(&self.secrets);
-        Inputs {
-            ingresses: all(&self.ingresses),
-            ingress_classes: all(std::slice::from_ref(&self.classes)),
-            services: all(&self.services),
-            endpoint_slices: all(&self.slices),
-            certificates: certs.certificates(&secrets),
-            ca_bundles: crate::inputs::ca_bundles(&secrets),
-            secrets,
-            route_policies: all(&self.route_policies),
-            class_parameters: self
-                .class_parameters
-                .as_ref()
-                .map(|s| all(std::slice::from_ref(s)))
-                .unwrap_or_default(),
-            problems: Vec::new(),
-        }
-    }
-
-    /// A fingerprint of every object's identity and version: equal fingerprints, equal inputs.
-    ///
-    /// Order-independent (a sum of per-object hashes) and allocation-free, so it costs little
-    /// at tens of thousands of objects. An Ingress counts by its spec generation, labels and
-    /// annotations rather than its resourceVersion: its status (which Portico itself writes)
-    /// is not read by translate, and a status update must not rebuild the table.
-    fn fingerprint(&self) -> u64 {
-        fn add<K: Resource + Clone>(
-            total: &mut u64,
-            stores: &[Store<K>],
-            identity: impl Fn(&K, &mut std::collections::hash_map::DefaultHasher),
-        ) where
-            K::DynamicType: Eq + Hash + Clone,
-        {
-            for store in stores {
-                for o in store.state() {
-                    let mut h = std::collections::hash_map::DefaultHasher::new();
-                    o.meta().uid.hash(&mut h);
-                    identity(&o, &mut h);
-                    *total = total.wrapping_add(h.finish());
-                }
-            }
-        }
-        fn version<K: Resource>(o: &K, h: &mut std::collections::hash_map::DefaultHasher) {
+    /// Everything in the stores now, and its fingerprint; `previous` (what the last call
+    /// returned) spares the work for objects that did not change.
+    fn gather(&self, previous: &Gathered, certs: &mut CertCache) -> (Gathered, u64) {
+        fn version<K: Resource>(o: &K, h: &mut DefaultHasher) {
             o.meta().resource_version.hash(h);
         }
         let mut total = 0u64;
-        add(&mut total, &self.ingresses, |i: &Ingress, h| {
+        let ingresses = Kind::gather(&self.ingresses, &previous.ingresses, &mut total, |i, h| {
+            // Not the resourceVersion: a status update (which Portico itself writes) is not
+            // read by translate and must not rebuild the table.
             let meta = &i.metadata;
             meta.generation.hash(h);
             meta.labels.hash(h);
             meta.annotations.hash(h);
             meta.creation_timestamp.as_ref().map(|t| t.0).hash(h);
         });
-        add(&mut total, std::slice::from_ref(&self.classes), version);
-        add(&mut total, &self.services, version);
-        add(&mut total, &self.slices, version);
-        add(&mut total, &self.secrets, version);
-        add(&mut total, &self.route_policies, version);
-        if let Some(s) = &self.class_parameters {
-            add(&mut total, std::slice::from_ref(s), version);
-        }
-        total
+        let classes = Kind::gather(
+            std::slice::from_ref(&self.classes),
+            &previous.classes,
+            &mut total,
+            version,
+        );
+        let services = Kind::gather(&self.services, &previous.services, &mut total, version);
+        let slices = Kind::gather(&self.slices, &previous.slices, &mut total, version);
+        let secrets = Kind::gather(&self.secrets, &previous.secrets, &mut total, version);
+        let route_policies = Kind::gather(
+            &self.route_policies,
+            &previous.route_policies,
+            &mut total,
+            version,
+        );
+        let class_parameters = Kind::gather(
+            self.class_parameters.as_slice(),
+            &previous.class_parameters,
+            &mut total,
+            version,
+        );
+        // Certificates are parsed per Secret content anyway; when no Secret changed, even the
+        // maps are the last ones.
+        let (certificates, ca_bundles) = match &previous.certificates {
+            Some((c, b)) if same(&secrets.sorted, &previous.secrets.sorted) => {
+                (c.clone(), b.clone())
+            }
+            _ => (
+                certs.certificates(&secrets.sorted),
+                crate::inputs::ca_bundles(&secrets.sorted),
+            ),
+        };
+        let gathered = Gathered {
+            ingresses,
+            classes,
+            services,
+            slices,
+            secrets,
+            route_policies,
+            class_parameters,
+            certificates: Some((certificates, ca_bundles)),
+        };
+        (gathered, total)
     }
+}
+
+/// The objects of every kind as last gathered, sorted, with their fingerprints.
+#[derive(Default)]
+struct Gathered {
+    ingresses: Kind<Ingress>,
+    classes: Kind<IngressClass>,
+    services: Kind<Service>,
+    slices: Kind<EndpointSlice>,
+    secrets: Kind<Secret>,
+    route_policies: Kind<RoutePolicy>,
+    class_parameters: Kind<IngressClassParameters>,
+    certificates: Option<(
+        BTreeMap<crate::inputs::ObjectKey, crate::inputs::ParsedCertificate>,
+        BTreeMap<crate::inputs::ObjectKey, crate::inputs::ParsedCaBundle>,
+    )>,
+}
+
+impl Gathered {
+    fn inputs(&self) -> Inputs {
+        let (certificates, ca_bundles) = self.certificates.clone().unwrap_or_default();
+        Inputs {
+            ingresses: self.ingresses.sorted.clone(),
+            ingress_classes: self.classes.sorted.clone(),
+            services: self.services.sorted.clone(),
+            endpoint_slices: self.slices.sorted.clone(),
+            secrets: self.secrets.sorted.clone(),
+            route_policies: self.route_policies.sorted.clone(),
+            class_parameters: self.class_parameters.sorted.clone(),
+            certificates,
+            ca_bundles,
+            problems: Vec::new(),
+            gathered: None,
+        }
+    }
+}
+
+/// One kind's objects sorted by namespace/name, and each object's fingerprint by address.
+/// The sorted list holds every object, so no address is reused while it is known here.
+struct Kind<K> {
+    sorted: Vec<Arc<K>>,
+    hashes: HashMap<usize, u64>,
+}
+
+impl<K> Default for Kind<K> {
+    fn default() -> Self {
+        Kind {
+            sorted: Vec::new(),
+            hashes: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Resource + Clone> Kind<K>
+where
+    K::DynamicType: Eq + Hash + Clone,
+{
+    /// The objects of `stores`, adding their fingerprints (uid and `identity`, summed so the
+    /// order does not matter) to `total`. Unchanged objects are not hashed again, and when
+    /// no object changed the sorted list is the previous one.
+    fn gather(
+        stores: &[Store<K>],
+        previous: &Kind<K>,
+        total: &mut u64,
+        identity: impl Fn(&K, &mut DefaultHasher),
+    ) -> Kind<K> {
+        let objects: Vec<Arc<K>> = stores.iter().flat_map(Store::state).collect();
+        let mut hashes = HashMap::with_capacity(objects.len());
+        let mut known = 0;
+        for o in &objects {
+            let at = Arc::as_ptr(o) as usize;
+            let h = match previous.hashes.get(&at) {
+                Some(h) => {
+                    known += 1;
+                    *h
+                }
+                None => {
+                    let mut h = DefaultHasher::new();
+                    o.meta().uid.hash(&mut h);
+                    identity(o, &mut h);
+                    h.finish()
+                }
+            };
+            hashes.insert(at, h);
+            *total = total.wrapping_add(h);
+        }
+        let sorted = if known == objects.len() && known == previous.sorted.len() {
+            previous.sorted.clone()
+        } else {
+            let mut v = objects;
+            v.sort_by(|a, b| {
+                (a.meta().namespace.as_deref(), a.meta().name.as_deref())
+                    .cmp(&(b.meta().namespace.as_deref(), b.meta().name.as_deref()))
+            });
+            v
+        };
+        Kind { sorted, hashes }
+    }
+}
+
+fn same<K>(a: &[Arc<K>], b: &[Arc<K>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
 }
 
 /// Drops what translate never reads, so 10,000 objects stay small in memory.
@@ -403,11 +490,12 @@ pub async fn run(client: Client, scope: WatchScope, tx: watch::Sender<Arc<Inputs
     }
     info!("every watch has synced");
     let mut certs = CertCache::default();
-    let mut last = stores.fingerprint();
-    let _ = tx.send(Arc::new(stores.snapshot(&mut certs)));
+    let (mut gathered, mut last) = stores.gather(&Gathered::default(), &mut certs);
+    let _ = tx.send(Arc::new(gathered.inputs()));
 
     let mut kinds: BTreeMap<&'static str, usize> = BTreeMap::new();
     while let Some(kind) = events.next().await {
+        let first_event = std::time::Instant::now();
         *kinds.entry(kind).or_default() += 1;
         // Debounce: collect the rest of the burst.
         let deadline = tokio::time::sleep(DEBOUNCE);
@@ -421,15 +509,20 @@ pub async fn run(client: Client, scope: WatchScope, tx: watch::Sender<Arc<Inputs
                 },
             }
         }
-        let fp = stores.fingerprint();
+        let started = std::time::Instant::now();
+        let (now, fp) = stores.gather(&gathered, &mut certs);
+        gathered = now;
         if fp == last {
             kinds.clear();
             continue;
         }
         last = fp;
+        let mut inputs = gathered.inputs();
+        inputs.gathered = Some((first_event, started.elapsed()));
+        let inputs = Arc::new(inputs);
         debug!(?kinds, "objects changed");
         kinds.clear();
-        let _ = tx.send(Arc::new(stores.snapshot(&mut certs)));
+        let _ = tx.send(inputs);
     }
 }
 
