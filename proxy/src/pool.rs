@@ -96,7 +96,9 @@ impl EndpointPool {
         loop {
             let (mut tx, reused) = match self.checkout() {
                 Some(tx) => (tx, true),
-                None => (self.connect(connect_timeout).await?, false),
+                // Boxed: connecting is rare on kept-alive paths and its future is large; every
+                // request's future would otherwise carry its space.
+                None => (Box::pin(self.connect(connect_timeout)).await?, false),
             };
             match tx.try_send_request(req).await {
                 Ok(resp) => {
