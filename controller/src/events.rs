@@ -33,7 +33,8 @@ pub async fn run(
         },
     );
     let mut seen_problems: BTreeSet<Problem> = BTreeSet::new();
-    let mut seen_served: Option<BTreeSet<(String, String)>> = None;
+    // The report whose served Ingresses have had their event.
+    let mut seen_served: Option<Arc<Report>> = None;
     loop {
         tokio::select! {
             r = reports.changed() => if r.is_err() { return },
@@ -74,13 +75,10 @@ pub async fn run(
         }
         seen_problems = reported;
 
-        let served: BTreeSet<(String, String)> = report.served.keys().cloned().collect();
         if let Some(before) = &seen_served {
-            for (ns, name) in served.difference(before).take(budget) {
-                let uid = report
-                    .served
-                    .get(&(ns.clone(), name.clone()))
-                    .and_then(|i| i.uid.clone());
+            let new = newly_served(&before.served, &report.served);
+            for ((ns, name), info) in new.take(budget) {
+                let uid = info.uid.clone();
                 publish(
                     &recorder,
                     EventType::Normal,
@@ -91,8 +89,20 @@ pub async fn run(
                 .await;
             }
         }
-        seen_served = Some(served);
+        seen_served = Some(report);
     }
+}
+
+/// The entries of `now` whose keys `before` lacks (both maps are sorted: one walk, no copy).
+fn newly_served<'a, K: Ord, V>(
+    before: &'a std::collections::BTreeMap<K, V>,
+    now: &'a std::collections::BTreeMap<K, V>,
+) -> impl Iterator<Item = (&'a K, &'a V)> {
+    let mut old = before.keys().peekable();
+    now.iter().filter(move |(k, _)| {
+        while old.next_if(|o| *o < *k).is_some() {}
+        old.peek() != Some(k)
+    })
 }
 
 fn ingress_reference(namespace: &str, name: &str, uid: Option<String>) -> ObjectReference {
@@ -163,5 +173,20 @@ async fn publish(
             );
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn newly_served_are_the_keys_the_last_report_lacked() {
+        let before = BTreeMap::from([(1, 'a'), (3, 'c'), (5, 'e')]);
+        let now = BTreeMap::from([(0, 'z'), (1, 'a'), (2, 'b'), (5, 'e'), (6, 'f')]);
+        let new: Vec<_> = newly_served(&before, &now).map(|(k, _)| *k).collect();
+        assert_eq!(new, [0, 2, 6]);
+        assert_eq!(newly_served(&now, &now).count(), 0);
     }
 }

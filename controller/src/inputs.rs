@@ -31,23 +31,108 @@ pub type ParsedCaBundle = Result<Arc<Vec<CertificateDer<'static>>>, String>;
 /// The Secret key of a CA bundle (`proxy-ssl-secret`, client certificate checks).
 pub const CA_CRT: &str = "ca.crt";
 
-/// Everything a source knows, in the form translate takes.
+/// One kind's objects, shared: an `Inputs` and its clones, the translation memo and the
+/// source all hold the same list, so passing inputs around or keeping a kind that did not
+/// change copies nothing. Changing it copies the list once, when it is shared.
+pub struct Objects<K>(Arc<Vec<Arc<K>>>);
+
+impl<K> Objects<K> {
+    /// The list to change (copied first when another holder shares it).
+    pub fn to_mut(&mut self) -> &mut Vec<Arc<K>> {
+        Arc::make_mut(&mut self.0)
+    }
+
+    pub fn push(&mut self, object: Arc<K>) {
+        self.to_mut().push(object);
+    }
+
+    /// The very same objects, in the same order (see [`same`]); free when the list itself is
+    /// shared.
+    pub fn same(&self, other: &Objects<K>) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || same(&self.0, &other.0)
+    }
+}
+
+/// Are two lists the very same objects in the same order? Sources replace an object's `Arc`
+/// whenever it changes, so this proves them unchanged without comparing their contents.
+pub fn same<K>(a: &[Arc<K>], b: &[Arc<K>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+}
+
+impl<K> Clone for Objects<K> {
+    fn clone(&self) -> Self {
+        Objects(self.0.clone())
+    }
+}
+
+impl<K> Default for Objects<K> {
+    fn default() -> Self {
+        Objects(Arc::new(Vec::new()))
+    }
+}
+
+impl<K> std::ops::Deref for Objects<K> {
+    type Target = [Arc<K>];
+    fn deref(&self) -> &[Arc<K>] {
+        &self.0
+    }
+}
+
+impl<K> From<Vec<Arc<K>>> for Objects<K> {
+    fn from(v: Vec<Arc<K>>) -> Self {
+        Objects(Arc::new(v))
+    }
+}
+
+impl<K> FromIterator<Arc<K>> for Objects<K> {
+    fn from_iter<I: IntoIterator<Item = Arc<K>>>(iter: I) -> Self {
+        Objects(Arc::new(iter.into_iter().collect()))
+    }
+}
+
+impl<K> Extend<Arc<K>> for Objects<K> {
+    fn extend<I: IntoIterator<Item = Arc<K>>>(&mut self, iter: I) {
+        self.to_mut().extend(iter);
+    }
+}
+
+impl<'a, K> IntoIterator for &'a Objects<K> {
+    type Item = &'a Arc<K>;
+    type IntoIter = std::slice::Iter<'a, Arc<K>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<K: fmt::Debug> fmt::Debug for Objects<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter()).finish()
+    }
+}
+
+/// Parsed certificates by Secret, shared like [`Objects`].
+pub type Certificates = Arc<BTreeMap<ObjectKey, ParsedCertificate>>;
+
+/// Parsed CA bundles by Secret, shared like [`Objects`].
+pub type CaBundles = Arc<BTreeMap<ObjectKey, ParsedCaBundle>>;
+
+/// Everything a source knows, in the form translate takes. Cloning it copies no list.
 ///
 /// Its `Debug` prints counts only: Secrets hold private keys and must never reach a log.
 #[derive(Clone, Default)]
 pub struct Inputs {
-    pub ingresses: Vec<Arc<Ingress>>,
-    pub ingress_classes: Vec<Arc<IngressClass>>,
-    pub services: Vec<Arc<Service>>,
-    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
-    pub secrets: Vec<Arc<Secret>>,
-    pub route_policies: Vec<Arc<RoutePolicy>>,
-    pub class_parameters: Vec<Arc<IngressClassParameters>>,
+    pub ingresses: Objects<Ingress>,
+    pub ingress_classes: Objects<IngressClass>,
+    pub services: Objects<Service>,
+    pub endpoint_slices: Objects<EndpointSlice>,
+    pub secrets: Objects<Secret>,
+    pub route_policies: Objects<RoutePolicy>,
+    pub class_parameters: Objects<IngressClassParameters>,
     /// The certificate of every Secret, by `(namespace, name)`: parsed and checked, or why
     /// not (no `tls.crt`, bad PEM, a key that does not match, …).
-    pub certificates: BTreeMap<ObjectKey, ParsedCertificate>,
+    pub certificates: Certificates,
     /// The CA bundle of every Secret that has a `ca.crt`.
-    pub ca_bundles: BTreeMap<ObjectKey, ParsedCaBundle>,
+    pub ca_bundles: CaBundles,
     /// Problems the source found (unparsable files, …).
     pub problems: Vec<Problem>,
     /// When the source saw the first change these inputs carry, and how long it took to
@@ -74,13 +159,11 @@ impl fmt::Debug for Inputs {
 
 /// Parsed certificates by the hash of their PEM, so that unchanged Secrets are never parsed
 /// twice, however often the configuration is rebuilt (10,000 TLS Secrets re-parsed on every
-/// change would cost seconds). Keyed by SHA-256 of (`tls.crt`, `tls.key`); it holds only
-/// what the last call saw, so a rotated Secret's old certificate is dropped.
+/// change would cost seconds). Keyed by SHA-256 of (`tls.crt`, `tls.key`), with how many
+/// Secrets hold each content, so a rotated Secret's old certificate is dropped.
 #[derive(Default)]
 pub struct CertCache {
-    by_content: HashMap<[u8; 32], ParsedCertificate>,
-    /// (uid, resourceVersion) → content hash: an unchanged object is not even hashed again.
-    by_version: HashMap<(String, String), [u8; 32]>,
+    by_content: HashMap<[u8; 32], (ParsedCertificate, usize)>,
 }
 
 impl fmt::Debug for CertCache {
@@ -95,6 +178,39 @@ impl fmt::Debug for CertCache {
 pub const TLS_CRT: &str = "tls.crt";
 pub const TLS_KEY: &str = "tls.key";
 
+/// A Secret's `(namespace, name)`, as sources default it.
+pub fn secret_key(secret: &Secret) -> ObjectKey {
+    (
+        secret
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
+        secret.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// A Secret's `tls.crt` and `tls.key` (empty when missing), or `None` without `tls.crt`.
+fn tls_pair(secret: &Secret) -> Option<(&[u8], &[u8])> {
+    let data = secret.data.as_ref()?;
+    let crt = data.get(TLS_CRT)?;
+    let key = data
+        .get(TLS_KEY)
+        .map(|k| k.0.as_slice())
+        .unwrap_or_default();
+    Some((&crt.0, key))
+}
+
+fn no_certificate() -> ParsedCertificate {
+    Err(format!("the Secret has no {TLS_CRT}"))
+}
+
+fn parse(crt: &[u8], key: &[u8]) -> ParsedCertificate {
+    TlsCertificate::from_pem(crt, key)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
 impl CertCache {
     /// The certificate of every Secret (a Secret without `tls.crt` maps to an error saying
     /// so); forgets certificates no Secret holds any more. Parses only content it has not seen.
@@ -103,51 +219,66 @@ impl CertCache {
         secrets: &[Arc<Secret>],
     ) -> BTreeMap<ObjectKey, ParsedCertificate> {
         let mut out = BTreeMap::new();
-        let mut used = HashMap::with_capacity(secrets.len());
-        let mut versions = HashMap::with_capacity(secrets.len());
+        let mut used: HashMap<[u8; 32], (ParsedCertificate, usize)> =
+            HashMap::with_capacity(secrets.len());
         for secret in secrets {
-            let ns = secret
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_string());
-            let name = secret.metadata.name.clone().unwrap_or_default();
-            let data = secret.data.as_ref();
-            let Some(crt) = data.and_then(|d| d.get(TLS_CRT)) else {
-                out.insert((ns, name), Err(format!("the Secret has no {TLS_CRT}")));
-                continue;
+            let parsed = match tls_pair(secret) {
+                None => no_certificate(),
+                Some((crt, key)) => {
+                    let hash = content_hash(crt, key);
+                    let entry = used.entry(hash).or_insert_with(|| {
+                        let parsed = match self.by_content.remove(&hash) {
+                            Some((p, _)) => p,
+                            None => parse(crt, key),
+                        };
+                        (parsed, 0)
+                    });
+                    entry.1 += 1;
+                    entry.0.clone()
+                }
             };
-            let key_pem = data
-                .and_then(|d| d.get(TLS_KEY))
-                .map(|k| k.0.as_slice())
-                .unwrap_or_default();
-            let version = match (&secret.metadata.uid, &secret.metadata.resource_version) {
-                (Some(uid), Some(rv)) => Some((uid.clone(), rv.clone())),
-                _ => None,
-            };
-            let hash = match version.as_ref().and_then(|v| self.by_version.get(v)) {
-                Some(h) => *h,
-                None => content_hash(&crt.0, key_pem),
-            };
-            if let Some(v) = version {
-                versions.insert(v, hash);
-            }
-            let parsed = match self
-                .by_content
-                .remove(&hash)
-                .or_else(|| used.get(&hash).cloned())
-            {
-                Some(p) => p,
-                None => TlsCertificate::from_pem(&crt.0, key_pem)
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string()),
-            };
-            used.insert(hash, parsed.clone());
-            out.insert((ns, name), parsed);
+            out.insert(secret_key(secret), parsed);
         }
         self.by_content = used;
-        self.by_version = versions;
         out
+    }
+
+    /// Brings `certificates` up to date after one Secret changed: `before` and `after` are its
+    /// versions (`None` when it was created or deleted). Parses only content it has not seen,
+    /// and forgets content no Secret holds any more.
+    pub fn update(
+        &mut self,
+        certificates: &mut BTreeMap<ObjectKey, ParsedCertificate>,
+        before: Option<&Secret>,
+        after: Option<&Secret>,
+    ) {
+        if let Some((crt, key)) = before.and_then(tls_pair) {
+            let hash = content_hash(crt, key);
+            if let Some(entry) = self.by_content.get_mut(&hash) {
+                entry.1 = entry.1.saturating_sub(1);
+                if entry.1 == 0 {
+                    self.by_content.remove(&hash);
+                }
+            }
+        }
+        if let Some(secret) = before {
+            certificates.remove(&secret_key(secret));
+        }
+        let Some(secret) = after else {
+            return;
+        };
+        let parsed = match tls_pair(secret) {
+            None => no_certificate(),
+            Some((crt, key)) => {
+                let entry = self
+                    .by_content
+                    .entry(content_hash(crt, key))
+                    .or_insert_with(|| (parse(crt, key), 0));
+                entry.1 += 1;
+                entry.0.clone()
+            }
+        };
+        certificates.insert(secret_key(secret), parsed);
     }
 
     /// How many distinct certificate contents are cached.
@@ -162,31 +293,24 @@ impl CertCache {
 
 /// The CA bundles of the Secrets that have a `ca.crt` (few do; they are parsed each time).
 pub fn ca_bundles(secrets: &[Arc<Secret>]) -> BTreeMap<ObjectKey, ParsedCaBundle> {
-    let mut out = BTreeMap::new();
-    for secret in secrets {
-        let Some(pem) = secret.data.as_ref().and_then(|d| d.get(CA_CRT)) else {
-            continue;
-        };
-        let key = (
-            secret
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_string()),
-            secret.metadata.name.clone().unwrap_or_default(),
-        );
-        let parsed: Result<Vec<CertificateDer<'static>>, String> =
-            CertificateDer::pem_slice_iter(&pem.0)
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("{CA_CRT}: {e}"));
-        let parsed = match parsed {
-            Ok(certs) if certs.is_empty() => Err(format!("{CA_CRT} holds no certificate")),
-            Ok(certs) => Ok(Arc::new(certs)),
-            Err(e) => Err(e),
-        };
-        out.insert(key, parsed);
-    }
-    out
+    secrets
+        .iter()
+        .filter_map(|s| Some((secret_key(s), ca_bundle(s)?)))
+        .collect()
+}
+
+/// The CA bundle of a Secret with a `ca.crt`.
+pub fn ca_bundle(secret: &Secret) -> Option<ParsedCaBundle> {
+    let pem = secret.data.as_ref()?.get(CA_CRT)?;
+    let parsed: Result<Vec<CertificateDer<'static>>, String> =
+        CertificateDer::pem_slice_iter(&pem.0)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{CA_CRT}: {e}"));
+    Some(match parsed {
+        Ok(certs) if certs.is_empty() => Err(format!("{CA_CRT} holds no certificate")),
+        Ok(certs) => Ok(Arc::new(certs)),
+        Err(e) => Err(e),
+    })
 }
 
 /// SHA-256 over both PEMs, the first length-prefixed so that no two pairs collide by
@@ -266,6 +390,39 @@ mod tests {
     }
 
     #[test]
+    fn updates_one_secret_at_a_time_as_a_full_rebuild_would() {
+        let mut cache = CertCache::default();
+        let (crt, key) = pem("a.test");
+        let (a, b) = (secret("a", &crt, &key), secret("b", &crt, &key));
+        let mut map = cache.certificates(std::slice::from_ref(&a));
+        cache.update(&mut map, None, Some(&b));
+        let k = |n: &str| ("default".to_string(), n.to_string());
+        assert!(Arc::ptr_eq(
+            map[&k("a")].as_ref().unwrap(),
+            map[&k("b")].as_ref().unwrap()
+        ));
+        assert_eq!(cache.len(), 1, "same content, one parse");
+
+        let (crt2, key2) = pem("a.test");
+        let rotated = secret("a", &crt2, &key2);
+        cache.update(&mut map, Some(&a), Some(&rotated));
+        assert_eq!(cache.len(), 2, "b still holds the first content");
+        cache.update(&mut map, Some(&b), None);
+        assert_eq!(cache.len(), 1, "nobody holds the first content any more");
+        assert!(!map.contains_key(&k("b")));
+
+        let mut full = CertCache::default();
+        let rebuilt = full.certificates(std::slice::from_ref(&rotated));
+        assert_eq!(
+            map.keys().collect::<Vec<_>>(),
+            rebuilt.keys().collect::<Vec<_>>()
+        );
+        cache.update(&mut map, Some(&rotated), Some(&secret("a", "x", "y")));
+        assert!(map[&k("a")].is_err());
+        assert_eq!(cache.len(), 1, "the rotated content is forgotten");
+    }
+
+    #[test]
     fn secrets_without_a_certificate_say_so() {
         let mut s = Secret::default();
         s.metadata.name = Some("opaque".into());
@@ -296,8 +453,8 @@ mod tests {
         let mut cache = CertCache::default();
         let secrets = vec![secret("a", &crt, &key)];
         let inputs = Inputs {
-            certificates: cache.certificates(&secrets),
-            secrets,
+            certificates: Arc::new(cache.certificates(&secrets)),
+            secrets: secrets.into(),
             ..Inputs::default()
         };
         let shown = format!("{inputs:?} {cache:?}");

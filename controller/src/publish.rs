@@ -253,16 +253,6 @@ pub async fn run(
         // How many hosts were translated again when only a few Ingresses changed.
         let patched_hosts = memo.patched_hosts();
 
-        let current_problems: BTreeSet<String> =
-            output.problems.iter().map(ToString::to_string).collect();
-        for p in current_problems.difference(&reported) {
-            warn!(problem = %p, "configuration problem");
-        }
-        for p in reported.difference(&current_problems) {
-            info!(problem = %p, "configuration problem resolved");
-        }
-        reported = current_problems;
-
         let translate::Output {
             snapshot,
             problems: found,
@@ -270,14 +260,35 @@ pub async fn run(
             route_policy_status,
             class_parameter_users,
         } = output;
-        let routes = snapshot.routes.route_count();
-        let certificates = snapshot.tls.certificate_count();
         let problems = found.len();
-        match proxy.publish(snapshot, build_time) {
+        // Nothing over every object happens before the swap: counts, problem logs and the
+        // report come after it.
+        let swap = Instant::now();
+        let published = proxy.publish(snapshot, build_time);
+        let swap_time = swap.elapsed();
+        let since_change = current.gathered.map(|(at, _)| at.elapsed());
+        let current_problems: BTreeSet<String> = found.iter().map(ToString::to_string).collect();
+        for p in current_problems.difference(&reported) {
+            warn!(problem = %p, "configuration problem");
+        }
+        for p in reported.difference(&current_problems) {
+            info!(problem = %p, "configuration problem resolved");
+        }
+        reported = current_problems;
+        match published {
             Ok(generation) => {
                 let publish_time = changed_at.elapsed();
                 proxy.metrics().set_problems(problems_by_reason(&found));
                 proxy.metrics().published(publish_time);
+                let (routes, certificates) = proxy
+                    .live()
+                    .map(|l| {
+                        (
+                            l.snapshot.routes.route_count(),
+                            l.snapshot.tls.certificate_count(),
+                        )
+                    })
+                    .unwrap_or_default();
                 let mut r = report(
                     &current,
                     found,
@@ -297,9 +308,8 @@ pub async fn run(
                     build_ms = build_time.as_secs_f64() * 1000.0,
                     patched_hosts,
                     gather_ms = current.gathered.map(|(_, d)| d.as_secs_f64() * 1000.0),
-                    since_change_ms = current
-                        .gathered
-                        .map(|(at, _)| at.elapsed().as_secs_f64() * 1000.0),
+                    swap_ms = swap_time.as_secs_f64() * 1000.0,
+                    since_change_ms = since_change.map(|d| d.as_secs_f64() * 1000.0),
                     "configuration published"
                 )
             }

@@ -164,6 +164,11 @@ impl Backend {
         self.pools.get().and_then(|p| p.get(i))
     }
 
+    /// Are the endpoints' pools attached?
+    pub(crate) fn pools_attached(&self) -> bool {
+        self.pools.get().is_some()
+    }
+
     /// The endpoints' pools, or the result of `make` when none are attached yet.
     pub(crate) fn attach_pools(
         &self,

@@ -8,7 +8,7 @@
 //! looks nothing up and takes no lock; they are allocated on the route's first request, so an
 //! idle configuration of 10,000 routes costs only the map.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,6 +18,7 @@ use http::Method;
 
 use crate::error::{ForwardError, Side};
 use crate::snapshot::Snapshot;
+use crate::tls::TlsTable;
 
 /// Upper bounds (seconds) of the duration histograms (Prometheus' defaults plus 1 ms).
 pub const DURATION_BUCKETS: [f64; 12] = [
@@ -200,11 +201,12 @@ impl RouteStats {
     }
 }
 
-/// What the live configuration says, rendered at publish time (not on the request path).
+/// What the live configuration says, for rendering (not on the request path).
 #[derive(Debug, Default)]
 struct ConfigInfo {
-    /// `portico_ssl_expire_time_seconds` lines, one per configured TLS host.
-    certificate_lines: String,
+    /// The live certificate table, for `portico_ssl_expire_time_seconds` (one line per
+    /// configured TLS host, rendered when scraped).
+    tls: Option<TlsTable>,
     /// Problems of the live configuration by reason code.
     problems: BTreeMap<String, usize>,
 }
@@ -275,19 +277,37 @@ pub fn route_labels(namespace: &str, ingress: &str, service: &str) -> String {
 }
 
 impl Metrics {
-    /// Attaches counters to every target of a snapshot about to go live, and forgets counters
-    /// no route uses any more.
-    pub fn bind(&self, snapshot: &Snapshot, generation: u64, build_time: Duration) {
+    /// Attaches counters to the targets of a snapshot about to go live that have none yet
+    /// (targets carried over from the live snapshot keep theirs, so a snapshot patched for a
+    /// few hosts costs a few lookups).
+    pub fn attach(&self, snapshot: &Snapshot) {
+        let mut fresh = snapshot
+            .targets()
+            .filter(|t| t.stats.get().is_none())
+            .peekable();
+        if fresh.peek().is_none() {
+            return;
+        }
         if let Ok(mut routes) = self.routes.lock() {
-            let mut live: BTreeSet<Box<str>> = BTreeSet::new();
-            for target in snapshot.targets() {
+            for target in fresh {
                 let key: Box<str> =
                     route_labels(&target.namespace, &target.ingress, &target.service).into();
-                let stats = routes.entry(key.clone()).or_default().clone();
+                let stats = routes.entry(key).or_default().clone();
                 let _ = target.stats.set(stats);
-                live.insert(key);
             }
-            routes.retain(|k, _| live.contains(k));
+        }
+    }
+
+    /// Records a snapshot that just went live (after [`Metrics::attach`]), and forgets
+    /// counters no route of it uses any more.
+    pub fn bind(&self, snapshot: &Snapshot, generation: u64, build_time: Duration) {
+        if let Ok(mut routes) = self.routes.lock() {
+            let live: HashSet<*const RouteStats> = snapshot
+                .targets()
+                .filter_map(|t| t.stats.get())
+                .map(Arc::as_ptr)
+                .collect();
+            routes.retain(|_, stats| live.contains(&Arc::as_ptr(stats)));
         }
         self.generation.store(generation, Ordering::Relaxed);
         self.build_micros
@@ -300,17 +320,8 @@ impl Metrics {
             snapshot.tls.earliest_expiry().unwrap_or(0),
             Ordering::Relaxed,
         );
-        let mut lines = String::new();
-        for (host, cert) in snapshot.tls.hosts() {
-            let _ = writeln!(
-                lines,
-                "portico_ssl_expire_time_seconds{{host=\"{}\"}} {}",
-                escape(&host.to_string()),
-                cert.not_after
-            );
-        }
         if let Ok(mut config) = self.config.lock() {
-            config.certificate_lines = lines;
+            config.tls = Some(snapshot.tls.clone());
             // Until the controller says more, all problems are of one unknown reason.
             config.problems.clear();
             if snapshot.problems > 0 {
@@ -553,9 +564,9 @@ impl Metrics {
             }
         }
 
-        let (cert_lines, problems) = match self.config.lock() {
-            Ok(c) => (c.certificate_lines.clone(), c.problems.clone()),
-            Err(_) => (String::new(), BTreeMap::new()),
+        let (tls, problems) = match self.config.lock() {
+            Ok(c) => (c.tls.clone(), c.problems.clone()),
+            Err(_) => (None, BTreeMap::new()),
         };
         header(
             &mut out,
@@ -563,7 +574,14 @@ impl Metrics {
             "gauge",
             "notAfter (Unix seconds) of the certificate served for each configured TLS host.",
         );
-        out.push_str(&cert_lines);
+        for (host, cert) in tls.iter().flat_map(TlsTable::hosts) {
+            let _ = writeln!(
+                out,
+                "portico_ssl_expire_time_seconds{{host=\"{}\"}} {}",
+                escape(&host.to_string()),
+                cert.not_after
+            );
+        }
         header(
             &mut out,
             "portico_config_problems",
@@ -708,6 +726,7 @@ pub fn escape(v: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn series(text: &str) -> BTreeSet<String> {
         text.lines()

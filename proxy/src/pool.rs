@@ -282,6 +282,11 @@ impl Pools {
             .collect()
     }
 
+    /// Adds pools made for a snapshot about to go live.
+    pub(crate) fn add(&mut self, created: HashMap<SocketAddr, Arc<EndpointPool>>) {
+        self.by_addr.extend(created);
+    }
+
     /// Keeps the pools `used` by the current snapshot only.
     pub(crate) fn replace(&mut self, used: HashMap<SocketAddr, Arc<EndpointPool>>) {
         self.by_addr = used;

@@ -227,11 +227,12 @@ impl std::fmt::Display for HostPattern {
 }
 
 /// Hosts to path tables, plus the catch-all default backend. Host tables are shared, so a
-/// table patched for a few hosts ([`RouteTable::patched`]) copies no routes.
+/// table patched for a few hosts ([`RouteTable::patched`]) copies no routes, and its host
+/// names are shared too: copying the maps allocates nothing per host.
 #[derive(Clone, Debug, Default)]
 pub struct RouteTable {
-    exact: Arc<HashMap<String, Arc<HostRoutes>>>,
-    wildcard: Arc<HashMap<String, Arc<HostRoutes>>>,
+    exact: Arc<HashMap<Arc<str>, Arc<HostRoutes>>>,
+    wildcard: Arc<HashMap<Arc<str>, Arc<HostRoutes>>>,
     any: Option<Arc<HostRoutes>>,
     /// Requests that no host table takes (the oldest rule-less Ingress's `defaultBackend`, or
     /// the controller-wide default backend).
@@ -253,10 +254,10 @@ impl RouteTable {
     fn insert(&mut self, pattern: HostPattern, routes: Arc<HostRoutes>) {
         match pattern {
             HostPattern::Exact(h) => {
-                Arc::make_mut(&mut self.exact).insert(h, routes);
+                Arc::make_mut(&mut self.exact).insert(h.into(), routes);
             }
             HostPattern::Wildcard(s) => {
-                Arc::make_mut(&mut self.wildcard).insert(s, routes);
+                Arc::make_mut(&mut self.wildcard).insert(s.into(), routes);
             }
             HostPattern::Any => self.any = Some(routes),
         }
@@ -274,13 +275,13 @@ impl RouteTable {
         for pattern in replaced {
             match pattern {
                 HostPattern::Exact(h) => {
-                    if table.exact.contains_key(h) {
-                        Arc::make_mut(&mut table.exact).remove(h);
+                    if table.exact.contains_key(h.as_str()) {
+                        Arc::make_mut(&mut table.exact).remove(h.as_str());
                     }
                 }
                 HostPattern::Wildcard(s) => {
-                    if table.wildcard.contains_key(s) {
-                        Arc::make_mut(&mut table.wildcard).remove(s);
+                    if table.wildcard.contains_key(s.as_str()) {
+                        Arc::make_mut(&mut table.wildcard).remove(s.as_str());
                     }
                 }
                 HostPattern::Any => table.any = None,
@@ -296,10 +297,10 @@ impl RouteTable {
     pub fn into_hosts(self) -> Vec<(HostPattern, Arc<HostRoutes>)> {
         let exact = Arc::unwrap_or_clone(self.exact)
             .into_iter()
-            .map(|(h, r)| (HostPattern::Exact(h), r));
+            .map(|(h, r)| (HostPattern::Exact(h.to_string()), r));
         let wildcard = Arc::unwrap_or_clone(self.wildcard)
             .into_iter()
-            .map(|(s, r)| (HostPattern::Wildcard(s), r));
+            .map(|(s, r)| (HostPattern::Wildcard(s.to_string()), r));
         let any = self.any.map(|r| (HostPattern::Any, r));
         exact.chain(wildcard).chain(any).collect()
     }
@@ -336,16 +337,26 @@ impl RouteTable {
         let mut out: Vec<(HostPattern, &HostRoutes)> = self
             .exact
             .iter()
-            .map(|(h, r)| (HostPattern::Exact(h.clone()), &**r))
+            .map(|(h, r)| (HostPattern::Exact(h.to_string()), &**r))
             .chain(
                 self.wildcard
                     .iter()
-                    .map(|(h, r)| (HostPattern::Wildcard(h.clone()), &**r)),
+                    .map(|(h, r)| (HostPattern::Wildcard(h.to_string()), &**r)),
             )
             .chain(self.any.iter().map(|r| (HostPattern::Any, &**r)))
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// Every host table, in no particular order and without copying a name (for work over
+    /// every target at publish time).
+    pub fn host_tables(&self) -> impl Iterator<Item = &HostRoutes> {
+        self.exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(self.any.iter())
+            .map(|r| &**r)
     }
 
     /// How many path rules the table holds.

@@ -135,9 +135,11 @@ impl Proxy {
                 client_tls.insert(auth.key.clone(), config);
             }
         }
+        // Only what the new targets need happens before the swap; a snapshot patched for a
+        // few hosts shares every other target with the live one.
         self.shared.upstreams.attach(&snapshot);
+        self.shared.metrics.attach(&snapshot);
         let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        self.shared.metrics.bind(&snapshot, generation, build_time);
         let trusted = Arc::new(match &snapshot.listener.trusted_proxies {
             Some(t) => self.shared.config.trusted_proxies.union(t),
             None => self.shared.config.trusted_proxies.clone(),
@@ -147,13 +149,16 @@ impl Proxy {
             access_log.format = format;
         }
         self.shared.live.store(Some(Arc::new(Live {
-            snapshot,
+            snapshot: snapshot.clone(),
             generation,
             tls,
             client_tls,
             trusted,
             access_log: Arc::new(access_log),
         })));
+        // Bookkeeping over every target, once the snapshot serves.
+        self.shared.upstreams.settle(&snapshot);
+        self.shared.metrics.bind(&snapshot, generation, build_time);
         Ok(generation)
     }
 

@@ -44,9 +44,8 @@ impl Snapshot {
     /// Every target the table can send requests to (each once per route).
     pub fn targets(&self) -> impl Iterator<Item = &Arc<Target>> {
         self.routes
-            .hosts()
-            .into_iter()
-            .flat_map(|(_, host)| {
+            .host_tables()
+            .flat_map(|host| {
                 host.routes()
                     .iter()
                     .flat_map(|r| {
@@ -55,7 +54,5 @@ impl Snapshot {
                     .chain(host.fallback.iter())
             })
             .chain(self.routes.default.iter())
-            .collect::<Vec<_>>()
-            .into_iter()
     }
 }

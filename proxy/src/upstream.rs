@@ -191,8 +191,9 @@ impl Upstreams {
         }
     }
 
-    /// Gives every route policy that needs a client of its own that client (at publish time,
-    /// never on the request path). Clients no snapshot uses any more are dropped.
+    /// Gives every route policy that needs a client of its own that client, and the
+    /// backends that have none their endpoints' pools (at publish time, before the snapshot
+    /// goes live; never on the request path). Clients no snapshot uses any more are dropped.
     pub(crate) fn attach(&self, snapshot: &Snapshot) {
         self.attach_pools(snapshot);
         let Ok(mut others) = self.others.lock() else {
@@ -227,9 +228,27 @@ impl Upstreams {
 }
 
 impl Upstreams {
-    /// Gives the static endpoints of every backend a plain HTTP/1.1 route uses their
-    /// connection pools; pools of endpoints no snapshot uses any more are let go.
+    /// Gives the static endpoints of the backends a plain HTTP/1.1 route uses their
+    /// connection pools, where they have none yet (a backend carried over from the live
+    /// snapshot keeps its pools).
     fn attach_pools(&self, snapshot: &Snapshot) {
+        let Ok(mut pools) = self.pools.lock() else {
+            return;
+        };
+        let mut created = HashMap::new();
+        for target in snapshot.targets() {
+            if target.policy.protocol != Protocol::Http || target.backend.pools_attached() {
+                continue;
+            }
+            target
+                .backend
+                .attach_pools(|addrs| pools.for_endpoints(addrs, self.idle_timeout, &mut created));
+        }
+        pools.add(created);
+    }
+
+    /// Lets go of the pools of endpoints the snapshot that just went live does not use.
+    pub(crate) fn settle(&self, snapshot: &Snapshot) {
         let Ok(mut pools) = self.pools.lock() else {
             return;
         };

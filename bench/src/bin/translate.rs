@@ -96,7 +96,7 @@ fn main() {
             .annotations
             .get_or_insert_with(Default::default)
             .insert("bench/change".into(), k.to_string());
-        inputs.ingresses[i] = Arc::new(changed);
+        inputs.ingresses.to_mut()[i] = Arc::new(changed);
         let t = Instant::now();
         let out = translate_with(&inputs, &options, &mut memo);
         times.push(t.elapsed());

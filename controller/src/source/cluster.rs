@@ -1,24 +1,24 @@
 //! The cluster source. Kubernetes watches: one kube-rs reflector per kind, stripped of what translate never reads,
 //! turned into [`Inputs`] whenever any store changes.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::Hash;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::FutureExt as _;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::inputs::{CertCache, Inputs};
+use crate::inputs::{CertCache, Inputs, Objects};
 use portico_crds::{IngressClassParameters, RoutePolicy};
 
 /// The (API group, resource) of every watch, checked against the RBAC table in tests.
@@ -32,7 +32,8 @@ pub const WATCHED_KINDS: [(&str, &str); 7] = [
     ("portico.dev", "ingressclassparameters"),
 ];
 
-/// How long a burst of watch events may last before the inputs are rebuilt.
+/// How long a burst of watch events may last before the inputs are rebuilt. A change after a
+/// quiet spell of this long is gathered at once.
 pub const DEBOUNCE: Duration = Duration::from_millis(10);
 
 /// What to watch.
@@ -87,7 +88,6 @@ impl Stores {
         where
             K::DynamicType: Eq + Hash + Clone,
         {
-            use futures_util::FutureExt as _;
             stores
                 .iter()
                 .any(|s| s.wait_until_ready().now_or_never().is_none())
@@ -113,55 +113,11 @@ impl Stores {
             .collect()
     }
 
-    /// Everything in the stores now, and its fingerprint; `previous` (what the last call
-    /// returned) spares the work for objects that did not change.
-    fn gather(&self, previous: &Gathered, certs: &mut CertCache) -> (Gathered, u64) {
-        fn version<K: Resource>(o: &K, h: &mut DefaultHasher) {
-            o.meta().resource_version.hash(h);
-        }
-        let mut total = 0u64;
-        let ingresses = Kind::gather(&self.ingresses, &previous.ingresses, &mut total, |i, h| {
-            // Not the resourceVersion: a status update (which Portico itself writes) is not
-            // read by translate and must not rebuild the table.
-            let meta = &i.metadata;
-            meta.generation.hash(h);
-            meta.labels.hash(h);
-            meta.annotations.hash(h);
-            meta.creation_timestamp.as_ref().map(|t| t.0).hash(h);
-        });
-        let classes = Kind::gather(
-            std::slice::from_ref(&self.classes),
-            &previous.classes,
-            &mut total,
-            version,
-        );
-        let services = Kind::gather(&self.services, &previous.services, &mut total, version);
-        let slices = Kind::gather(&self.slices, &previous.slices, &mut total, version);
-        let secrets = Kind::gather(&self.secrets, &previous.secrets, &mut total, version);
-        let route_policies = Kind::gather(
-            &self.route_policies,
-            &previous.route_policies,
-            &mut total,
-            version,
-        );
-        let class_parameters = Kind::gather(
-            self.class_parameters.as_slice(),
-            &previous.class_parameters,
-            &mut total,
-            version,
-        );
-        // Certificates are parsed per Secret content anyway; when no Secret changed, even the
-        // maps are the last ones.
-        let (certificates, ca_bundles) = match &previous.certificates {
-            Some((c, b)) if same(&secrets.sorted, &previous.secrets.sorted) => {
-                (c.clone(), b.clone())
-            }
-            _ => (
-                certs.certificates(&secrets.sorted),
-                crate::inputs::ca_bundles(&secrets.sorted),
-            ),
-        };
-        let gathered = Gathered {
+    /// Brings `gathered` up to date with the stores for the objects `touched` names (every
+    /// object of a kind listed again); the objects nobody touched keep their place and their
+    /// parsed certificates. Returns whether anything translate reads changed.
+    fn gather(&self, gathered: &mut Gathered, touched: Touched) -> bool {
+        let Touched {
             ingresses,
             classes,
             services,
@@ -169,13 +125,94 @@ impl Stores {
             secrets,
             route_policies,
             class_parameters,
-            certificates: Some((certificates, ca_bundles)),
-        };
-        (gathered, total)
+        } = touched;
+        let mut changed = gathered
+            .ingresses
+            .update(&self.ingresses, ingresses, |a, b| {
+                // Not the resourceVersion: a status update (which Portico itself writes) is
+                // not read by translate and must not rebuild the table.
+                let (a, b) = (&a.metadata, &b.metadata);
+                a.uid == b.uid
+                    && a.generation == b.generation
+                    && a.labels == b.labels
+                    && a.annotations == b.annotations
+                    && a.creation_timestamp == b.creation_timestamp
+            })
+            .is_some();
+        changed |= gathered
+            .classes
+            .update(std::slice::from_ref(&self.classes), classes, same_version)
+            .is_some();
+        changed |= gathered
+            .services
+            .update(&self.services, services, same_version)
+            .is_some();
+        changed |= gathered
+            .slices
+            .update(&self.slices, slices, same_version)
+            .is_some();
+        changed |= gathered
+            .route_policies
+            .update(&self.route_policies, route_policies, same_version)
+            .is_some();
+        changed |= gathered
+            .class_parameters
+            .update(
+                self.class_parameters.as_slice(),
+                class_parameters,
+                same_version,
+            )
+            .is_some();
+        // Certificates are parsed per Secret content, and only for the Secrets that changed.
+        match gathered
+            .secrets
+            .update(&self.secrets, secrets, same_version)
+        {
+            None => {}
+            Some(Changes::All) => {
+                changed = true;
+                let all = &gathered.secrets.sorted;
+                gathered.certificates = Arc::new(gathered.certs.certificates(all));
+                gathered.ca_bundles = Arc::new(crate::inputs::ca_bundles(all));
+            }
+            Some(Changes::Some(list)) => {
+                changed = true;
+                let certificates = Arc::make_mut(&mut gathered.certificates);
+                for (before, after) in &list {
+                    gathered
+                        .certs
+                        .update(certificates, before.as_deref(), after.as_deref());
+                }
+                let touches_ca = |s: &Option<Arc<Secret>>| {
+                    s.as_ref()
+                        .and_then(|s| s.data.as_ref())
+                        .is_some_and(|d| d.contains_key(crate::inputs::CA_CRT))
+                };
+                if list.iter().any(|(b, a)| touches_ca(b) || touches_ca(a)) {
+                    let bundles = Arc::make_mut(&mut gathered.ca_bundles);
+                    for (before, after) in &list {
+                        if let Some(s) = before {
+                            bundles.remove(&crate::inputs::secret_key(s));
+                        }
+                        if let Some(s) = after {
+                            if let Some(ca) = crate::inputs::ca_bundle(s) {
+                                bundles.insert(crate::inputs::secret_key(s), ca);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        changed
     }
 }
 
-/// The objects of every kind as last gathered, sorted, with their fingerprints.
+/// Objects of every kind but Ingresses count as changed when their resourceVersion did.
+fn same_version<K: Resource>(a: &K, b: &K) -> bool {
+    a.meta().uid == b.meta().uid && a.meta().resource_version == b.meta().resource_version
+}
+
+/// The objects of every kind as last gathered, sorted, and the certificates of the Secrets.
 #[derive(Default)]
 struct Gathered {
     ingresses: Kind<Ingress>,
@@ -185,15 +222,14 @@ struct Gathered {
     secrets: Kind<Secret>,
     route_policies: Kind<RoutePolicy>,
     class_parameters: Kind<IngressClassParameters>,
-    certificates: Option<(
-        BTreeMap<crate::inputs::ObjectKey, crate::inputs::ParsedCertificate>,
-        BTreeMap<crate::inputs::ObjectKey, crate::inputs::ParsedCaBundle>,
-    )>,
+    certificates: crate::inputs::Certificates,
+    ca_bundles: crate::inputs::CaBundles,
+    certs: CertCache,
 }
 
 impl Gathered {
+    /// The inputs translate takes: every list is shared, none is copied.
     fn inputs(&self) -> Inputs {
-        let (certificates, ca_bundles) = self.certificates.clone().unwrap_or_default();
         Inputs {
             ingresses: self.ingresses.sorted.clone(),
             ingress_classes: self.classes.sorted.clone(),
@@ -202,79 +238,196 @@ impl Gathered {
             secrets: self.secrets.sorted.clone(),
             route_policies: self.route_policies.sorted.clone(),
             class_parameters: self.class_parameters.sorted.clone(),
-            certificates,
-            ca_bundles,
+            certificates: self.certificates.clone(),
+            ca_bundles: self.ca_bundles.clone(),
             problems: Vec::new(),
             gathered: None,
         }
     }
 }
 
-/// One kind's objects sorted by namespace/name, and each object's fingerprint by address.
-/// The sorted list holds every object, so no address is reused while it is known here.
+/// `(namespace, name)` of an object a watch event names; the namespace is `None` for
+/// cluster-scoped kinds.
+type EventKey = (Option<String>, String);
+
+/// The objects of one kind that watch events named since the last gathering.
+#[derive(Debug)]
+enum Pending {
+    Some(BTreeSet<EventKey>),
+    /// The kind was listed again (a watch restarted): look at every object.
+    All,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending::Some(BTreeSet::new())
+    }
+}
+
+impl Pending {
+    fn add(&mut self, key: Option<EventKey>) {
+        match (self, key) {
+            (Pending::Some(keys), Some(key)) => {
+                keys.insert(key);
+            }
+            (me, None) => *me = Pending::All,
+            (Pending::All, Some(_)) => {}
+        }
+    }
+}
+
+/// What the watch events of a burst named, by kind.
+#[derive(Debug, Default)]
+struct Touched {
+    ingresses: Pending,
+    classes: Pending,
+    services: Pending,
+    slices: Pending,
+    secrets: Pending,
+    route_policies: Pending,
+    class_parameters: Pending,
+}
+
+impl Touched {
+    /// Every object of every kind (the first gathering).
+    fn all() -> Self {
+        Touched {
+            ingresses: Pending::All,
+            classes: Pending::All,
+            services: Pending::All,
+            slices: Pending::All,
+            secrets: Pending::All,
+            route_policies: Pending::All,
+            class_parameters: Pending::All,
+        }
+    }
+
+    fn add(&mut self, event: Event) {
+        let pending = match event.kind {
+            "Ingress" => &mut self.ingresses,
+            "IngressClass" => &mut self.classes,
+            "Service" => &mut self.services,
+            "EndpointSlice" => &mut self.slices,
+            "Secret" => &mut self.secrets,
+            "RoutePolicy" => &mut self.route_policies,
+            "IngressClassParameters" => &mut self.class_parameters,
+            _ => return,
+        };
+        pending.add(event.object);
+    }
+}
+
+/// A watch event that changed a store: the kind, and the object it named, or `None` when the
+/// kind's store was replaced by a new list.
+#[derive(Debug)]
+pub struct Event {
+    pub kind: &'static str,
+    object: Option<EventKey>,
+}
+
+/// An object's place in a sorted list: namespace, then name.
+fn sort_key<K: Resource>(o: &K) -> (Option<&str>, &str) {
+    (
+        o.meta().namespace.as_deref(),
+        o.meta().name.as_deref().unwrap_or(""),
+    )
+}
+
+/// One object before and after a change (`None` when created or deleted).
+type Change<K> = (Option<Arc<K>>, Option<Arc<K>>);
+
+/// What changed in one kind: some objects, or everything.
+enum Changes<K> {
+    Some(Vec<Change<K>>),
+    All,
+}
+
+/// One kind's objects, sorted by namespace/name.
 struct Kind<K> {
-    sorted: Vec<Arc<K>>,
-    hashes: HashMap<usize, u64>,
+    sorted: Objects<K>,
 }
 
 impl<K> Default for Kind<K> {
     fn default() -> Self {
         Kind {
-            sorted: Vec::new(),
-            hashes: HashMap::new(),
+            sorted: Objects::default(),
         }
     }
 }
 
 impl<K: Resource + Clone> Kind<K>
 where
-    K::DynamicType: Eq + Hash + Clone,
+    K::DynamicType: Default + Eq + Hash + Clone,
 {
-    /// The objects of `stores`, adding their fingerprints (uid and `identity`, summed so the
-    /// order does not matter) to `total`. Unchanged objects are not hashed again, and when
-    /// no object changed the sorted list is the previous one.
-    fn gather(
+    /// Takes the current version of every object `pending` names from `stores` (all of
+    /// them for [`Pending::All`]). Returns what changed for translate (`unchanged` says when
+    /// two versions of an object read the same), or `None` when nothing did; the list holds
+    /// the stores' newest objects either way.
+    fn update(
+        &mut self,
         stores: &[Store<K>],
-        previous: &Kind<K>,
-        total: &mut u64,
-        identity: impl Fn(&K, &mut DefaultHasher),
-    ) -> Kind<K> {
-        let objects: Vec<Arc<K>> = stores.iter().flat_map(Store::state).collect();
-        let mut hashes = HashMap::with_capacity(objects.len());
-        let mut known = 0;
-        for o in &objects {
-            let at = Arc::as_ptr(o) as usize;
-            let h = match previous.hashes.get(&at) {
-                Some(h) => {
-                    known += 1;
-                    *h
-                }
-                None => {
-                    let mut h = DefaultHasher::new();
-                    o.meta().uid.hash(&mut h);
-                    identity(o, &mut h);
-                    h.finish()
-                }
-            };
-            hashes.insert(at, h);
-            *total = total.wrapping_add(h);
-        }
-        let sorted = if known == objects.len() && known == previous.sorted.len() {
-            previous.sorted.clone()
-        } else {
-            let mut v = objects;
-            v.sort_by(|a, b| {
-                (a.meta().namespace.as_deref(), a.meta().name.as_deref())
-                    .cmp(&(b.meta().namespace.as_deref(), b.meta().name.as_deref()))
-            });
-            v
+        pending: Pending,
+        unchanged: impl Fn(&K, &K) -> bool,
+    ) -> Option<Changes<K>> {
+        let keys = match pending {
+            Pending::All => {
+                let mut all: Vec<Arc<K>> = stores.iter().flat_map(Store::state).collect();
+                all.sort_by(|a, b| sort_key(&**a).cmp(&sort_key(&**b)));
+                let differs = all.len() != self.sorted.len()
+                    || all
+                        .iter()
+                        .zip(self.sorted.iter())
+                        .any(|(a, b)| sort_key(&**a) != sort_key(&**b) || !unchanged(a, b));
+                self.sorted = all.into();
+                return differs.then_some(Changes::All);
+            }
+            Pending::Some(keys) => keys,
         };
-        Kind { sorted, hashes }
+        let mut changes = Vec::new();
+        let mut differs = false;
+        for (namespace, name) in keys {
+            let mut at = ObjectRef::<K>::new_with(&name, K::DynamicType::default());
+            if let Some(ns) = namespace.as_deref() {
+                at = at.within(ns);
+            }
+            let after = stores.iter().find_map(|s| s.get(&at));
+            let wanted = (namespace.as_deref(), name.as_str());
+            let before = self
+                .sorted
+                .binary_search_by(|o| sort_key(&**o).cmp(&wanted))
+                .ok()
+                .and_then(|i| self.sorted.get(i).cloned());
+            match (&before, &after) {
+                (None, None) => continue,
+                (Some(b), Some(a)) if Arc::ptr_eq(b, a) => continue,
+                (Some(b), Some(a)) => differs |= !unchanged(b, a),
+                _ => differs = true,
+            }
+            changes.push((before, after));
+        }
+        if changes.is_empty() {
+            return None;
+        }
+        let list = self.sorted.to_mut();
+        for (before, after) in &changes {
+            let Some(o) = after.as_ref().or(before.as_ref()) else {
+                continue;
+            };
+            let wanted = sort_key(&**o);
+            match (
+                list.binary_search_by(|x| sort_key(&**x).cmp(&wanted)),
+                after,
+            ) {
+                (Ok(i), Some(a)) => list[i] = a.clone(),
+                (Ok(i), None) => {
+                    list.remove(i);
+                }
+                (Err(i), Some(a)) => list.insert(i, a.clone()),
+                (Err(_), None) => {}
+            }
+        }
+        differs.then_some(Changes::Some(changes))
     }
-}
-
-fn same<K>(a: &[Arc<K>], b: &[Arc<K>]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
 }
 
 /// Drops what translate never reads, so 10,000 objects stay small in memory.
@@ -318,7 +471,7 @@ fn looks_like_password_hash(v: &[u8]) -> bool {
 pub const OTHER_SECRETS: &str =
     "type!=kubernetes.io/tls,type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
 
-fn reflect<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, BoxStream<'static, &'static str>)
+fn reflect<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, BoxStream<'static, Event>)
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
@@ -330,7 +483,7 @@ fn reflect_with<K>(
     api: Api<K>,
     config: watcher::Config,
     modify: fn(&mut K),
-) -> (Store<K>, BoxStream<'static, &'static str>)
+) -> (Store<K>, BoxStream<'static, Event>)
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
@@ -343,8 +496,21 @@ where
         .modify(modify)
         .reflect(writer)
         .filter_map(move |event| async move {
+            let object = |o: &K| {
+                let meta = o.meta();
+                Some((
+                    meta.namespace.clone(),
+                    meta.name.clone().unwrap_or_default(),
+                ))
+            };
             match event {
-                Ok(_) => Some(kind),
+                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => Some(Event {
+                    kind,
+                    object: object(&o),
+                }),
+                // The store is replaced by the new list at its end.
+                Ok(watcher::Event::InitDone) => Some(Event { kind, object: None }),
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => None,
                 Err(e) => {
                     crate::telemetry::TELEMETRY.watch_restarted(kind);
                     warn!(kind, error = %e, "watch failed; retrying with backoff");
@@ -393,7 +559,7 @@ pub fn start(
     client: &Client,
     scope: &WatchScope,
     with_crds: bool,
-) -> (Stores, BoxStream<'static, &'static str>) {
+) -> (Stores, BoxStream<'static, Event>) {
     let mut streams = Vec::new();
     let mut ingresses = Vec::new();
     for api in apis::<Ingress>(client, scope) {
@@ -489,40 +655,53 @@ pub async fn run(client: Client, scope: WatchScope, tx: watch::Sender<Arc<Inputs
         return;
     }
     info!("every watch has synced");
-    let mut certs = CertCache::default();
-    let (mut gathered, mut last) = stores.gather(&Gathered::default(), &mut certs);
+    let mut gathered = Gathered::default();
+    stores.gather(&mut gathered, Touched::all());
     let _ = tx.send(Arc::new(gathered.inputs()));
 
     let mut kinds: BTreeMap<&'static str, usize> = BTreeMap::new();
-    while let Some(kind) = events.next().await {
-        let first_event = std::time::Instant::now();
-        *kinds.entry(kind).or_default() += 1;
-        // Debounce: collect the rest of the burst.
-        let deadline = tokio::time::sleep(DEBOUNCE);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                _ = &mut deadline => break,
-                e = events.next() => match e {
-                    Some(k) => *kinds.entry(k).or_default() += 1,
-                    None => return,
-                },
+    let mut touched = Touched::default();
+    let mut last_gathered = Instant::now();
+    while let Some(event) = events.next().await {
+        let first_event = Instant::now();
+        *kinds.entry(event.kind).or_default() += 1;
+        touched.add(event);
+        if last_gathered.elapsed() < DEBOUNCE {
+            // Within a burst: collect the rest of it.
+            let deadline = tokio::time::sleep(DEBOUNCE);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    _ = &mut deadline => break,
+                    e = events.next() => match e {
+                        Some(e) => {
+                            *kinds.entry(e.kind).or_default() += 1;
+                            touched.add(e);
+                        }
+                        None => return,
+                    },
+                }
+            }
+        } else {
+            // After a quiet spell: only the events already waiting.
+            while let Some(e) = events.next().now_or_never() {
+                let Some(e) = e else { return };
+                *kinds.entry(e.kind).or_default() += 1;
+                touched.add(e);
             }
         }
-        let started = std::time::Instant::now();
-        let (now, fp) = stores.gather(&gathered, &mut certs);
-        gathered = now;
-        if fp == last {
+        let started = Instant::now();
+        let changed = stores.gather(&mut gathered, std::mem::take(&mut touched));
+        last_gathered = Instant::now();
+        if !changed {
             kinds.clear();
             continue;
         }
-        last = fp;
         let mut inputs = gathered.inputs();
         inputs.gathered = Some((first_event, started.elapsed()));
-        let inputs = Arc::new(inputs);
         debug!(?kinds, "objects changed");
         kinds.clear();
-        let _ = tx.send(inputs);
+        let _ = tx.send(Arc::new(inputs));
     }
 }
 
@@ -574,6 +753,144 @@ mod tests {
             .collect();
         assert_eq!(keys, ["alice", "auth", "bob", "ca.crt"]);
         assert!(s.string_data.is_none() && s.metadata.managed_fields.is_none());
+    }
+
+    /// What translate reads of the gathered Ingresses and Secrets.
+    fn read(g: &Gathered) -> Vec<String> {
+        let ingresses = g.ingresses.sorted.iter().map(|i| {
+            let m = &i.metadata;
+            format!(
+                "{:?} {:?} {:?} {:?} {:?}",
+                m.namespace, m.name, m.uid, m.generation, m.annotations
+            )
+        });
+        let secrets = g.secrets.sorted.iter().map(|s| {
+            let m = &s.metadata;
+            format!("{:?} {:?} {:?}", m.namespace, m.name, m.resource_version)
+        });
+        ingresses.chain(secrets).collect()
+    }
+
+    fn certificates(g: &Gathered) -> Vec<String> {
+        g.certificates
+            .iter()
+            .map(|(k, c)| format!("{k:?} {:?}", c.as_ref().map(|c| c.not_after)))
+            .chain(g.ca_bundles.keys().map(|k| format!("ca {k:?}")))
+            .collect()
+    }
+
+    #[test]
+    fn gathering_what_events_named_equals_gathering_everything() {
+        use k8s_openapi::ByteString;
+        let (ingress_store, mut ingresses) = reflector::store::<Ingress>();
+        let (secret_store, mut secrets) = reflector::store::<Secret>();
+        let stores = Stores {
+            ingresses: vec![ingress_store],
+            classes: reflector::store::<IngressClass>().0,
+            services: vec![reflector::store::<Service>().0],
+            slices: vec![reflector::store::<EndpointSlice>().0],
+            secrets: vec![secret_store],
+            route_policies: Vec::new(),
+            class_parameters: None,
+        };
+        let pems: Vec<(String, String)> = (0..2)
+            .map(|_| {
+                let key = rcgen::KeyPair::generate().unwrap();
+                let cert = rcgen::CertificateParams::new(vec!["a.test".to_string()])
+                    .unwrap()
+                    .self_signed(&key)
+                    .unwrap();
+                (cert.pem(), key.serialize_pem())
+            })
+            .collect();
+        let mut gathered = Gathered::default();
+        stores.gather(&mut gathered, Touched::all());
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut version = 0;
+        for _ in 0..400 {
+            let before = read(&gathered);
+            let mut touched = Touched::default();
+            for _ in 0..=rand(3) {
+                version += 1;
+                let ns = ["a", "b"][rand(2) as usize].to_string();
+                let name = format!("o{}", rand(8));
+                let mut meta = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    namespace: Some(ns.clone()),
+                    name: Some(name.clone()),
+                    uid: Some(format!("{ns}/{name}")),
+                    resource_version: Some(version.to_string()),
+                    ..Default::default()
+                };
+                let kind = match rand(6) {
+                    0..=2 => {
+                        // A status update keeps the generation: nothing to translate.
+                        meta.generation = Some(rand(2) as i64);
+                        if rand(3) == 0 {
+                            meta.annotations = Some([("x".into(), rand(2).to_string())].into());
+                        }
+                        let i = Ingress {
+                            metadata: meta,
+                            ..Default::default()
+                        };
+                        ingresses.apply_watcher_event(&if rand(4) == 0 {
+                            watcher::Event::Delete(i)
+                        } else {
+                            watcher::Event::Apply(i)
+                        });
+                        "Ingress"
+                    }
+                    _ => {
+                        let (crt, key) = &pems[rand(2) as usize];
+                        let mut data = std::collections::BTreeMap::new();
+                        if rand(4) != 0 {
+                            data.insert("tls.crt".into(), ByteString(crt.clone().into_bytes()));
+                            data.insert("tls.key".into(), ByteString(key.clone().into_bytes()));
+                        }
+                        if rand(4) == 0 {
+                            data.insert("ca.crt".into(), ByteString(crt.clone().into_bytes()));
+                        }
+                        let s = Secret {
+                            metadata: meta,
+                            data: Some(data),
+                            ..Default::default()
+                        };
+                        secrets.apply_watcher_event(&if rand(4) == 0 {
+                            watcher::Event::Delete(s)
+                        } else {
+                            watcher::Event::Apply(s)
+                        });
+                        "Secret"
+                    }
+                };
+                touched.add(Event {
+                    kind,
+                    object: Some((Some(ns), name)),
+                });
+            }
+            let changed = stores.gather(&mut gathered, touched);
+            let mut full = Gathered::default();
+            stores.gather(&mut full, Touched::all());
+            assert!(crate::inputs::same(
+                &gathered.ingresses.sorted,
+                &full.ingresses.sorted
+            ));
+            assert!(crate::inputs::same(
+                &gathered.secrets.sorted,
+                &full.secrets.sorted
+            ));
+            assert_eq!(certificates(&gathered), certificates(&full));
+            assert_eq!(changed, read(&gathered) != before);
+        }
+        assert!(
+            gathered.certs.len() <= 2,
+            "no certificate is kept for nothing"
+        );
     }
 
     #[test]

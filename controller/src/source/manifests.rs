@@ -301,8 +301,8 @@ impl ManifestDir {
             inputs.problems.extend(state.good.warnings.iter().cloned());
             inputs.problems.extend(state.problem.clone());
         }
-        inputs.certificates = self.certs.certificates(&inputs.secrets);
-        inputs.ca_bundles = crate::inputs::ca_bundles(&inputs.secrets);
+        inputs.certificates = Arc::new(self.certs.certificates(&inputs.secrets));
+        inputs.ca_bundles = Arc::new(crate::inputs::ca_bundles(&inputs.secrets));
         inputs
     }
 }

@@ -10,7 +10,7 @@ use k8s_openapi::api::networking::v1::IngressServiceBackend;
 use portico_proxy::{Backend, Endpoints};
 
 use super::validate;
-use crate::inputs::Inputs;
+use crate::inputs::{Inputs, Objects};
 use crate::problem::Reason;
 
 /// The label linking an EndpointSlice to its Service.
@@ -51,12 +51,8 @@ pub struct BackendMemo {
 struct ObjectIndex {
     services: HashMap<String, usize>,
     slices: HashMap<String, Vec<usize>>,
-    indexed_services: Vec<Arc<Service>>,
-    indexed_slices: Vec<Arc<EndpointSlice>>,
-}
-
-fn same<K>(a: &[Arc<K>], b: &[Arc<K>]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+    indexed_services: Objects<Service>,
+    indexed_slices: Objects<EndpointSlice>,
 }
 
 fn index_key(namespace: &str, name: &str) -> String {
@@ -99,8 +95,8 @@ impl ObjectIndex {
     }
 
     fn indexes(&self, inputs: &Inputs) -> bool {
-        same(&self.indexed_services, &inputs.services)
-            && same(&self.indexed_slices, &inputs.endpoint_slices)
+        self.indexed_services.same(&inputs.services)
+            && self.indexed_slices.same(&inputs.endpoint_slices)
     }
 }
 

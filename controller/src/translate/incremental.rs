@@ -24,7 +24,7 @@ use portico_proxy::{
 };
 
 use super::{build, Memo, Options, Output};
-use crate::inputs::{Inputs, ObjectKey};
+use crate::inputs::{Inputs, ObjectKey, Objects};
 use crate::problem::Problem;
 
 /// Changes of more Ingresses than this (or a sixteenth of all) take the full path.
@@ -38,12 +38,12 @@ pub(super) struct Last {
     /// host's certificate choice may differ.
     validity_changes_at: i64,
     /// Sorted by namespace/name.
-    ingresses: Vec<Arc<Ingress>>,
-    classes: Vec<Arc<IngressClass>>,
-    services: Vec<Arc<Service>>,
-    slices: Vec<Arc<EndpointSlice>>,
-    secrets: Vec<Arc<Secret>>,
-    class_parameters: Vec<Arc<IngressClassParameters>>,
+    ingresses: Objects<Ingress>,
+    classes: Objects<IngressClass>,
+    services: Objects<Service>,
+    slices: Objects<EndpointSlice>,
+    secrets: Objects<Secret>,
+    class_parameters: Objects<IngressClassParameters>,
     source_problems: Vec<Problem>,
     index: HostIndex,
     /// Ingresses whose rules reach beyond their own hosts.
@@ -129,16 +129,14 @@ fn hosts_of(i: &Ingress) -> Vec<HostPattern> {
     out
 }
 
-fn sorted(ingresses: &[Arc<Ingress>]) -> Vec<Arc<Ingress>> {
-    let mut v = ingresses.to_vec();
+/// The Ingresses sorted by key: the very same list when it is (the cluster source keeps it
+/// sorted).
+fn sorted(ingresses: &Objects<Ingress>) -> Objects<Ingress> {
+    let mut v = ingresses.clone();
     if !v.is_sorted_by(|a, b| key_of(a) <= key_of(b)) {
-        v.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
+        v.to_mut().sort_by(|a, b| key_of(a).cmp(&key_of(b)));
     }
     v
-}
-
-fn same<K>(a: &[Arc<K>], b: &[Arc<K>]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
 }
 
 fn settings(options: &Options) -> String {
@@ -199,11 +197,11 @@ impl Last {
     fn same_world(&self, inputs: &Inputs, options: &Options) -> bool {
         inputs.route_policies.is_empty()
             && options.now < self.validity_changes_at
-            && same(&self.classes, &inputs.ingress_classes)
-            && same(&self.services, &inputs.services)
-            && same(&self.slices, &inputs.endpoint_slices)
-            && same(&self.secrets, &inputs.secrets)
-            && same(&self.class_parameters, &inputs.class_parameters)
+            && self.classes.same(&inputs.ingress_classes)
+            && self.services.same(&inputs.services)
+            && self.slices.same(&inputs.endpoint_slices)
+            && self.secrets.same(&inputs.secrets)
+            && self.class_parameters.same(&inputs.class_parameters)
             && self.source_problems == inputs.problems
             && self.settings == settings(options)
     }

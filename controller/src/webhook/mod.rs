@@ -542,7 +542,7 @@ impl Prepared {
         ingresses.push(Arc::new(ingress));
 
         let mut inputs = Inputs {
-            ingresses,
+            ingresses: ingresses.into(),
             ingress_classes: self.inputs.ingress_classes.clone(),
             class_parameters: self.inputs.class_parameters.clone(),
             ..Inputs::default()
@@ -563,13 +563,13 @@ impl Prepared {
                 if &k.0 != ns {
                     break;
                 }
-                inputs.certificates.insert(k.clone(), v.clone());
+                Arc::make_mut(&mut inputs.certificates).insert(k.clone(), v.clone());
             }
             for (k, v) in self.inputs.ca_bundles.range(from..) {
                 if &k.0 != ns {
                     break;
                 }
-                inputs.ca_bundles.insert(k.clone(), v.clone());
+                Arc::make_mut(&mut inputs.ca_bundles).insert(k.clone(), v.clone());
             }
         }
 

@@ -72,8 +72,8 @@ fn prepared(ingresses: Vec<Value>) -> Prepared {
             .into_iter()
             .map(|v| Arc::new(serde_json::from_value::<Ingress>(v).unwrap()))
             .collect(),
-        ingress_classes: vec![class()],
-        services: vec![web("shop")],
+        ingress_classes: vec![class()].into(),
+        services: vec![web("shop")].into(),
         ..Inputs::default()
     };
     Prepared::new(Arc::new(inputs))
@@ -439,6 +439,7 @@ fn the_reduced_translation_agrees_with_the_full_one() {
         let mut all = p.inputs().as_ref().clone();
         let key = (obj.metadata.namespace.clone(), obj.metadata.name.clone());
         all.ingresses
+            .to_mut()
             .retain(|i| (i.metadata.namespace.clone(), i.metadata.name.clone()) != key);
         let mut stamped = obj.clone();
         if stamped.metadata.creation_timestamp.is_none() {
@@ -489,7 +490,7 @@ fn review_time_at_ten_thousand_ingresses() {
             .into_iter()
             .map(|v| Arc::new(serde_json::from_value::<Ingress>(v).unwrap()))
             .collect(),
-        ingress_classes: vec![class()],
+        ingress_classes: vec![class()].into(),
         services: (0..100).map(|n| web(&format!("ns{n}"))).collect(),
         ..Inputs::default()
     });

@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use crate::routing::HostPattern;
 
-/// Certificates by SNI name: exact names, then wildcards, then the default.
+/// Certificates by SNI name: exact names, then wildcards, then the default. Names are shared
+/// between the tables a patch makes ([`TlsTable::patched`]).
 #[derive(Clone, Debug)]
 pub struct TlsTable {
-    exact: Arc<HashMap<String, Arc<TlsCertificate>>>,
-    wildcard: Arc<HashMap<String, Arc<TlsCertificate>>>,
+    exact: Arc<HashMap<Arc<str>, Arc<TlsCertificate>>>,
+    wildcard: Arc<HashMap<Arc<str>, Arc<TlsCertificate>>>,
     default: Arc<TlsCertificate>,
 }
 
@@ -39,10 +40,10 @@ impl TlsTable {
         for (pattern, cert) in entries {
             match pattern {
                 HostPattern::Exact(h) => {
-                    Arc::make_mut(&mut self.exact).insert(h, cert);
+                    Arc::make_mut(&mut self.exact).insert(h.into(), cert);
                 }
                 HostPattern::Wildcard(s) => {
-                    Arc::make_mut(&mut self.wildcard).insert(s, cert);
+                    Arc::make_mut(&mut self.wildcard).insert(s.into(), cert);
                 }
                 HostPattern::Any => {}
             }
@@ -79,13 +80,13 @@ impl TlsTable {
         for pattern in replaced {
             match pattern {
                 HostPattern::Exact(h) => {
-                    if table.exact.contains_key(h) {
-                        Arc::make_mut(&mut table.exact).remove(h);
+                    if table.exact.contains_key(h.as_str()) {
+                        Arc::make_mut(&mut table.exact).remove(h.as_str());
                     }
                 }
                 HostPattern::Wildcard(s) => {
-                    if table.wildcard.contains_key(s) {
-                        Arc::make_mut(&mut table.wildcard).remove(s);
+                    if table.wildcard.contains_key(s.as_str()) {
+                        Arc::make_mut(&mut table.wildcard).remove(s.as_str());
                     }
                 }
                 HostPattern::Any => {}
@@ -104,11 +105,11 @@ impl TlsTable {
         let mut out: Vec<_> = self
             .exact
             .iter()
-            .map(|(h, c)| (HostPattern::Exact(h.clone()), c))
+            .map(|(h, c)| (HostPattern::Exact(h.to_string()), c))
             .chain(
                 self.wildcard
                     .iter()
-                    .map(|(h, c)| (HostPattern::Wildcard(h.clone()), c)),
+                    .map(|(h, c)| (HostPattern::Wildcard(h.to_string()), c)),
             )
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));

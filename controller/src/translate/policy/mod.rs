@@ -764,7 +764,8 @@ mod tests {
                 secret("ns", "map", &[("carol", &apr), ("dave", "$1$x$y")]),
                 secret("ns", "nokey", &[("other", "x")]),
                 secret("other", "file", &[("auth", &file)]),
-            ],
+            ]
+            .into(),
             ..Inputs::default()
         };
         let mut p = basic("file", false);
@@ -797,7 +798,8 @@ mod tests {
                 "ns",
                 "s",
                 &[("auth", "u:{SHA}AAAAAAAAAAAAAAAAAAAAAAAAAAA=")],
-            )],
+            )]
+            .into(),
             ..Inputs::default()
         };
         let b = Inputs {
@@ -805,7 +807,8 @@ mod tests {
                 "ns",
                 "s",
                 &[("auth", "u:{SHA}BBBBBBBBBBBBBBBBBBBBBBBBBBA=")],
-            )],
+            )]
+            .into(),
             ..Inputs::default()
         };
         let (mut pa, mut pb) = (basic("s", false), basic("s", false));

@@ -325,7 +325,7 @@ pub struct RoutePolicyOutcome {
 pub struct RoutePolicies {
     policies: Vec<Parsed>,
     by_ingress: BTreeMap<ObjectKey, Vec<Attached>>,
-    /// Each existing Ingress's routes: (rule host or "", path as written or "").
+    /// The routes of each Ingress a RoutePolicy targets: (rule host or "", path as written or "").
     routes: BTreeMap<ObjectKey, BTreeSet<(String, String)>>,
 }
 
@@ -379,16 +379,21 @@ impl RoutePolicies {
                 targets,
             });
         }
+        // The routes of the Ingresses some policy targets (usually none of 10,000).
+        let targeted: BTreeSet<(&str, &str)> = by_ingress
+            .keys()
+            .map(|(ns, name)| (ns.as_str(), name.as_str()))
+            .collect();
         let mut routes: BTreeMap<ObjectKey, BTreeSet<(String, String)>> = BTreeMap::new();
-        for i in &inputs.ingresses {
-            let key = (
-                i.metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| "default".into()),
-                i.metadata.name.clone().unwrap_or_default(),
-            );
-            let set = routes.entry(key).or_default();
+        for i in inputs.ingresses.iter().filter(|_| !targeted.is_empty()) {
+            let ns = i.metadata.namespace.as_deref().unwrap_or("default");
+            let name = i.metadata.name.as_deref().unwrap_or_default();
+            if !targeted.contains(&(ns, name)) {
+                continue;
+            }
+            let set = routes
+                .entry((ns.to_string(), name.to_string()))
+                .or_default();
             for rule in i.spec.iter().flat_map(|s| s.rules.iter().flatten()) {
                 let host = rule.host.clone().unwrap_or_default();
                 for path in rule.http.iter().flat_map(|h| h.paths.iter()) {

@@ -100,7 +100,7 @@ fn endpoint_conditions_families_and_duplicates() {
     assert_eq!(addrs, vec!["10.1.0.1:80", "10.1.0.2:80", "[fd00::1]:80"]);
 
     // With a primary family, only that family's slices count.
-    let svc = Arc::make_mut(inputs.services.last_mut().unwrap());
+    let svc = Arc::make_mut(inputs.services.to_mut().last_mut().unwrap());
     svc.spec.as_mut().unwrap().ip_families = Some(vec!["IPv6".into()]);
     let out = run(&inputs);
     let addrs: Vec<String> = out
@@ -411,7 +411,7 @@ fn endpoints_are_sorted_whatever_the_slice_order() {
         ),
     ]);
     let a = run(&inputs);
-    inputs.endpoint_slices.reverse();
+    inputs.endpoint_slices.to_mut().reverse();
     let b = run(&inputs);
     let addrs = |o: &Output| {
         o.snapshot
@@ -453,7 +453,7 @@ fn a_memo_reuses_unchanged_backends_and_rebuilds_changed_ones() {
     let first = translate_with(&inputs, &options(), &mut memo);
 
     // `api`'s EndpointSlice changes (a new object, as a source delivers it); `web` does not.
-    inputs.endpoint_slices[1] = slice(
+    inputs.endpoint_slices.to_mut()[1] = slice(
         "default",
         "api-1",
         "api",
@@ -492,7 +492,7 @@ fn a_memo_reuses_unchanged_backends_and_rebuilds_changed_ones() {
     }
 
     // The Service itself changing (a port renamed away) rebuilds its backend too.
-    inputs.services[0] = service("default", "web", &[(Some("other"), 80)]);
+    inputs.services.to_mut()[0] = service("default", "web", &[(Some("other"), 80)]);
     let third = translate_with(&inputs, &options(), &mut memo);
     assert!(backend_of(&third, "a.com").addresses().is_empty());
     assert_eq!(third.problems, run(&inputs).problems);

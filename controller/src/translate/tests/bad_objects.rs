@@ -370,7 +370,7 @@ fn each_bad_object_is_one_precise_problem_and_the_rest_serves() {
             .rule("good.com", "/", backend("web", 80))
             .build()]);
         (c.add)(&mut inputs);
-        inputs.certificates = CertCache::default().certificates(&inputs.secrets);
+        inputs.certificates = Arc::new(CertCache::default().certificates(&inputs.secrets));
         let out = run(&inputs);
         let msgs: Vec<String> = out.problems.iter().map(|p| p.to_string()).collect();
         if out.problems.len() != 1 || !(c.want)(&out.problems[0]) {

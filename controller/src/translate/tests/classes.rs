@@ -26,7 +26,8 @@ fn class_selection() {
     inputs.ingress_classes = vec![
         class("portico", ours, false),
         class("nginx", "k8s.io/ingress-nginx", false),
-    ];
+    ]
+    .into();
     let served = |out: &Output| -> Vec<&str> {
         [
             "ours",
@@ -48,7 +49,7 @@ fn class_selection() {
         ..options()
     };
     assert_eq!(served(&translate(&inputs, &strict)), vec!["ours", "legacy"]);
-    inputs.ingress_classes[0] = class("portico", ours, true);
+    inputs.ingress_classes.to_mut()[0] = class("portico", ours, true);
     assert_eq!(
         served(&translate(&inputs, &strict)),
         vec!["ours", "legacy", "classless"]

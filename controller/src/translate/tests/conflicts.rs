@@ -37,7 +37,7 @@ fn equal_age_breaks_ties_by_namespace_then_name() {
     ]);
     let out = run(&inputs);
     assert_eq!(hit(&out, "h.com", "/").unwrap().0, "a");
-    inputs.ingresses.reverse();
+    inputs.ingresses.to_mut().reverse();
     assert_eq!(
         run(&inputs).problems,
         out.problems,

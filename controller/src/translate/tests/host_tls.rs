@@ -13,9 +13,7 @@ fn ca_pem() -> Vec<rustls_pki_types::CertificateDer<'static>> {
 }
 
 fn with_ca(mut inputs: Inputs, ns: &str, name: &str) -> Inputs {
-    inputs
-        .ca_bundles
-        .insert((ns.into(), name.into()), Ok(Arc::new(ca_pem())));
+    Arc::make_mut(&mut inputs.ca_bundles).insert((ns.into(), name.into()), Ok(Arc::new(ca_pem())));
     inputs
 }
 
@@ -97,7 +95,7 @@ fn an_unusable_ca_fails_closed() {
             .build(),
     ]);
     inputs = with_ca(inputs, "kube-system", "ca");
-    inputs.ca_bundles.insert(
+    Arc::make_mut(&mut inputs.ca_bundles).insert(
         ("default".into(), "bad".into()),
         Err("ca.crt: bad PEM".into()),
     );

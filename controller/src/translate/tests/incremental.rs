@@ -164,7 +164,7 @@ fn change(rng: &mut Rng, inputs: &mut Inputs, serial: &mut usize) {
                         m.name.clone().unwrap_or_default(),
                     )
                 };
-                inputs.ingresses[at] = random_ingress(rng, &ns, &name);
+                inputs.ingresses.to_mut()[at] = random_ingress(rng, &ns, &name);
             }
             6 | 7 => {
                 *serial += 1;
@@ -174,13 +174,13 @@ fn change(rng: &mut Rng, inputs: &mut Inputs, serial: &mut usize) {
                     .push(random_ingress(rng, ns, &format!("new{serial}")));
             }
             _ if n > 0 => {
-                inputs.ingresses.remove(rng.below(n));
+                inputs.ingresses.to_mut().remove(rng.below(n));
             }
             _ => {}
         }
     }
     // The cluster source hands Ingresses over sorted by namespace and name.
-    inputs.ingresses.sort_by(|a, b| {
+    inputs.ingresses.to_mut().sort_by(|a, b| {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
     });
 }

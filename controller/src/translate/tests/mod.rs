@@ -246,11 +246,12 @@ fn options() -> Options {
 /// (port 80, endpoint 10.0.0.2:9090) in `default`.
 fn world(ingresses: Vec<Arc<Ingress>>) -> Inputs {
     Inputs {
-        ingresses,
+        ingresses: ingresses.into(),
         services: vec![
             service("default", "web", &[(Some("http"), 80)]),
             service("default", "api", &[(None, 80)]),
-        ],
+        ]
+        .into(),
         endpoint_slices: vec![
             slice(
                 "default",
@@ -268,15 +269,15 @@ fn world(ingresses: Vec<Arc<Ingress>>) -> Inputs {
                 (None, 9090),
                 &[ready("10.0.0.2")],
             ),
-        ],
+        ]
+        .into(),
         ..Inputs::default()
     }
 }
 
 fn with_certs(mut inputs: Inputs, certs: &[(&str, Result<Arc<TlsCertificate>, String>)]) -> Inputs {
     for (name, c) in certs {
-        inputs
-            .certificates
+        Arc::make_mut(&mut inputs.certificates)
             .insert(("default".into(), name.to_string()), c.clone());
     }
     inputs

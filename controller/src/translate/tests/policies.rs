@@ -204,7 +204,7 @@ fn class_defaults_then_route_policies_then_annotations() {
             .rule("o.com", "/", backend("web", 80))
             .build(),
     ]);
-    inputs.ingress_classes = vec![class_with_parameters("portico", "strict")];
+    inputs.ingress_classes = vec![class_with_parameters("portico", "strict")].into();
     inputs.class_parameters = vec![crd(serde_json::json!({
         "apiVersion": "portico.dev/v1alpha1", "kind": "IngressClassParameters",
         "metadata": {"name": "strict"},
@@ -212,7 +212,8 @@ fn class_defaults_then_route_policies_then_annotations() {
             "tls": {"minVersion": "1.3", "hsts": {"maxAge": 600, "includeSubDomains": true}},
             "defaults": {"timeouts": {"read": "30s", "connect": "1s"}, "maxBodySize": "2m"}
         }
-    }))];
+    }))]
+    .into();
     inputs.route_policies = vec![
         crd(serde_json::json!({
             "apiVersion": "portico.dev/v1alpha1", "kind": "RoutePolicy",
@@ -226,7 +227,7 @@ fn class_defaults_then_route_policies_then_annotations() {
             "spec": {"targetRefs": [{"kind": "Ingress", "name": "app"}, {"kind": "Ingress", "name": "missing"}],
                      "timeouts": {"read": "3s"}}
         })),
-    ];
+    ].into();
     let out = run(&inputs);
     assert!(out.problems.is_empty(), "{:?}", out.problems);
     let app = &out
@@ -289,7 +290,8 @@ fn bad_route_policy_fields_are_reported_on_the_route_policy() {
         "metadata": {"name": "bad", "namespace": "default"},
         "spec": {"targetRefs": [{"kind": "Ingress", "name": "app"}],
                  "hashBy": "$nope", "timeouts": {"read": "2s"}}
-    }))];
+    }))]
+    .into();
     let out = run(&inputs);
     let [p] = &out.problems[..] else {
         panic!("{:?}", out.problems)
@@ -321,13 +323,14 @@ fn class_limits_cap_annotations_and_denied_annotations_are_ignored() {
         .annotation("portico.dev/proxy-connect-timeout", "2")
         .rule("h.com", "/", backend("web", 80))
         .build()]);
-    inputs.ingress_classes = vec![class_with_parameters("portico", "guarded")];
+    inputs.ingress_classes = vec![class_with_parameters("portico", "guarded")].into();
     inputs.class_parameters = vec![crd(serde_json::json!({
         "apiVersion": "portico.dev/v1alpha1", "kind": "IngressClassParameters",
         "metadata": {"name": "guarded"},
         "spec": {"limits": {"maxBodySize": "10m", "maxTimeout": "60s"},
                  "deniedAnnotations": ["upstream-vhost"]}
-    }))];
+    }))]
+    .into();
     let out = run(&inputs);
     let codes: Vec<&str> = out.problems.iter().map(|p| p.reason.code()).collect();
     assert_eq!(
@@ -448,12 +451,14 @@ fn class_default_certificate_serves_its_tls_hosts_without_a_certificate() {
     inputs.ingress_classes = vec![
         class_with_parameters("portico", "certs"),
         class("plain", CONTROLLER_NAME, false),
-    ];
+    ]
+    .into();
     inputs.class_parameters = vec![crd(serde_json::json!({
         "apiVersion": "portico.dev/v1alpha1", "kind": "IngressClassParameters",
         "metadata": {"name": "certs"},
         "spec": {"tls": {"defaultCertificate": {"namespace": "default", "name": "wild"}}}
-    }))];
+    }))]
+    .into();
     let out = run(&inputs);
     let tls = &out.snapshot.tls;
     assert!(Arc::ptr_eq(tls.resolve(Some("own.com")), &own));
@@ -472,9 +477,7 @@ fn class_default_certificate_serves_its_tls_hosts_without_a_certificate() {
     assert!(Arc::ptr_eq(tls.resolve(Some("unknown.org")), &fallback()));
 
     // A missing default certificate is a problem of the parameters; the flag's default stays.
-    inputs
-        .certificates
-        .remove(&("default".into(), "wild".into()));
+    Arc::make_mut(&mut inputs.certificates).remove(&("default".into(), "wild".into()));
     let out = run(&inputs);
     assert!(Arc::ptr_eq(
         out.snapshot.tls.resolve(Some("nosecret.com")),
@@ -496,7 +499,7 @@ fn class_trusted_proxies_cipher_suites_and_access_log_reach_the_listener() {
         .class("portico")
         .rule("h.com", "/", backend("web", 80))
         .build()]);
-    inputs.ingress_classes = vec![class_with_parameters("portico", "edge")];
+    inputs.ingress_classes = vec![class_with_parameters("portico", "edge")].into();
     let params = |spec: serde_json::Value| {
         vec![crd(serde_json::json!({
             "apiVersion": "portico.dev/v1alpha1", "kind": "IngressClassParameters",
@@ -507,7 +510,7 @@ fn class_trusted_proxies_cipher_suites_and_access_log_reach_the_listener() {
         "trustedProxies": ["10.0.0.0/8", "192.0.2.7"],
         "accessLog": {"format": "json"},
         "tls": {"cipherSuites": ["TLS13_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"]}
-    }));
+    })).into();
     let out = run(&inputs);
     assert!(out.problems.is_empty(), "{:?}", out.problems);
     let listener = &out.snapshot.listener;
@@ -547,7 +550,7 @@ fn class_trusted_proxies_cipher_suites_and_access_log_reach_the_listener() {
             "10.0.0.0/33",
         ),
     ] {
-        inputs.class_parameters = params(spec);
+        inputs.class_parameters = params(spec).into();
         let out = run(&inputs);
         let [p] = &out.problems[..] else {
             panic!("{:?}", out.problems)
@@ -621,7 +624,8 @@ fn route_policies_narrowed_to_a_host_and_path_apply_to_those_routes_only() {
                 "maxBodySize": "1k"
             }),
         ),
-    ];
+    ]
+    .into();
     let out = run(&inputs);
     assert!(out.problems.is_empty(), "{:?}", out.problems);
     let policy = |h: &str, p: &str| {
@@ -691,7 +695,8 @@ fn the_older_route_policy_wins_a_field_and_the_younger_is_conflicted() {
                 "maxBodySize": "2k"
             }),
         ),
-    ];
+    ]
+    .into();
     let out = run(&inputs);
     assert!(out.problems.is_empty(), "{:?}", out.problems);
     let secs = std::time::Duration::from_secs;

@@ -150,8 +150,7 @@ fn another_namespace_cannot_take_a_hosts_certificate() {
             .tls(&["h.com"], Some("evil"))
             .build(),
     ]);
-    inputs
-        .certificates
+    Arc::make_mut(&mut inputs.certificates)
         .insert(("team-b".into(), "evil".into()), Ok(cert(&["h.com"])));
     let out = run(&inputs);
     assert!(Arc::ptr_eq(
@@ -198,9 +197,7 @@ fn labelled(inputs: &mut Inputs, ns: &str, name: &str, cert: Arc<TlsCertificate>
         "true".to_string(),
     )]));
     inputs.secrets.push(Arc::new(s));
-    inputs
-        .certificates
-        .insert((ns.into(), name.into()), Ok(cert));
+    Arc::make_mut(&mut inputs.certificates).insert((ns.into(), name.into()), Ok(cert));
 }
 
 fn cert_valid_until(names: &[&str], year: i32) -> Arc<TlsCertificate> {
