@@ -161,8 +161,8 @@ fuzz_target!(|data: &[u8]| {
         ..Default::default()
     });
     let inputs = Inputs {
-        ingresses: vec![Arc::new(ing)],
-        services: vec![Arc::new(svc)],
+        ingresses: vec![Arc::new(ing)].into(),
+        services: vec![Arc::new(svc)].into(),
         ..Inputs::default()
     };
     let options = Options {
