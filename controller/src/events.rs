@@ -77,8 +77,10 @@ pub async fn run(
 
         if let Some(before) = &seen_served {
             let new = newly_served(&before.served, &report.served);
-            for ((ns, name), info) in new.take(budget) {
-                let uid = info.uid.clone();
+            for (ns, name) in new.take(budget) {
+                let uid = report
+                    .served_ingress(ns, name)
+                    .and_then(|i| i.metadata.uid.clone());
                 publish(
                     &recorder,
                     EventType::Normal,
@@ -93,13 +95,13 @@ pub async fn run(
     }
 }
 
-/// The entries of `now` whose keys `before` lacks (both maps are sorted: one walk, no copy).
-fn newly_served<'a, K: Ord, V>(
-    before: &'a std::collections::BTreeMap<K, V>,
-    now: &'a std::collections::BTreeMap<K, V>,
-) -> impl Iterator<Item = (&'a K, &'a V)> {
-    let mut old = before.keys().peekable();
-    now.iter().filter(move |(k, _)| {
+/// The keys of `now` that `before` lacks (both sets are sorted: one walk, no copy).
+fn newly_served<'a, K: Ord>(
+    before: &'a BTreeSet<K>,
+    now: &'a BTreeSet<K>,
+) -> impl Iterator<Item = &'a K> {
+    let mut old = before.iter().peekable();
+    now.iter().filter(move |k| {
         while old.next_if(|o| *o < *k).is_some() {}
         old.peek() != Some(k)
     })
@@ -121,9 +123,8 @@ fn reference_of(p: &Problem, report: &Report) -> Option<ObjectReference> {
     match p.object.kind {
         "Ingress" => {
             let uid = report
-                .served
-                .get(&(p.object.namespace.clone(), p.object.name.clone()))
-                .and_then(|i| i.uid.clone());
+                .served_ingress(&p.object.namespace, &p.object.name)
+                .and_then(|i| i.metadata.uid.clone());
             Some(ingress_reference(&p.object.namespace, &p.object.name, uid))
         }
         "IngressClassParameters" => {
@@ -179,13 +180,12 @@ async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     #[test]
     fn newly_served_are_the_keys_the_last_report_lacked() {
-        let before = BTreeMap::from([(1, 'a'), (3, 'c'), (5, 'e')]);
-        let now = BTreeMap::from([(0, 'z'), (1, 'a'), (2, 'b'), (5, 'e'), (6, 'f')]);
-        let new: Vec<_> = newly_served(&before, &now).map(|(k, _)| *k).collect();
+        let before = BTreeSet::from([1, 3, 5]);
+        let now = BTreeSet::from([0, 1, 2, 5, 6]);
+        let new: Vec<_> = newly_served(&before, &now).copied().collect();
         assert_eq!(new, [0, 2, 6]);
         assert_eq!(newly_served(&now, &now).count(), 0);
     }

@@ -15,7 +15,9 @@ use tracing::{error, info, warn};
 
 use k8s_openapi::api::networking::v1::IngressLoadBalancerStatus;
 
-use crate::inputs::{Inputs, ObjectKey};
+use k8s_openapi::api::networking::v1::Ingress;
+
+use crate::inputs::{Inputs, ObjectKey, Objects};
 use crate::problem::Problem;
 use crate::translate::{self, Options};
 use portico_crds::{IngressClassParametersStatus, RoutePolicyStatus, TargetStatus};
@@ -26,10 +28,11 @@ pub struct Report {
     /// 0 until the first configuration is live.
     pub generation: u64,
     pub problems: Vec<Problem>,
-    /// The Ingresses Portico serves.
-    pub served: BTreeMap<ObjectKey, IngressInfo>,
-    /// Every other Ingress (another class), so status Portico wrote can be cleared.
-    pub others: BTreeMap<ObjectKey, IngressInfo>,
+    /// Every Ingress, sorted by namespace and name (the inputs' own list when it already is:
+    /// a report copies no Ingress).
+    pub ingresses: Objects<Ingress>,
+    /// The keys of the Ingresses Portico serves (translate's set, shared).
+    pub served: Arc<BTreeSet<ObjectKey>>,
     /// Every RoutePolicy: its generation, its targets' fate, its current status.
     pub route_policies: BTreeMap<ObjectKey, RoutePolicyInfo>,
     /// Every IngressClassParameters, by name.
@@ -41,6 +44,62 @@ pub struct Report {
     /// Endpoints EndpointSlices list as not ready, by Service (namespace, name), for the
     /// status page (the snapshot holds only the ready ones).
     pub not_ready: BTreeMap<ObjectKey, Vec<String>>,
+}
+
+impl Report {
+    /// The Ingresses Portico serves, by namespace and name.
+    pub fn served_ingresses(&self) -> impl Iterator<Item = &Ingress> {
+        self.split(true)
+    }
+
+    /// Every other Ingress (another class), so status Portico wrote can be cleared.
+    pub fn other_ingresses(&self) -> impl Iterator<Item = &Ingress> {
+        self.split(false)
+    }
+
+    /// A served Ingress, by namespace and name.
+    pub fn served_ingress(&self, namespace: &str, name: &str) -> Option<&Ingress> {
+        let at = self
+            .ingresses
+            .binary_search_by(|i| key_of(i).cmp(&(namespace, name)))
+            .ok()?;
+        let key = (namespace.to_string(), name.to_string());
+        self.served
+            .contains(&key)
+            .then(|| self.ingresses.get(at).map(|i| &**i))
+            .flatten()
+    }
+
+    /// One walk over the sorted Ingresses beside the sorted served keys: no lookups, no copies.
+    fn split(&self, served: bool) -> impl Iterator<Item = &Ingress> {
+        let mut keys = self.served.iter().peekable();
+        self.ingresses
+            .iter()
+            .filter(move |i| {
+                let key = key_of(i);
+                while keys
+                    .next_if(|(ns, name)| (ns.as_str(), name.as_str()) < key)
+                    .is_some()
+                {}
+                keys.peek()
+                    .is_some_and(|(ns, name)| (ns.as_str(), name.as_str()) == key)
+                    == served
+            })
+            .map(|i| &**i)
+    }
+}
+
+/// An Ingress's namespace and name, borrowed.
+pub fn key_of(ingress: &Ingress) -> (&str, &str) {
+    (
+        ingress.metadata.namespace.as_deref().unwrap_or_default(),
+        ingress.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The load-balancer status an Ingress carries now.
+pub fn load_balancer(ingress: &Ingress) -> Option<&IngressLoadBalancerStatus> {
+    ingress.status.as_ref()?.load_balancer.as_ref()
 }
 
 /// Addresses of endpoints whose `conditions.ready` is false, by Service.
@@ -55,13 +114,13 @@ fn not_ready_endpoints(inputs: &Inputs) -> BTreeMap<ObjectKey, Vec<String>> {
         else {
             continue;
         };
-        let key = (
-            slice.metadata.namespace.clone().unwrap_or_default(),
-            service.clone(),
-        );
         for ep in &slice.endpoints {
             if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
-                out.entry(key.clone())
+                let key = (
+                    slice.metadata.namespace.clone().unwrap_or_default(),
+                    service.clone(),
+                );
+                out.entry(key)
                     .or_default()
                     .extend(ep.addresses.iter().cloned());
             }
@@ -109,17 +168,10 @@ pub struct ClassParametersInfo {
     pub current: Option<IngressClassParametersStatus>,
 }
 
-/// What status and events need of an Ingress.
-#[derive(Debug, Default)]
-pub struct IngressInfo {
-    pub uid: Option<String>,
-    pub status: Option<IngressLoadBalancerStatus>,
-}
-
 fn report(
     inputs: &Inputs,
     problems: Vec<Problem>,
-    served: &BTreeSet<ObjectKey>,
+    served: Arc<BTreeSet<ObjectKey>>,
     policy_status: BTreeMap<ObjectKey, crate::translate::policy::sources::RoutePolicyOutcome>,
     mut class_users: BTreeMap<String, Vec<String>>,
     generation: u64,
@@ -183,30 +235,24 @@ fn report(
             },
         );
     }
-    let mut r = Report {
+    let sorted = |l: &[Arc<Ingress>]| l.is_sorted_by(|a, b| key_of(a) <= key_of(b));
+    let ingresses = if sorted(&inputs.ingresses) {
+        inputs.ingresses.clone()
+    } else {
+        let mut list = inputs.ingresses.to_vec();
+        list.sort_by(|a, b| key_of(a).cmp(&key_of(b)));
+        list.into()
+    };
+    Report {
         generation,
         problems,
+        ingresses,
+        served,
         route_policies,
         class_parameters,
         not_ready: not_ready_endpoints(inputs),
         ..Report::default()
-    };
-    for i in &inputs.ingresses {
-        let key = (
-            i.metadata.namespace.clone().unwrap_or_default(),
-            i.metadata.name.clone().unwrap_or_default(),
-        );
-        let info = IngressInfo {
-            uid: i.metadata.uid.clone(),
-            status: i.status.as_ref().and_then(|s| s.load_balancer.clone()),
-        };
-        if served.contains(&key) {
-            r.served.insert(key, info);
-        } else {
-            r.others.insert(key, info);
-        }
     }
-    r
 }
 
 /// How long the webhook's index waits for more changes before rebuilding.
@@ -292,7 +338,7 @@ pub async fn run(
                 let mut r = report(
                     &current,
                     found,
-                    &served,
+                    served,
                     route_policy_status,
                     class_parameter_users,
                     generation,

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::inputs::ObjectKey;
-use crate::publish::Report;
+use crate::publish::{key_of, load_balancer, Report};
 
 /// Where the address written into status comes from.
 #[derive(Clone, Debug, Default)]
@@ -75,28 +75,28 @@ async fn sync(
     written: &mut Written,
 ) -> Result<(), kube::Error> {
     let desired = desired_status(client, config).await?;
-    written.retain(|key, _| report.served.contains_key(key));
-    for (key, info) in &report.served {
-        if same(info.status.as_ref(), &desired) {
+    written.retain(|key, _| report.served.contains(key));
+    for ingress in report.served_ingresses() {
+        if same(load_balancer(ingress), &desired) {
             continue;
         }
-        if written.get(key).is_some_and(|(uid, status, generation)| {
-            *uid == info.uid && same(Some(status), &desired) && *generation == report.generation
+        let (ns, name) = key_of(ingress);
+        let key = (ns.to_string(), name.to_string());
+        let uid = &ingress.metadata.uid;
+        if written.get(&key).is_some_and(|(u, status, generation)| {
+            u == uid && same(Some(status), &desired) && *generation == report.generation
         }) {
             continue;
         }
-        let (ns, name) = key;
         patch(client, ns, name, &desired).await?;
-        written.insert(
-            key.clone(),
-            (info.uid.clone(), desired.clone(), report.generation),
-        );
+        written.insert(key, (uid.clone(), desired.clone(), report.generation));
         info!(ingress = %format_args!("{ns}/{name}"), "status updated");
     }
     let empty = IngressLoadBalancerStatus::default();
     if desired.ingress.as_ref().is_some_and(|v| !v.is_empty()) {
-        for ((ns, name), info) in &report.others {
-            if same(info.status.as_ref(), &desired) {
+        for ingress in report.other_ingresses() {
+            if same(load_balancer(ingress), &desired) {
+                let (ns, name) = key_of(ingress);
                 patch(client, ns, name, &empty).await?;
                 info!(ingress = %format_args!("{ns}/{name}"), "status cleared: not served by Portico any more");
             }

@@ -8,7 +8,7 @@
 //! looks nothing up and takes no lock; they are allocated on the route's first request, so an
 //! idle configuration of 10,000 routes costs only the map.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -299,15 +299,11 @@ impl Metrics {
     }
 
     /// Records a snapshot that just went live (after [`Metrics::attach`]), and forgets
-    /// counters no route of it uses any more.
+    /// counters no route uses any more: those only this map holds (no target of the live
+    /// snapshot, nor of an older one that requests in flight still hold).
     pub fn bind(&self, snapshot: &Snapshot, generation: u64, build_time: Duration) {
         if let Ok(mut routes) = self.routes.lock() {
-            let live: HashSet<*const RouteStats> = snapshot
-                .targets()
-                .filter_map(|t| t.stats.get())
-                .map(Arc::as_ptr)
-                .collect();
-            routes.retain(|_, stats| live.contains(&Arc::as_ptr(stats)));
+            routes.retain(|_, stats| Arc::strong_count(stats) > 1);
         }
         self.generation.store(generation, Ordering::Relaxed);
         self.build_micros

@@ -244,10 +244,6 @@ impl EndpointPool {
         left
     }
 
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     fn idle_count(&self) -> usize {
         self.idle.lock().map(|i| i.len()).unwrap_or(0)
     }
@@ -287,9 +283,11 @@ impl Pools {
         self.by_addr.extend(created);
     }
 
-    /// Keeps the pools `used` by the current snapshot only.
-    pub(crate) fn replace(&mut self, used: HashMap<SocketAddr, Arc<EndpointPool>>) {
-        self.by_addr = used;
+    /// Forgets the pools that only this registry holds: no backend of a snapshot still in
+    /// use (the live one, or an older one that requests in flight hold) and no connection
+    /// refers to them.
+    pub(crate) fn forget_unused(&mut self) {
+        self.by_addr.retain(|_, pool| Arc::strong_count(pool) > 1);
     }
 }
 
@@ -341,6 +339,28 @@ mod tests {
         let bytes = http_body_util::BodyExt::collect(body).await.unwrap();
         assert_eq!(bytes.to_bytes().as_ref(), b"ok");
         status
+    }
+
+    #[test]
+    fn the_registry_keeps_pools_in_use_and_forgets_the_others() {
+        let mut pools = Pools::default();
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let mut created = HashMap::new();
+        let first = pools.for_endpoints(&[a, b], Duration::from_secs(30), &mut created);
+        pools.add(created);
+        // A later snapshot naming `a` again finds the same pool (and its connections).
+        let again = pools.for_endpoints(&[a], Duration::from_secs(30), &mut HashMap::new());
+        assert!(Arc::ptr_eq(&first[0], &again[0]));
+        drop(first);
+        pools.forget_unused();
+        // `again` still holds a; nothing but the registry holds b.
+        assert!(pools.by_addr.contains_key(&a) && !pools.by_addr.contains_key(&b));
+        drop(again);
+        pools.forget_unused();
+        assert!(pools.by_addr.is_empty());
     }
 
     #[tokio::test]

@@ -156,8 +156,8 @@ impl Proxy {
             trusted,
             access_log: Arc::new(access_log),
         })));
-        // Bookkeeping over every target, once the snapshot serves.
-        self.shared.upstreams.settle(&snapshot);
+        // Bookkeeping once the snapshot serves: forgetting what no snapshot uses any more.
+        self.shared.upstreams.settle();
         self.shared.metrics.bind(&snapshot, generation, build_time);
         Ok(generation)
     }

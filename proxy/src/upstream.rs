@@ -247,25 +247,12 @@ impl Upstreams {
         pools.add(created);
     }
 
-    /// Lets go of the pools of endpoints the snapshot that just went live does not use.
-    pub(crate) fn settle(&self, snapshot: &Snapshot) {
-        let Ok(mut pools) = self.pools.lock() else {
-            return;
-        };
-        let mut used = HashMap::new();
-        for target in snapshot.targets() {
-            if target.policy.protocol != Protocol::Http {
-                continue;
-            }
-            let attached = target
-                .backend
-                .attach_pools(|addrs| pools.for_endpoints(addrs, self.idle_timeout, &mut used));
-            // A backend carried over from an earlier snapshot keeps its pools.
-            for pool in attached {
-                used.entry(pool.addr()).or_insert_with(|| pool.clone());
-            }
+    /// Lets go of the pools no snapshot uses any more, once the new one went live (a walk
+    /// over the pools, not over the snapshot's targets).
+    pub(crate) fn settle(&self) {
+        if let Ok(mut pools) = self.pools.lock() {
+            pools.forget_unused();
         }
-        pools.replace(used);
     }
 }
 

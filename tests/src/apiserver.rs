@@ -84,6 +84,11 @@ impl ApiServer {
         }
     }
 
+    /// The API server's process id (benchmarks read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self._child.lock().ok().map(|c| c.id())
+    }
+
     /// An admin client (create it inside the test's runtime).
     pub async fn client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();

@@ -2,7 +2,7 @@
 //! its own host, TLS Secret, Service and EndpointSlice. Reports start → ready, one change →
 //! live (p50/p99 over 50 changes, by polling the host), snapshot build time and peak RSS.
 //!
-//! `cargo run --release -p portico-bench --bin scale -- 1000 10000`
+//! `cargo run --release -p portico-bench --bin scale -- 1000 10000 [--runs R]`
 //! (build `portico` in release first: `cargo build --release -p portico`, and point
 //! `PORTICO_BIN` at `target/release/portico`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -72,47 +72,55 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-async fn run(n: usize) {
-    let api = ApiServer::shared();
-    let client = api.client().await;
-    let ns = format!("scale-{n}");
-    namespace(&client, &ns).await;
-    apply(&client, CLASS).await;
-    let backend = netns::echo("scale").await;
-    let start = Instant::now();
-    let docs: Vec<String> = (0..n).flat_map(|i| objects(&ns, i, backend.addr)).collect();
-    create_all(&client, docs).await;
-    eprintln!(
-        "N={n}: created {} objects in {:.1?}",
-        n * 4,
-        start.elapsed()
-    );
+/// One Portico process against the loaded objects: its start → ready and 50 changes.
+struct Run {
+    ready: Duration,
+    /// From the server-side apply call to the first 200 for the new host.
+    changes: Vec<Duration>,
+    /// The apply call alone (the API server's share).
+    applies: Vec<Duration>,
+    /// From the apply call's answer to the first 200 (Portico's share, and the watch).
+    after_apply: Vec<Duration>,
+    build: String,
+    rss: f64,
+    /// CPU time per change (utime + stime over the 50 changes): Portico's, the API server's.
+    portico_cpu: Duration,
+    apiserver_cpu: Duration,
+}
 
+/// A process's CPU time so far.
+fn cpu(pid: Option<u32>) -> Duration {
+    let ticks = pid.map(portico_bench::procfs::tree_cpu_ticks).unwrap_or(0);
+    Duration::from_secs_f64(ticks as f64 / portico_bench::procfs::clock_ticks())
+}
+
+async fn measure(api: &ApiServer, client: &kube::Client, ns: &str, run: usize) -> Run {
     let started = Instant::now();
     let p = Portico::cluster(
         &api.kubeconfig,
         &[
             "--watch-namespace",
-            &ns,
+            ns,
             "--no-access-log",
             "--pod-namespace",
-            &ns,
+            ns,
         ],
     )
     .await;
     let ready = started.elapsed();
     let c = p.client(&[]);
-    let mut changes = Vec::new();
-    let mut applies = Vec::new();
+    let (mut changes, mut applies, mut after_apply) = (Vec::new(), Vec::new(), Vec::new());
+    let cpu_before = (cpu(Some(p.pid())), cpu(api.pid()));
     for k in 0..50 {
-        let host = format!("new{k}.scale.test");
-        let yaml = ingress(&ns, &format!("new-{k}"))
+        let host = format!("new{k}-{run}.scale.test");
+        let yaml = ingress(ns, &format!("new-{k}-{run}"))
             .class("portico")
             .rule(&host, "/", "Prefix", "svc-0")
             .yaml();
         let t = Instant::now();
-        apply(&client, &yaml).await;
-        applies.push(t.elapsed());
+        apply(client, &yaml).await;
+        let applied = Instant::now();
+        applies.push(applied - t);
         loop {
             let r = c
                 .get(format!("http://{}/", p.http))
@@ -126,11 +134,18 @@ async fn run(n: usize) {
                 t.elapsed() < Duration::from_secs(30),
                 "change never went live"
             );
+            // A short pause between polls, so polling does not take the CPU that the API
+            // server and Portico need on this 2-core machine (1 ms of resolution).
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         changes.push(t.elapsed());
+        after_apply.push(applied.elapsed());
     }
-    changes.sort();
-    applies.sort();
+    let portico_cpu = (cpu(Some(p.pid())) - cpu_before.0) / 50;
+    let apiserver_cpu = (cpu(api.pid()) - cpu_before.1) / 50;
+    for v in [&mut changes, &mut applies, &mut after_apply] {
+        v.sort();
+    }
     let metrics = p.metrics().await;
     let build = metrics
         .lines()
@@ -148,27 +163,69 @@ async fn run(n: usize) {
     {
         eprintln!("  {line}");
     }
-    println!(
-        "N={n:>6}  ready {:>8.2?}  change→live p50 {:>8.2?} p99 {:>8.2?} (of which the apply call p50 {:>8.2?})  build {build} s  peak RSS {rss:.1} MB",
+    Run {
         ready,
-        percentile(&changes, 0.5),
-        percentile(&changes, 0.99),
-        percentile(&applies, 0.5),
+        changes,
+        applies,
+        after_apply,
+        build,
+        rss,
+        portico_cpu,
+        apiserver_cpu,
+    }
+}
+
+async fn run(n: usize, runs: usize) {
+    let api = ApiServer::shared();
+    let client = api.client().await;
+    let ns = format!("scale-{n}");
+    namespace(&client, &ns).await;
+    apply(&client, CLASS).await;
+    let backend = netns::echo("scale").await;
+    let start = Instant::now();
+    let docs: Vec<String> = (0..n).flat_map(|i| objects(&ns, i, backend.addr)).collect();
+    create_all(&client, docs).await;
+    eprintln!(
+        "N={n}: created {} objects in {:.1?}",
+        n * 4,
+        start.elapsed()
     );
+    for run in 0..runs {
+        let r = measure(api, &client, &ns, run).await;
+        println!(
+            "N={n:>6}  ready {:>8.2?}  change→live p50 {:>8.2?} p99 {:>8.2?}  after the apply call p50 {:>8.2?} p99 {:>8.2?}  apply call p50 {:>8.2?}  build {} s  peak RSS {:.1} MB  CPU per change: Portico {:.1?}, API server {:.1?}",
+            r.ready,
+            percentile(&r.changes, 0.5),
+            percentile(&r.changes, 0.99),
+            percentile(&r.after_apply, 0.5),
+            percentile(&r.after_apply, 0.99),
+            percentile(&r.applies, 0.5),
+            r.build,
+            r.rss,
+            r.portico_cpu,
+            r.apiserver_cpu,
+        );
+    }
 }
 
 #[tokio::main]
 async fn main() {
-    let sizes: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    // Sizes, and `--runs R`: start Portico R times against the same loaded objects.
+    let (mut sizes, mut runs) = (Vec::new(), 1);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--runs" {
+            runs = args.next().and_then(|r| r.parse().ok()).expect("--runs R");
+        } else {
+            sizes.push(a.parse::<usize>().expect("a number of Ingresses"));
+        }
+    }
     let sizes = if sizes.is_empty() {
         vec![1000, 10000]
     } else {
         sizes
     };
     for n in sizes {
-        run(n).await;
+        run(n, runs).await;
     }
 }

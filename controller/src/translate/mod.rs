@@ -103,8 +103,9 @@ pub(crate) struct Selected<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     pub canary: bool,
-    /// Its policy, from its annotations over the weaker sources.
-    pub policy: policy::PolicyInput,
+    /// Its policy, from its annotations over the weaker sources (boxed: it is large, and
+    /// the list of selected Ingresses is sorted by moving its entries).
+    pub policy: Box<policy::PolicyInput>,
     /// The policies of its routes that RoutePolicies narrowed to a host or path apply to, by
     /// (rule host or "", path as written).
     pub narrowed: BTreeMap<(String, String), policy::PolicyInput>,
@@ -220,9 +221,15 @@ fn build(
 
     // Oldest first (a missing timestamp counts as oldest), then namespace/name: the order
     // decides every conflict.
-    let mut selected: Vec<Selected<'_>> = ingresses
+    // Selected first, so the list below is allocated once at its size (10,000 entries of it
+    // are megabytes, and a doubling growth would be a peak of memory at every full build).
+    let accepted: Vec<&Ingress> = ingresses
         .iter()
+        .map(|i| &**i)
         .filter(|i| classes.accepts(i))
+        .collect();
+    let mut selected: Vec<Selected<'_>> = accepted
+        .into_iter()
         .map(|i| {
             let namespace = i.metadata.namespace.as_deref().unwrap_or("default");
             let name = i.metadata.name.as_deref().unwrap_or("");
@@ -261,7 +268,10 @@ fn build(
                 );
                 policy
             };
-            let policy = build(route_policies.for_ingress(namespace, name), &mut problems);
+            let policy = Box::new(build(
+                route_policies.for_ingress(namespace, name),
+                &mut problems,
+            ));
             let mut narrowed = BTreeMap::new();
             let narrows = route_policies.narrows(namespace, name);
             for rule in i
