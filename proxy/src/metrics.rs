@@ -280,11 +280,11 @@ impl Metrics {
     /// Attaches counters to the targets of a snapshot about to go live that have none yet
     /// (targets carried over from the live snapshot keep theirs, so a snapshot patched for a
     /// few hosts costs a few lookups).
-    pub fn attach(&self, snapshot: &Snapshot) {
-        let mut fresh = snapshot
-            .targets()
-            .filter(|t| t.stats.get().is_none())
-            .peekable();
+    ///
+    /// With `all`, every target is looked at; otherwise only those new in the snapshot.
+    pub fn attach(&self, snapshot: &Snapshot, all: bool) {
+        let targets = snapshot.targets_to_attach(all);
+        let mut fresh = targets.filter(|t| t.stats.get().is_none()).peekable();
         if fresh.peek().is_none() {
             return;
         }

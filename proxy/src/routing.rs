@@ -237,6 +237,9 @@ pub struct RouteTable {
     /// Requests that no host table takes (the oldest rule-less Ingress's `defaultBackend`, or
     /// the controller-wide default backend).
     pub default: Option<Arc<Target>>,
+    /// For a table made by [`RouteTable::patched`]: the host tables it put in (the others
+    /// are shared with the table it was patched from). `None`: every table is new.
+    patched_in: Option<Arc<[Arc<HostRoutes>]>>,
 }
 
 impl RouteTable {
@@ -272,6 +275,7 @@ impl RouteTable {
         hosts: Vec<(HostPattern, Arc<HostRoutes>)>,
     ) -> Self {
         let mut table = self.clone();
+        table.patched_in = Some(hosts.iter().map(|(_, r)| r.clone()).collect());
         for pattern in replaced {
             match pattern {
                 HostPattern::Exact(h) => {
@@ -357,6 +361,15 @@ impl RouteTable {
             .chain(self.wildcard.values())
             .chain(self.any.iter())
             .map(|r| &**r)
+    }
+
+    /// The host tables that are new in this table: those [`RouteTable::patched`] put in, or
+    /// every one for a table built whole.
+    pub fn new_host_tables(&self) -> Box<dyn Iterator<Item = &HostRoutes> + '_> {
+        match &self.patched_in {
+            Some(tables) => Box::new(tables.iter().map(|r| &**r)),
+            None => Box::new(self.host_tables()),
+        }
     }
 
     /// How many path rules the table holds.

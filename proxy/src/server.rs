@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     sessions: SessionState,
     generation: AtomicU64,
     draining: AtomicBool,
+    /// The next publish attaches every target (at start, and after a failed publish).
+    attach_all: AtomicBool,
     http: auto::Builder<TokioExecutor>,
 }
 
@@ -114,6 +116,7 @@ impl Proxy {
                 sessions: SessionState::new()?,
                 generation: AtomicU64::new(0),
                 draining: AtomicBool::new(false),
+                attach_all: AtomicBool::new(true),
                 http,
                 config,
             }),
@@ -123,6 +126,9 @@ impl Proxy {
     /// Makes `snapshot` the live configuration, atomically; returns its generation.
     pub fn publish(&self, snapshot: Snapshot, build_time: Duration) -> Result<u64, CertError> {
         let snapshot = Arc::new(snapshot);
+        // Whether the last publish failed; until this one succeeds, the next one attaches
+        // every target.
+        let all = self.shared.attach_all.swap(true, Ordering::Relaxed);
         let tls = server_config(snapshot.clone(), &self.shared.sessions)?;
         let mut client_tls = HashMap::new();
         for (_, auth) in snapshot.client_auth.hosts() {
@@ -136,9 +142,10 @@ impl Proxy {
             }
         }
         // Only what the new targets need happens before the swap; a snapshot patched for a
-        // few hosts shares every other target with the live one.
-        self.shared.upstreams.attach(&snapshot);
-        self.shared.metrics.attach(&snapshot);
+        // few hosts shares every other target with the live one. After a failed publish the
+        // table it was patched from never went live, so every target is looked at.
+        self.shared.upstreams.attach(&snapshot, all);
+        self.shared.metrics.attach(&snapshot, all);
         let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let trusted = Arc::new(match &snapshot.listener.trusted_proxies {
             Some(t) => self.shared.config.trusted_proxies.union(t),
@@ -148,6 +155,7 @@ impl Proxy {
         if let Some(format) = snapshot.listener.access_log_format {
             access_log.format = format;
         }
+        self.shared.attach_all.store(false, Ordering::Relaxed);
         self.shared.live.store(Some(Arc::new(Live {
             snapshot: snapshot.clone(),
             generation,
@@ -525,5 +533,55 @@ async fn serve_http<I>(
     };
     if let Err(e) = ended {
         debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::testing::target;
+    use crate::routing::{HostPattern, HostRoutes, PathMatch, Route, RouteTable};
+
+    fn host(name: &str, service: &str) -> (HostPattern, HostRoutes) {
+        let route = Route::new(PathMatch::prefix("/"), target(service));
+        (
+            HostPattern::parse(Some(name)),
+            HostRoutes::new(vec![route], None),
+        )
+    }
+
+    fn snapshot(routes: RouteTable) -> Snapshot {
+        let default = Arc::new(crate::TlsCertificate::self_signed(&["portico.invalid"]).unwrap());
+        Snapshot {
+            routes,
+            tls: crate::tls::TlsTable::new([], default),
+            client_auth: Default::default(),
+            passthrough: Default::default(),
+            problems: 0,
+            listener: Default::default(),
+        }
+    }
+
+    fn counted(snapshot: &Snapshot, host: &str) -> bool {
+        snapshot
+            .routes
+            .host(host)
+            .is_some_and(|h| h.routes()[0].target.stats.get().is_some())
+    }
+
+    #[test]
+    fn a_patched_table_gets_counters_for_its_new_hosts_and_keeps_the_others() {
+        let proxy = Proxy::new(ProxyConfig::default()).unwrap();
+        let first = RouteTable::new(vec![host("a.test", "a")], None);
+        proxy
+            .publish(snapshot(first.clone()), Duration::ZERO)
+            .unwrap();
+        assert!(counted(&proxy.live().unwrap().snapshot, "a.test"));
+        let (pattern, table) = host("b.test", "b");
+        let patched = first.patched([&pattern], vec![(pattern.clone(), Arc::new(table))]);
+        assert_eq!(patched.new_host_tables().count(), 1);
+        proxy.publish(snapshot(patched), Duration::ZERO).unwrap();
+        let live = proxy.live().unwrap();
+        assert!(counted(&live.snapshot, "a.test") && counted(&live.snapshot, "b.test"));
     }
 }

@@ -6,7 +6,7 @@ use crate::backend::Target;
 use crate::client_addr::TrustedProxies;
 use crate::client_auth::ClientAuthTable;
 use crate::passthrough::PassthroughTable;
-use crate::routing::RouteTable;
+use crate::routing::{HostRoutes, RouteTable};
 use crate::tls::TlsTable;
 
 /// Everything the data plane needs to serve, produced by the controller's translate step.
@@ -43,16 +43,35 @@ pub struct ListenerSettings {
 impl Snapshot {
     /// Every target the table can send requests to (each once per route).
     pub fn targets(&self) -> impl Iterator<Item = &Arc<Target>> {
-        self.routes
-            .host_tables()
-            .flat_map(|host| {
-                host.routes()
-                    .iter()
-                    .flat_map(|r| {
-                        std::iter::once(&r.target).chain(r.canaries.iter().map(|c| &c.target))
-                    })
-                    .chain(host.fallback.iter())
-            })
-            .chain(self.routes.default.iter())
+        Self::targets_of(self.routes.host_tables()).chain(self.routes.default.iter())
+    }
+
+    /// The targets of the host tables new in this snapshot (all of them unless its table was
+    /// patched from the live one), and the default: what needs counters and connection pools
+    /// before it goes live.
+    pub fn new_targets(&self) -> impl Iterator<Item = &Arc<Target>> {
+        Self::targets_of(self.routes.new_host_tables()).chain(self.routes.default.iter())
+    }
+
+    /// Every target with `all`, else only the new ones (see [`Snapshot::new_targets`]).
+    pub fn targets_to_attach(&self, all: bool) -> Box<dyn Iterator<Item = &Arc<Target>> + '_> {
+        if all {
+            Box::new(self.targets())
+        } else {
+            Box::new(self.new_targets())
+        }
+    }
+
+    fn targets_of<'a>(
+        tables: impl Iterator<Item = &'a HostRoutes>,
+    ) -> impl Iterator<Item = &'a Arc<Target>> {
+        tables.flat_map(|host| {
+            host.routes()
+                .iter()
+                .flat_map(|r| {
+                    std::iter::once(&r.target).chain(r.canaries.iter().map(|c| &c.target))
+                })
+                .chain(host.fallback.iter())
+        })
     }
 }

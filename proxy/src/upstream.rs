@@ -193,14 +193,17 @@ impl Upstreams {
 
     /// Gives every route policy that needs a client of its own that client, and the
     /// backends that have none their endpoints' pools (at publish time, before the snapshot
-    /// goes live; never on the request path). Clients no snapshot uses any more are dropped.
-    pub(crate) fn attach(&self, snapshot: &Snapshot) {
-        self.attach_pools(snapshot);
+    /// goes live; never on the request path). With `all`, every target is looked at and
+    /// clients no snapshot uses any more are dropped; otherwise only the targets new in the
+    /// snapshot (a snapshot patched from the live one shares the others, already attached).
+    pub(crate) fn attach(&self, snapshot: &Snapshot, all: bool) {
+        self.attach_pools(snapshot, all);
         let Ok(mut others) = self.others.lock() else {
             return;
         };
         let mut used = HashMap::new();
-        for target in snapshot.targets() {
+        let targets = snapshot.targets_to_attach(all);
+        for target in targets {
             let policy = &target.policy;
             let key = ClientKey {
                 connect_timeout: policy
@@ -223,7 +226,11 @@ impl Upstreams {
             let _ = policy.client.set(client.clone());
             used.insert(key, client);
         }
-        *others = used;
+        if all {
+            *others = used;
+        } else {
+            others.extend(used);
+        }
     }
 }
 
@@ -231,12 +238,13 @@ impl Upstreams {
     /// Gives the static endpoints of the backends a plain HTTP/1.1 route uses their
     /// connection pools, where they have none yet (a backend carried over from the live
     /// snapshot keeps its pools).
-    fn attach_pools(&self, snapshot: &Snapshot) {
+    fn attach_pools(&self, snapshot: &Snapshot, all: bool) {
         let Ok(mut pools) = self.pools.lock() else {
             return;
         };
         let mut created = HashMap::new();
-        for target in snapshot.targets() {
+        let targets = snapshot.targets_to_attach(all);
+        for target in targets {
             if target.policy.protocol != Protocol::Http || target.backend.pools_attached() {
                 continue;
             }

@@ -58,10 +58,15 @@ async fn create_all(client: &kube::Client, docs: Vec<String>) {
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmHWM:")
+}
+
+/// A memory figure of `/proc/PID/status` (`VmHWM:`, `RssAnon:`, `RssFile:`), in MB.
+fn status_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
@@ -153,6 +158,11 @@ async fn measure(api: &ApiServer, client: &kube::Client, ns: &str, run: usize) -
         .unwrap_or("?")
         .to_string();
     let rss = peak_rss_mb(p.pid());
+    eprintln!(
+        "  RSS at the end: {:.1} MB anonymous (heap, stacks), {:.1} MB file-backed (the binary)",
+        status_mb(p.pid(), "RssAnon:"),
+        status_mb(p.pid(), "RssFile:")
+    );
     // Where the time of the last changes went, from Portico's own publish lines.
     for line in p
         .logs()

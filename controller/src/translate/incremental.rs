@@ -69,16 +69,18 @@ impl std::fmt::Debug for Last {
 #[derive(Default)]
 struct HostIndex {
     hosts_of: HashMap<ObjectKey, Vec<HostPattern>>,
-    by_host: HashMap<HostPattern, BTreeSet<ObjectKey>>,
+    /// Sorted, without repeats (a Vec: most hosts are named by one Ingress, and a one-entry
+    /// BTreeSet would cost a whole node per host).
+    by_host: HashMap<HostPattern, Vec<ObjectKey>>,
 }
 
 impl HostIndex {
     fn insert(&mut self, key: ObjectKey, hosts: Vec<HostPattern>) {
         for h in &hosts {
-            self.by_host
-                .entry(h.clone())
-                .or_default()
-                .insert(key.clone());
+            let keys = self.by_host.entry(h.clone()).or_default();
+            if let Err(at) = keys.binary_search(&key) {
+                keys.insert(at, key.clone());
+            }
         }
         self.hosts_of.insert(key, hosts);
     }
@@ -89,7 +91,9 @@ impl HostIndex {
         };
         for h in hosts {
             if let Some(keys) = self.by_host.get_mut(&h) {
-                keys.remove(key);
+                if let Ok(at) = keys.binary_search(key) {
+                    keys.remove(at);
+                }
                 if keys.is_empty() {
                     self.by_host.remove(&h);
                 }
