@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, BoxStream, StreamExt};
 use futures_util::FutureExt as _;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -439,6 +439,35 @@ fn slim<K: Resource>(obj: &mut K) {
     }
 }
 
+/// Services keep what translate reads of them: the type, the ExternalName, the ports and the
+/// IP families; cluster IPs, traffic policies, session affinity and the status go.
+pub fn slim_service(service: &mut Service) {
+    slim(service);
+    service.status = None;
+    if let Some(spec) = service.spec.take() {
+        service.spec = Some(ServiceSpec {
+            type_: spec.type_,
+            external_name: spec.external_name,
+            ports: spec.ports,
+            ip_families: spec.ip_families,
+            ..ServiceSpec::default()
+        });
+    }
+}
+
+/// EndpointSlices keep their endpoints' addresses and conditions; the Pod references, node
+/// names, zones and topology hints go (a real cluster sets them on every endpoint).
+pub fn slim_slice(slice: &mut EndpointSlice) {
+    slim(slice);
+    for endpoint in &mut slice.endpoints {
+        endpoint.target_ref = None;
+        endpoint.node_name = None;
+        endpoint.zone = None;
+        endpoint.hints = None;
+        endpoint.deprecated_topology = None;
+    }
+}
+
 /// The Secret keys Portico reads: basic-auth files, CA bundles and CRLs, certificates.
 pub const SECRET_KEYS: [&str; 5] = ["auth", "ca.crt", "ca.crl", "tls.crt", "tls.key"];
 
@@ -569,13 +598,13 @@ pub fn start(
     }
     let mut services = Vec::new();
     for api in apis::<Service>(client, scope) {
-        let (s, e) = reflect(api, watcher::Config::default());
+        let (s, e) = reflect_with(api, watcher::Config::default(), slim_service);
         services.push(s);
         streams.push(e);
     }
     let mut slices = Vec::new();
     for api in apis::<EndpointSlice>(client, scope) {
-        let (s, e) = reflect(api, watcher::Config::default());
+        let (s, e) = reflect_with(api, watcher::Config::default(), slim_slice);
         slices.push(s);
         streams.push(e);
     }
@@ -753,6 +782,60 @@ mod tests {
             .collect();
         assert_eq!(keys, ["alice", "auth", "bob", "ca.crt"]);
         assert!(s.string_data.is_none() && s.metadata.managed_fields.is_none());
+    }
+
+    #[test]
+    fn services_and_slices_keep_what_translate_reads() {
+        use k8s_openapi::api::core::v1::{ObjectReference, ServicePort, ServiceStatus};
+        use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
+        let mut svc = Service {
+            spec: Some(ServiceSpec {
+                type_: Some("ExternalName".into()),
+                external_name: Some("db.example.com".into()),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".into()),
+                    port: 80,
+                    ..ServicePort::default()
+                }]),
+                ip_families: Some(vec!["IPv6".into()]),
+                cluster_ips: Some(vec!["10.0.0.1".into()]),
+                session_affinity: Some("None".into()),
+                ..ServiceSpec::default()
+            }),
+            status: Some(ServiceStatus::default()),
+            ..Service::default()
+        };
+        slim_service(&mut svc);
+        let spec = svc.spec.as_ref().unwrap();
+        assert_eq!(spec.type_.as_deref(), Some("ExternalName"));
+        assert_eq!(spec.external_name.as_deref(), Some("db.example.com"));
+        assert_eq!(spec.ports.as_ref().unwrap()[0].port, 80);
+        assert_eq!(spec.ip_families.as_deref(), Some(&["IPv6".to_string()][..]));
+        assert!(spec.cluster_ips.is_none() && spec.session_affinity.is_none());
+        assert!(svc.status.is_none());
+
+        let mut slice = EndpointSlice {
+            endpoints: vec![Endpoint {
+                addresses: vec!["10.1.0.5".into()],
+                conditions: Some(EndpointConditions {
+                    ready: Some(false),
+                    ..EndpointConditions::default()
+                }),
+                node_name: Some("node-1".into()),
+                zone: Some("a".into()),
+                target_ref: Some(ObjectReference {
+                    name: Some("pod-1".into()),
+                    ..ObjectReference::default()
+                }),
+                ..Endpoint::default()
+            }],
+            ..EndpointSlice::default()
+        };
+        slim_slice(&mut slice);
+        let e = &slice.endpoints[0];
+        assert_eq!(e.addresses, ["10.1.0.5"]);
+        assert_eq!(e.conditions.as_ref().and_then(|c| c.ready), Some(false));
+        assert!(e.node_name.is_none() && e.zone.is_none() && e.target_ref.is_none());
     }
 
     /// What translate reads of the gathered Ingresses and Secrets.
