@@ -1,5 +1,6 @@
-//! The cluster source. Kubernetes watches: one kube-rs reflector per kind, stripped of what translate never reads,
-//! turned into [`Inputs`] whenever any store changes.
+//! The cluster source. Kubernetes watches: one kube-rs watcher per kind (several when
+//! namespaces are listed), its objects stripped of what translate never reads and kept in a
+//! sorted [`WatchStore`], turned into [`Inputs`] whenever any store changes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hash;
@@ -11,13 +12,13 @@ use futures_util::FutureExt as _;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::watch_store::{self, sort_key, WatchStore};
 use crate::inputs::{CertCache, Inputs, Objects};
 use portico_crds::{IngressClassParameters, RoutePolicy};
 
@@ -43,54 +44,62 @@ pub struct WatchScope {
     pub namespaces: Vec<String>,
 }
 
-/// The reflector stores of every kind, several per kind when namespaces are listed.
+/// The stores of every kind, several per kind when namespaces are listed.
 #[derive(Clone)]
 pub struct Stores {
-    ingresses: Vec<Store<Ingress>>,
-    classes: Store<IngressClass>,
-    services: Vec<Store<Service>>,
-    slices: Vec<Store<EndpointSlice>>,
-    secrets: Vec<Store<Secret>>,
+    ingresses: Vec<WatchStore<Ingress>>,
+    classes: WatchStore<IngressClass>,
+    services: Vec<WatchStore<Service>>,
+    slices: Vec<WatchStore<EndpointSlice>>,
+    secrets: Vec<WatchStore<Secret>>,
     /// Empty when Portico's CRDs are not installed.
-    route_policies: Vec<Store<RoutePolicy>>,
-    class_parameters: Option<Store<IngressClassParameters>>,
+    route_policies: Vec<WatchStore<RoutePolicy>>,
+    class_parameters: Option<WatchStore<IngressClassParameters>>,
 }
 
 impl Stores {
-    /// Waits until every store has its first full list. Returns the kinds still waiting when
-    /// `progress` is asked (for `/readyz`).
-    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+    /// Waits until every store has its first full list; `false` when a watch ended first.
+    pub async fn wait_until_ready(&self) -> bool {
         for s in &self.ingresses {
-            s.wait_until_ready().await?;
+            if !s.wait_until_synced().await {
+                return false;
+            }
         }
-        self.classes.wait_until_ready().await?;
+        if !self.classes.wait_until_synced().await {
+            return false;
+        }
         for s in &self.services {
-            s.wait_until_ready().await?;
+            if !s.wait_until_synced().await {
+                return false;
+            }
         }
         for s in &self.slices {
-            s.wait_until_ready().await?;
+            if !s.wait_until_synced().await {
+                return false;
+            }
         }
         for s in &self.secrets {
-            s.wait_until_ready().await?;
+            if !s.wait_until_synced().await {
+                return false;
+            }
         }
         for s in &self.route_policies {
-            s.wait_until_ready().await?;
+            if !s.wait_until_synced().await {
+                return false;
+            }
         }
         if let Some(s) = &self.class_parameters {
-            s.wait_until_ready().await?;
+            if !s.wait_until_synced().await {
+                return false;
+            }
         }
-        Ok(())
+        true
     }
 
     /// The kinds whose first list has not arrived yet (for `/readyz`).
     pub fn pending(&self) -> Vec<String> {
-        fn waiting<K: Resource + Clone>(stores: &[Store<K>]) -> bool
-        where
-            K::DynamicType: Eq + Hash + Clone,
-        {
-            stores
-                .iter()
-                .any(|s| s.wait_until_ready().now_or_never().is_none())
+        fn waiting<K: Resource>(stores: &[WatchStore<K>]) -> bool {
+            stores.iter().any(|s| !s.is_synced())
         }
         let kinds = [
             ("Ingress", waiting(&self.ingresses)),
@@ -325,14 +334,6 @@ pub struct Event {
     object: Option<EventKey>,
 }
 
-/// An object's place in a sorted list: namespace, then name.
-fn sort_key<K: Resource>(o: &K) -> (Option<&str>, &str) {
-    (
-        o.meta().namespace.as_deref(),
-        o.meta().name.as_deref().unwrap_or(""),
-    )
-}
-
 /// One object before and after a change (`None` when created or deleted).
 type Change<K> = (Option<Arc<K>>, Option<Arc<K>>);
 
@@ -365,13 +366,13 @@ where
     /// the stores' newest objects either way.
     fn update(
         &mut self,
-        stores: &[Store<K>],
+        stores: &[WatchStore<K>],
         pending: Pending,
         unchanged: impl Fn(&K, &K) -> bool,
     ) -> Option<Changes<K>> {
         let keys = match pending {
             Pending::All => {
-                let mut all: Vec<Arc<K>> = stores.iter().flat_map(Store::state).collect();
+                let mut all: Vec<Arc<K>> = stores.iter().flat_map(WatchStore::state).collect();
                 all.sort_by(|a, b| sort_key(&**a).cmp(&sort_key(&**b)));
                 let differs = all.len() != self.sorted.len()
                     || all
@@ -386,11 +387,9 @@ where
         let mut changes = Vec::new();
         let mut differs = false;
         for (namespace, name) in keys {
-            let mut at = ObjectRef::<K>::new_with(&name, K::DynamicType::default());
-            if let Some(ns) = namespace.as_deref() {
-                at = at.within(ns);
-            }
-            let after = stores.iter().find_map(|s| s.get(&at));
+            let after = stores
+                .iter()
+                .find_map(|s| s.get(namespace.as_deref(), &name));
             let wanted = (namespace.as_deref(), name.as_str());
             let before = self
                 .sorted
@@ -500,7 +499,7 @@ fn looks_like_password_hash(v: &[u8]) -> bool {
 pub const OTHER_SECRETS: &str =
     "type!=kubernetes.io/tls,type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
 
-fn reflect<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, BoxStream<'static, Event>)
+fn reflect<K>(api: Api<K>, config: watcher::Config) -> (WatchStore<K>, BoxStream<'static, Event>)
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
@@ -512,40 +511,45 @@ fn reflect_with<K>(
     api: Api<K>,
     config: watcher::Config,
     modify: fn(&mut K),
-) -> (Store<K>, BoxStream<'static, Event>)
+) -> (WatchStore<K>, BoxStream<'static, Event>)
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
-    let (reader, writer) = reflector::store();
+    let (reader, mut writer) = watch_store::store();
     let kind = K::kind(&K::DynamicType::default()).to_string();
     let kind: &'static str = Box::leak(kind.into_boxed_str());
     let events = watcher(api, config)
         .default_backoff()
-        .modify(modify)
-        .reflect(writer)
-        .filter_map(move |event| async move {
-            let object = |o: &K| {
-                let meta = o.meta();
-                Some((
-                    meta.namespace.clone(),
-                    meta.name.clone().unwrap_or_default(),
-                ))
-            };
-            match event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => Some(Event {
-                    kind,
-                    object: object(&o),
-                }),
-                // The store is replaced by the new list at its end.
-                Ok(watcher::Event::InitDone) => Some(Event { kind, object: None }),
-                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => None,
+        .filter_map(move |event| {
+            let event = match event {
+                Ok(event) => {
+                    let event = event.modify(modify);
+                    let named = match &event {
+                        watcher::Event::Apply(o) | watcher::Event::Delete(o) => {
+                            let meta = o.meta();
+                            Some(Event {
+                                kind,
+                                object: Some((
+                                    meta.namespace.clone(),
+                                    meta.name.clone().unwrap_or_default(),
+                                )),
+                            })
+                        }
+                        // The store is replaced by the new list at its end.
+                        watcher::Event::InitDone => Some(Event { kind, object: None }),
+                        watcher::Event::Init | watcher::Event::InitApply(_) => None,
+                    };
+                    writer.apply(event);
+                    named
+                }
                 Err(e) => {
                     crate::telemetry::TELEMETRY.watch_restarted(kind);
                     warn!(kind, error = %e, "watch failed; retrying with backoff");
                     None
                 }
-            }
+            };
+            std::future::ready(event)
         })
         .boxed();
     (reader, events)
@@ -666,7 +670,7 @@ pub async fn run(client: Client, scope: WatchScope, tx: watch::Sender<Arc<Inputs
     let with_crds = crds_installed(&client).await;
     let (stores, mut events) = start(&client, &scope, with_crds);
     let waiting = stores.clone();
-    let mut ready = Box::pin(async move { waiting.wait_until_ready().await.is_ok() });
+    let mut ready = Box::pin(async move { waiting.wait_until_ready().await });
     crate::telemetry::TELEMETRY.set_unsynced(stores.pending());
     // Drive the watches while waiting for the first lists.
     let ok = loop {
@@ -865,13 +869,13 @@ mod tests {
     #[test]
     fn gathering_what_events_named_equals_gathering_everything() {
         use k8s_openapi::ByteString;
-        let (ingress_store, mut ingresses) = reflector::store::<Ingress>();
-        let (secret_store, mut secrets) = reflector::store::<Secret>();
+        let (ingress_store, mut ingresses) = watch_store::store::<Ingress>();
+        let (secret_store, mut secrets) = watch_store::store::<Secret>();
         let stores = Stores {
             ingresses: vec![ingress_store],
-            classes: reflector::store::<IngressClass>().0,
-            services: vec![reflector::store::<Service>().0],
-            slices: vec![reflector::store::<EndpointSlice>().0],
+            classes: watch_store::store::<IngressClass>().0,
+            services: vec![watch_store::store::<Service>().0],
+            slices: vec![watch_store::store::<EndpointSlice>().0],
             secrets: vec![secret_store],
             route_policies: Vec::new(),
             class_parameters: None,
@@ -921,7 +925,7 @@ mod tests {
                             metadata: meta,
                             ..Default::default()
                         };
-                        ingresses.apply_watcher_event(&if rand(4) == 0 {
+                        ingresses.apply(if rand(4) == 0 {
                             watcher::Event::Delete(i)
                         } else {
                             watcher::Event::Apply(i)
@@ -943,7 +947,7 @@ mod tests {
                             data: Some(data),
                             ..Default::default()
                         };
-                        secrets.apply_watcher_event(&if rand(4) == 0 {
+                        secrets.apply(if rand(4) == 0 {
                             watcher::Event::Delete(s)
                         } else {
                             watcher::Event::Apply(s)

@@ -2,3 +2,4 @@
 
 pub mod cluster;
 pub mod manifests;
+pub mod watch_store;
