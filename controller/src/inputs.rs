@@ -1,8 +1,9 @@
 //! Inputs: every object translate reads, as plain lists, plus parsed certificates.
 //!
 //! Sources (the manifest directory, Kubernetes watches) build an [`Inputs`]; translate only
-//! reads it. Certificates are parsed here, once per distinct content, by a [`CertCache`] the
-//! source keeps across rebuilds, so translate never touches PEM.
+//! reads it. Certificates arrive parsed, once per distinct content, so translate never
+//! touches PEM: the manifest source keeps a [`CertCache`] across rebuilds, the cluster source
+//! parses each Secret as its watch delivers it (`source::secret_certificates`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -191,7 +192,7 @@ pub fn secret_key(secret: &Secret) -> ObjectKey {
 }
 
 /// A Secret's `tls.crt` and `tls.key` (empty when missing), or `None` without `tls.crt`.
-fn tls_pair(secret: &Secret) -> Option<(&[u8], &[u8])> {
+pub(crate) fn tls_pair(secret: &Secret) -> Option<(&[u8], &[u8])> {
     let data = secret.data.as_ref()?;
     let crt = data.get(TLS_CRT)?;
     let key = data
@@ -201,11 +202,11 @@ fn tls_pair(secret: &Secret) -> Option<(&[u8], &[u8])> {
     Some((&crt.0, key))
 }
 
-fn no_certificate() -> ParsedCertificate {
+pub(crate) fn no_certificate() -> ParsedCertificate {
     Err(format!("the Secret has no {TLS_CRT}"))
 }
 
-fn parse(crt: &[u8], key: &[u8]) -> ParsedCertificate {
+pub(crate) fn parse(crt: &[u8], key: &[u8]) -> ParsedCertificate {
     TlsCertificate::from_pem(crt, key)
         .map(Arc::new)
         .map_err(|e| e.to_string())
@@ -243,44 +244,6 @@ impl CertCache {
         out
     }
 
-    /// Brings `certificates` up to date after one Secret changed: `before` and `after` are its
-    /// versions (`None` when it was created or deleted). Parses only content it has not seen,
-    /// and forgets content no Secret holds any more.
-    pub fn update(
-        &mut self,
-        certificates: &mut BTreeMap<ObjectKey, ParsedCertificate>,
-        before: Option<&Secret>,
-        after: Option<&Secret>,
-    ) {
-        if let Some((crt, key)) = before.and_then(tls_pair) {
-            let hash = content_hash(crt, key);
-            if let Some(entry) = self.by_content.get_mut(&hash) {
-                entry.1 = entry.1.saturating_sub(1);
-                if entry.1 == 0 {
-                    self.by_content.remove(&hash);
-                }
-            }
-        }
-        if let Some(secret) = before {
-            certificates.remove(&secret_key(secret));
-        }
-        let Some(secret) = after else {
-            return;
-        };
-        let parsed = match tls_pair(secret) {
-            None => no_certificate(),
-            Some((crt, key)) => {
-                let entry = self
-                    .by_content
-                    .entry(content_hash(crt, key))
-                    .or_insert_with(|| (parse(crt, key), 0));
-                entry.1 += 1;
-                entry.0.clone()
-            }
-        };
-        certificates.insert(secret_key(secret), parsed);
-    }
-
     /// How many distinct certificate contents are cached.
     pub fn len(&self) -> usize {
         self.by_content.len()
@@ -315,7 +278,7 @@ pub fn ca_bundle(secret: &Secret) -> Option<ParsedCaBundle> {
 
 /// SHA-256 over both PEMs, the first length-prefixed so that no two pairs collide by
 /// shifting bytes from one to the other.
-fn content_hash(crt: &[u8], key: &[u8]) -> [u8; 32] {
+pub(crate) fn content_hash(crt: &[u8], key: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update((crt.len() as u64).to_le_bytes());
     hasher.update(crt);
@@ -387,39 +350,6 @@ mod tests {
             second[&k].as_ref().unwrap()
         ));
         assert_eq!(cache.len(), 1, "the old certificate is forgotten");
-    }
-
-    #[test]
-    fn updates_one_secret_at_a_time_as_a_full_rebuild_would() {
-        let mut cache = CertCache::default();
-        let (crt, key) = pem("a.test");
-        let (a, b) = (secret("a", &crt, &key), secret("b", &crt, &key));
-        let mut map = cache.certificates(std::slice::from_ref(&a));
-        cache.update(&mut map, None, Some(&b));
-        let k = |n: &str| ("default".to_string(), n.to_string());
-        assert!(Arc::ptr_eq(
-            map[&k("a")].as_ref().unwrap(),
-            map[&k("b")].as_ref().unwrap()
-        ));
-        assert_eq!(cache.len(), 1, "same content, one parse");
-
-        let (crt2, key2) = pem("a.test");
-        let rotated = secret("a", &crt2, &key2);
-        cache.update(&mut map, Some(&a), Some(&rotated));
-        assert_eq!(cache.len(), 2, "b still holds the first content");
-        cache.update(&mut map, Some(&b), None);
-        assert_eq!(cache.len(), 1, "nobody holds the first content any more");
-        assert!(!map.contains_key(&k("b")));
-
-        let mut full = CertCache::default();
-        let rebuilt = full.certificates(std::slice::from_ref(&rotated));
-        assert_eq!(
-            map.keys().collect::<Vec<_>>(),
-            rebuilt.keys().collect::<Vec<_>>()
-        );
-        cache.update(&mut map, Some(&rotated), Some(&secret("a", "x", "y")));
-        assert!(map[&k("a")].is_err());
-        assert_eq!(cache.len(), 1, "the rotated content is forgotten");
     }
 
     #[test]

@@ -18,8 +18,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::watch_store::{self, sort_key, WatchStore};
-use crate::inputs::{CertCache, Inputs, Objects};
+use super::secret_certificates as certs;
+use super::watch_store::{self, sort_key, WatchStore, Writer};
+use crate::inputs::{Inputs, Objects};
 use portico_crds::{IngressClassParameters, RoutePolicy};
 
 /// The (API group, resource) of every watch, checked against the RBAC table in tests.
@@ -55,6 +56,8 @@ pub struct Stores {
     /// Empty when Portico's CRDs are not installed.
     route_policies: Vec<WatchStore<RoutePolicy>>,
     class_parameters: Option<WatchStore<IngressClassParameters>>,
+    /// The certificates of the Secrets in `secrets`.
+    certificates: certs::Shared,
 }
 
 impl Stores {
@@ -172,7 +175,9 @@ impl Stores {
                 same_version,
             )
             .is_some();
-        // Certificates are parsed per Secret content, and only for the Secrets that changed.
+        // The Secrets' certificates were parsed as they arrived; the lock is held while the
+        // stores are read so that every stored Secret's certificate is there.
+        let parsed = certs::lock(&self.certificates);
         match gathered
             .secrets
             .update(&self.secrets, secrets, same_version)
@@ -181,16 +186,23 @@ impl Stores {
             Some(Changes::All) => {
                 changed = true;
                 let all = &gathered.secrets.sorted;
-                gathered.certificates = Arc::new(gathered.certs.certificates(all));
+                gathered.certificates = Arc::new(
+                    all.iter()
+                        .map(|s| (crate::inputs::secret_key(s), parsed.get(s)))
+                        .collect(),
+                );
                 gathered.ca_bundles = Arc::new(crate::inputs::ca_bundles(all));
             }
             Some(Changes::Some(list)) => {
                 changed = true;
                 let certificates = Arc::make_mut(&mut gathered.certificates);
                 for (before, after) in &list {
-                    gathered
-                        .certs
-                        .update(certificates, before.as_deref(), after.as_deref());
+                    if let Some(s) = before {
+                        certificates.remove(&crate::inputs::secret_key(s));
+                    }
+                    if let Some(s) = after {
+                        certificates.insert(crate::inputs::secret_key(s), parsed.get(s));
+                    }
                 }
                 let touches_ca = |s: &Option<Arc<Secret>>| {
                     s.as_ref()
@@ -233,7 +245,6 @@ struct Gathered {
     class_parameters: Kind<IngressClassParameters>,
     certificates: crate::inputs::Certificates,
     ca_bundles: crate::inputs::CaBundles,
-    certs: CertCache,
 }
 
 impl Gathered {
@@ -499,18 +510,94 @@ fn looks_like_password_hash(v: &[u8]) -> bool {
 pub const OTHER_SECRETS: &str =
     "type!=kubernetes.io/tls,type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
 
+/// What a watch does with its objects on the way into its store, and after they leave it.
+trait Keeper<K>: Send + 'static {
+    fn admit(&mut self, object: &mut K);
+    fn release(&mut self, _gone: Vec<Arc<K>>) {}
+}
+
+/// Strips what translate never reads.
+struct Slim<K>(fn(&mut K));
+
+impl<K: 'static> Keeper<K> for Slim<K> {
+    fn admit(&mut self, object: &mut K) {
+        (self.0)(object);
+    }
+}
+
+/// Secrets: stripped, and their certificates parsed into the shared map (see
+/// [`secret_certificates`](super::secret_certificates)).
+struct KeepCertificates {
+    slim: fn(&mut Secret),
+    certificates: certs::Shared,
+}
+
+impl Keeper<Secret> for KeepCertificates {
+    fn admit(&mut self, secret: &mut Secret) {
+        (self.slim)(secret);
+        certs::lock(&self.certificates).admit(secret);
+    }
+
+    fn release(&mut self, gone: Vec<Arc<Secret>>) {
+        if gone.is_empty() {
+            return;
+        }
+        let mut certificates = certs::lock(&self.certificates);
+        for secret in &gone {
+            certificates.release(secret);
+        }
+    }
+}
+
+/// Applies one watch event to a store: objects coming in are admitted first, objects the
+/// store let go are released after. Returns the object the event named, or `None` (the key
+/// is `None` when a new list replaced the store).
+fn feed<K: Resource + Clone>(
+    writer: &mut Writer<K>,
+    keeper: &mut impl Keeper<K>,
+    event: watcher::Event<K>,
+) -> Option<Option<EventKey>> {
+    let key = |o: &K| {
+        let meta = o.meta();
+        Some((
+            meta.namespace.clone(),
+            meta.name.clone().unwrap_or_default(),
+        ))
+    };
+    let (event, named) = match event {
+        watcher::Event::Apply(mut o) => {
+            keeper.admit(&mut o);
+            let named = key(&o);
+            (watcher::Event::Apply(o), Some(named))
+        }
+        watcher::Event::InitApply(mut o) => {
+            keeper.admit(&mut o);
+            (watcher::Event::InitApply(o), None)
+        }
+        watcher::Event::Delete(o) => {
+            let named = key(&o);
+            (watcher::Event::Delete(o), Some(named))
+        }
+        // The store is replaced by the new list at its end.
+        watcher::Event::InitDone => (watcher::Event::InitDone, Some(None)),
+        watcher::Event::Init => (watcher::Event::Init, None),
+    };
+    keeper.release(writer.apply(event));
+    named
+}
+
 fn reflect<K>(api: Api<K>, config: watcher::Config) -> (WatchStore<K>, BoxStream<'static, Event>)
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
-    reflect_with(api, config, slim::<K>)
+    reflect_with(api, config, Slim(slim::<K>))
 }
 
 fn reflect_with<K>(
     api: Api<K>,
     config: watcher::Config,
-    modify: fn(&mut K),
+    mut keeper: impl Keeper<K>,
 ) -> (WatchStore<K>, BoxStream<'static, Event>)
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -524,24 +611,7 @@ where
         .filter_map(move |event| {
             let event = match event {
                 Ok(event) => {
-                    let event = event.modify(modify);
-                    let named = match &event {
-                        watcher::Event::Apply(o) | watcher::Event::Delete(o) => {
-                            let meta = o.meta();
-                            Some(Event {
-                                kind,
-                                object: Some((
-                                    meta.namespace.clone(),
-                                    meta.name.clone().unwrap_or_default(),
-                                )),
-                            })
-                        }
-                        // The store is replaced by the new list at its end.
-                        watcher::Event::InitDone => Some(Event { kind, object: None }),
-                        watcher::Event::Init | watcher::Event::InitApply(_) => None,
-                    };
-                    writer.apply(event);
-                    named
+                    feed(&mut writer, &mut keeper, event).map(|object| Event { kind, object })
                 }
                 Err(e) => {
                     crate::telemetry::TELEMETRY.watch_restarted(kind);
@@ -602,21 +672,27 @@ pub fn start(
     }
     let mut services = Vec::new();
     for api in apis::<Service>(client, scope) {
-        let (s, e) = reflect_with(api, watcher::Config::default(), slim_service);
+        let (s, e) = reflect_with(api, watcher::Config::default(), Slim(slim_service));
         services.push(s);
         streams.push(e);
     }
     let mut slices = Vec::new();
     for api in apis::<EndpointSlice>(client, scope) {
-        let (s, e) = reflect_with(api, watcher::Config::default(), slim_slice);
+        let (s, e) = reflect_with(api, watcher::Config::default(), Slim(slim_slice));
         slices.push(s);
         streams.push(e);
     }
     let mut secrets = Vec::new();
+    let certificates = certs::Shared::default();
+    let keeper = |slim| KeepCertificates {
+        slim,
+        certificates: certificates.clone(),
+    };
     for api in apis::<Secret>(client, scope) {
-        let (s, e) = reflect(
+        let (s, e) = reflect_with(
             api,
             watcher::Config::default().fields("type=kubernetes.io/tls"),
+            keeper(slim::<Secret>),
         );
         secrets.push(s);
         streams.push(e);
@@ -625,7 +701,7 @@ pub fn start(
         let (s, e) = reflect_with(
             api,
             watcher::Config::default().fields(OTHER_SECRETS),
-            slim_secret,
+            keeper(slim_secret),
         );
         secrets.push(s);
         streams.push(e);
@@ -659,6 +735,7 @@ pub fn start(
             secrets,
             route_policies,
             class_parameters,
+            certificates,
         },
         stream::select_all(streams).boxed(),
     )
@@ -858,6 +935,10 @@ mod tests {
         ingresses.chain(secrets).collect()
     }
 
+    fn secret_store_is_empty(stores: &Stores) -> bool {
+        stores.secrets.iter().all(|s| s.state().is_empty())
+    }
+
     fn certificates(g: &Gathered) -> Vec<String> {
         g.certificates
             .iter()
@@ -879,6 +960,11 @@ mod tests {
             secrets: vec![secret_store],
             route_policies: Vec::new(),
             class_parameters: None,
+            certificates: certs::Shared::default(),
+        };
+        let mut keeper = KeepCertificates {
+            slim: slim::<Secret>,
+            certificates: stores.certificates.clone(),
         };
         let pems: Vec<(String, String)> = (0..2)
             .map(|_| {
@@ -947,11 +1033,12 @@ mod tests {
                             data: Some(data),
                             ..Default::default()
                         };
-                        secrets.apply(if rand(4) == 0 {
+                        let event = if rand(4) == 0 {
                             watcher::Event::Delete(s)
                         } else {
                             watcher::Event::Apply(s)
-                        });
+                        };
+                        feed(&mut secrets, &mut keeper, event);
                         "Secret"
                     }
                 };
@@ -974,10 +1061,18 @@ mod tests {
             assert_eq!(certificates(&gathered), certificates(&full));
             assert_eq!(changed, read(&gathered) != before);
         }
-        assert!(
-            gathered.certs.len() <= 2,
-            "no certificate is kept for nothing"
-        );
+        assert!(certs::lock(&stores.certificates).len() <= 2);
+        // Once every Secret is gone, so is every certificate: none is kept for nothing.
+        for ns in ["a", "b"] {
+            for i in 0..8 {
+                let mut s = Secret::default();
+                s.metadata.namespace = Some(ns.into());
+                s.metadata.name = Some(format!("o{i}"));
+                feed(&mut secrets, &mut keeper, watcher::Event::Delete(s));
+            }
+        }
+        assert!(secret_store_is_empty(&stores));
+        assert!(certs::lock(&stores.certificates).is_empty());
     }
 
     #[test]

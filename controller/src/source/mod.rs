@@ -2,4 +2,5 @@
 
 pub mod cluster;
 pub mod manifests;
+pub mod secret_certificates;
 pub mod watch_store;

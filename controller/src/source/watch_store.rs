@@ -105,8 +105,10 @@ fn packed<K: Clone>(o: K) -> Arc<K> {
 
 impl<K: Resource + Clone> Writer<K> {
     /// Applies one watch event, as a reflector would: an object created, changed or deleted,
-    /// or a whole new list that replaces the old one when it ends.
-    pub fn apply(&mut self, event: watcher::Event<K>) {
+    /// or a whole new list that replaces the old one when it ends. Returns the objects the
+    /// store no longer holds (an object's older version, a deleted object, the old list, an
+    /// unfinished list), for whoever keeps something per object.
+    pub fn apply(&mut self, event: watcher::Event<K>) -> Vec<Arc<K>> {
         let mut state = lock(&self.state);
         match event {
             watcher::Event::Apply(o) => {
@@ -114,37 +116,45 @@ impl<K: Resource + Clone> Writer<K> {
                     .sorted
                     .binary_search_by(|x| sort_key(&**x).cmp(&sort_key(&o)));
                 match at {
-                    Ok(i) => state.sorted[i] = packed(o),
-                    Err(i) => state.sorted.insert(i, packed(o)),
+                    Ok(i) => vec![std::mem::replace(&mut state.sorted[i], packed(o))],
+                    Err(i) => {
+                        state.sorted.insert(i, packed(o));
+                        Vec::new()
+                    }
                 }
             }
             watcher::Event::Delete(o) => {
-                if let Ok(i) = state
+                match state
                     .sorted
                     .binary_search_by(|x| sort_key(&**x).cmp(&sort_key(&o)))
                 {
-                    state.sorted.remove(i);
+                    Ok(i) => vec![state.sorted.remove(i)],
+                    Err(_) => Vec::new(),
                 }
             }
-            watcher::Event::Init => state.relisting = Some(Vec::new()),
+            watcher::Event::Init => state.relisting.replace(Vec::new()).unwrap_or_default(),
             watcher::Event::InitApply(o) => {
-                state.relisting.get_or_insert_with(Vec::new).push(packed(o))
+                state.relisting.get_or_insert_with(Vec::new).push(packed(o));
+                Vec::new()
             }
             watcher::Event::InitDone => {
                 let mut list = state.relisting.take().unwrap_or_default();
                 list.sort_by(|a, b| sort_key(&**a).cmp(&sort_key(&**b)));
                 // A list never holds one name twice; should it, the later entry wins.
-                list.dedup_by(|later, earlier| {
-                    let same = sort_key(&**later) == sort_key(&**earlier);
-                    if same {
-                        std::mem::swap(later, earlier);
+                let mut gone = Vec::new();
+                let mut unique: Vec<Arc<K>> = Vec::with_capacity(list.len());
+                for o in list {
+                    match unique.last_mut() {
+                        Some(last) if sort_key(&**last) == sort_key(&*o) => {
+                            gone.push(std::mem::replace(last, o));
+                        }
+                        _ => unique.push(o),
                     }
-                    same
-                });
-                list.shrink_to_fit();
-                state.sorted = list;
+                }
+                gone.extend(std::mem::replace(&mut state.sorted, unique));
                 drop(state);
                 self.synced.send_replace(true);
+                gone
             }
         }
     }
@@ -163,19 +173,22 @@ mod tests {
         c
     }
 
+    fn label(c: &ConfigMap) -> String {
+        let m = &c.metadata;
+        format!(
+            "{}/{}@{}",
+            m.namespace.as_deref().unwrap_or(""),
+            m.name.as_deref().unwrap_or(""),
+            m.resource_version.as_deref().unwrap_or("")
+        )
+    }
+
     fn names(s: &WatchStore<ConfigMap>) -> Vec<String> {
-        s.state()
-            .iter()
-            .map(|c| {
-                let m = &c.metadata;
-                format!(
-                    "{}/{}@{}",
-                    m.namespace.as_deref().unwrap_or(""),
-                    m.name.as_deref().unwrap_or(""),
-                    m.resource_version.as_deref().unwrap_or("")
-                )
-            })
-            .collect()
+        s.state().iter().map(|c| label(c)).collect()
+    }
+
+    fn gone(list: Vec<Arc<ConfigMap>>) -> Vec<String> {
+        list.iter().map(|c| label(c)).collect()
     }
 
     #[test]
@@ -190,14 +203,20 @@ mod tests {
             names(&store).is_empty(),
             "nothing shows before the list ends"
         );
-        writer.apply(watcher::Event::InitDone);
+        assert!(gone(writer.apply(watcher::Event::InitDone)).is_empty());
         assert!(store.is_synced());
         assert_eq!(names(&store), ["a/x@3", "a/y@2", "b/x@1"]);
 
-        writer.apply(watcher::Event::Apply(cm("a", "z", "4")));
-        writer.apply(watcher::Event::Apply(cm("a", "x", "5")));
-        writer.apply(watcher::Event::Delete(cm("b", "x", "1")));
-        writer.apply(watcher::Event::Delete(cm("c", "gone", "1")));
+        assert!(gone(writer.apply(watcher::Event::Apply(cm("a", "z", "4")))).is_empty());
+        assert_eq!(
+            gone(writer.apply(watcher::Event::Apply(cm("a", "x", "5")))),
+            ["a/x@3"]
+        );
+        assert_eq!(
+            gone(writer.apply(watcher::Event::Delete(cm("b", "x", "1")))),
+            ["b/x@1"]
+        );
+        assert!(gone(writer.apply(watcher::Event::Delete(cm("c", "gone", "1")))).is_empty());
         assert_eq!(names(&store), ["a/x@5", "a/y@2", "a/z@4"]);
         assert_eq!(
             store
@@ -207,12 +226,19 @@ mod tests {
         );
         assert!(store.get(Some("b"), "x").is_none());
 
-        // A watch that restarts lists again: the old objects serve until the new list ends.
+        // A watch that restarts lists again: the old objects serve until the new list ends;
+        // a list cut short is dropped whole.
         writer.apply(watcher::Event::Init);
-        writer.apply(watcher::Event::InitApply(cm("c", "w", "6")));
+        writer.apply(watcher::Event::InitApply(cm("c", "v", "6")));
+        assert_eq!(gone(writer.apply(watcher::Event::Init)), ["c/v@6"]);
+        writer.apply(watcher::Event::InitApply(cm("c", "w", "7")));
+        writer.apply(watcher::Event::InitApply(cm("c", "w", "8")));
         assert_eq!(names(&store), ["a/x@5", "a/y@2", "a/z@4"]);
-        writer.apply(watcher::Event::InitDone);
-        assert_eq!(names(&store), ["c/w@6"]);
+        assert_eq!(
+            gone(writer.apply(watcher::Event::InitDone)),
+            ["c/w@7", "a/x@5", "a/y@2", "a/z@4"]
+        );
+        assert_eq!(names(&store), ["c/w@8"]);
     }
 
     #[tokio::test]
