@@ -287,7 +287,7 @@ pub(crate) fn content_hash(crt: &[u8], key: &[u8]) -> [u8; 32] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use k8s_openapi::ByteString;
 
@@ -328,7 +328,8 @@ mod tests {
         assert!(cache.is_empty());
     }
 
-    fn pem(name: &str) -> (String, String) {
+    /// A self-signed certificate for `name` and its key, as PEM.
+    pub(crate) fn pem(name: &str) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec![name.to_string()])
             .unwrap()

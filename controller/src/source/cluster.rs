@@ -967,14 +967,7 @@ mod tests {
             certificates: stores.certificates.clone(),
         };
         let pems: Vec<(String, String)> = (0..2)
-            .map(|_| {
-                let key = rcgen::KeyPair::generate().unwrap();
-                let cert = rcgen::CertificateParams::new(vec!["a.test".to_string()])
-                    .unwrap()
-                    .self_signed(&key)
-                    .unwrap();
-                (cert.pem(), key.serialize_pem())
-            })
+            .map(|_| crate::inputs::tests::pem("a.test"))
             .collect();
         let mut gathered = Gathered::default();
         stores.gather(&mut gathered, Touched::all());

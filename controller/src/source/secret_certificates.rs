@@ -106,6 +106,7 @@ impl SecretCertificates {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inputs::tests::pem;
 
     fn secret(name: &str, pem: &(String, String)) -> Secret {
         let mut s = Secret::default();
@@ -122,15 +123,6 @@ mod tests {
         s
     }
 
-    fn pem(name: &str) -> (String, String) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
     #[test]
     fn stored_secrets_keep_a_digest_and_share_one_parse_per_content() {
         let (a, b) = (pem("a.test"), pem("b.test"));
@@ -141,15 +133,9 @@ mod tests {
         for s in [&mut s1, &mut s2, &mut s3] {
             certs.admit(s);
         }
-        let keys: Vec<&str> = s1
-            .data
-            .as_ref()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let data = s1.data.as_ref().unwrap();
         assert_eq!(
-            keys,
+            data.keys().map(String::as_str).collect::<Vec<_>>(),
             ["ca.crt", DIGEST_KEY],
             "the PEM pair is gone, ca.crt stays"
         );
