@@ -2,10 +2,10 @@
 //!
 //! Sources (the manifest directory, Kubernetes watches) build an [`Inputs`]; translate only
 //! reads it. Certificates arrive parsed, once per distinct content, so translate never
-//! touches PEM: the manifest source keeps a [`CertCache`] across rebuilds, the cluster source
-//! parses each Secret as its watch delivers it (`source::secret_certificates`).
+//! touches PEM: both sources parse each Secret as it arrives and keep only its digest
+//! (`source::secret_certificates`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -158,23 +158,6 @@ impl fmt::Debug for Inputs {
     }
 }
 
-/// Parsed certificates by the hash of their PEM, so that unchanged Secrets are never parsed
-/// twice, however often the configuration is rebuilt (10,000 TLS Secrets re-parsed on every
-/// change would cost seconds). Keyed by SHA-256 of (`tls.crt`, `tls.key`), with how many
-/// Secrets hold each content, so a rotated Secret's old certificate is dropped.
-#[derive(Default)]
-pub struct CertCache {
-    by_content: HashMap<[u8; 32], (ParsedCertificate, usize)>,
-}
-
-impl fmt::Debug for CertCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertCache")
-            .field("entries", &self.by_content.len())
-            .finish()
-    }
-}
-
 /// The Secret keys of a TLS certificate and its private key.
 pub const TLS_CRT: &str = "tls.crt";
 pub const TLS_KEY: &str = "tls.key";
@@ -212,48 +195,6 @@ pub(crate) fn parse(crt: &[u8], key: &[u8]) -> ParsedCertificate {
         .map_err(|e| e.to_string())
 }
 
-impl CertCache {
-    /// The certificate of every Secret (a Secret without `tls.crt` maps to an error saying
-    /// so); forgets certificates no Secret holds any more. Parses only content it has not seen.
-    pub fn certificates(
-        &mut self,
-        secrets: &[Arc<Secret>],
-    ) -> BTreeMap<ObjectKey, ParsedCertificate> {
-        let mut out = BTreeMap::new();
-        let mut used: HashMap<[u8; 32], (ParsedCertificate, usize)> =
-            HashMap::with_capacity(secrets.len());
-        for secret in secrets {
-            let parsed = match tls_pair(secret) {
-                None => no_certificate(),
-                Some((crt, key)) => {
-                    let hash = content_hash(crt, key);
-                    let entry = used.entry(hash).or_insert_with(|| {
-                        let parsed = match self.by_content.remove(&hash) {
-                            Some((p, _)) => p,
-                            None => parse(crt, key),
-                        };
-                        (parsed, 0)
-                    });
-                    entry.1 += 1;
-                    entry.0.clone()
-                }
-            };
-            out.insert(secret_key(secret), parsed);
-        }
-        self.by_content = used;
-        out
-    }
-
-    /// How many distinct certificate contents are cached.
-    pub fn len(&self) -> usize {
-        self.by_content.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_content.is_empty()
-    }
-}
-
 /// The CA bundles of the Secrets that have a `ca.crt` (few do; they are parsed each time).
 pub fn ca_bundles(secrets: &[Arc<Secret>]) -> BTreeMap<ObjectKey, ParsedCaBundle> {
     secrets
@@ -289,6 +230,7 @@ pub(crate) fn content_hash(crt: &[u8], key: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::source::secret_certificates::SecretCertificates;
     use k8s_openapi::ByteString;
 
     fn secret(name: &str, crt: &str, key: &str) -> Arc<Secret> {
@@ -302,32 +244,6 @@ pub(crate) mod tests {
         Arc::new(s)
     }
 
-    #[test]
-    fn parses_once_and_shares() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["a.test".to_string()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let (crt, key) = (cert.pem(), key.serialize_pem());
-        let mut cache = CertCache::default();
-        let secrets = vec![
-            secret("a", &crt, &key),
-            secret("b", &crt, &key),
-            secret("bad", "x", "y"),
-        ];
-        let first = cache.certificates(&secrets);
-        let again = cache.certificates(&secrets);
-        let a1 = first[&("default".into(), "a".into())].as_ref().unwrap();
-        let a2 = again[&("default".into(), "a".into())].as_ref().unwrap();
-        let b = again[&("default".into(), "b".into())].as_ref().unwrap();
-        assert!(Arc::ptr_eq(a1, a2), "not parsed again");
-        assert!(Arc::ptr_eq(a1, b), "same content, same parse");
-        assert!(again[&("default".into(), "bad".into())].is_err());
-        cache.certificates(&[]);
-        assert!(cache.is_empty());
-    }
-
     /// A self-signed certificate for `name` and its key, as PEM.
     pub(crate) fn pem(name: &str) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
@@ -338,19 +254,19 @@ pub(crate) mod tests {
         (cert.pem(), key.serialize_pem())
     }
 
-    #[test]
-    fn a_rotated_secret_is_parsed_again_and_the_old_entry_evicted() {
-        let mut cache = CertCache::default();
-        let (crt, key) = pem("a.test");
-        let first = cache.certificates(&[secret("a", &crt, &key)]);
-        let (crt2, key2) = pem("a.test");
-        let second = cache.certificates(&[secret("a", &crt2, &key2)]);
-        let k = ("default".to_string(), "a".to_string());
-        assert!(!Arc::ptr_eq(
-            first[&k].as_ref().unwrap(),
-            second[&k].as_ref().unwrap()
-        ));
-        assert_eq!(cache.len(), 1, "the old certificate is forgotten");
+    /// The certificates of PEM Secrets, parsed as the sources parse them.
+    pub(crate) fn certificates_of(
+        secrets: &[Arc<Secret>],
+    ) -> BTreeMap<ObjectKey, ParsedCertificate> {
+        let mut certs = SecretCertificates::default();
+        secrets
+            .iter()
+            .map(|s| {
+                let mut s = (**s).clone();
+                certs.admit(&mut s);
+                (secret_key(&s), certs.get(&s))
+            })
+            .collect()
     }
 
     #[test]
@@ -369,8 +285,7 @@ pub(crate) mod tests {
             .as_mut()
             .unwrap()
             .insert(TLS_CRT.into(), ByteString(crt.into_bytes()));
-        let mut cache = CertCache::default();
-        let out = cache.certificates(&[Arc::new(s), Arc::new(no_key)]);
+        let out = certificates_of(&[Arc::new(s), Arc::new(no_key)]);
         let opaque = out[&("default".into(), "opaque".into())]
             .as_ref()
             .unwrap_err();
@@ -381,14 +296,15 @@ pub(crate) mod tests {
     #[test]
     fn debug_never_prints_secret_data() {
         let (crt, key) = pem("a.test");
-        let mut cache = CertCache::default();
         let secrets = vec![secret("a", &crt, &key)];
+        let mut certs = SecretCertificates::default();
+        certs.admit(&mut (*secrets[0]).clone());
         let inputs = Inputs {
-            certificates: Arc::new(cache.certificates(&secrets)),
+            certificates: Arc::new(certificates_of(&secrets)),
             secrets: secrets.into(),
             ..Inputs::default()
         };
-        let shown = format!("{inputs:?} {cache:?}");
+        let shown = format!("{inputs:?} {certs:?}");
         assert!(!shown.contains("PRIVATE KEY"), "{shown}");
         assert!(!shown.contains("BEGIN"), "{shown}");
         assert!(shown.contains("secrets: 1"), "{shown}");

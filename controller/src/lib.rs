@@ -5,9 +5,8 @@
 //! per-object problems; [`publish`] makes the snapshot live in the embedded data plane.
 //!
 //! - [`source`]: [`source::manifests`] reads and watches a directory of manifests;
-//!   `source::cluster` watches the API server. Both parse PEM once per content: the first
-//!   with an [`inputs::CertCache`], the second as each Secret arrives, keeping only its
-//!   digest in the store.
+//!   `source::cluster` watches the API server. Both parse a Secret's PEM as it arrives, once
+//!   per content, and keep only its digest (`source::secret_certificates`).
 //! - [`inputs`]: plain `Vec<Arc<K>>` per kind plus parsed certificates.
 //! - [`translate`]: classes, hosts, paths, conflicts, host ownership, backends, TLS; no I/O.
 //! - [`problem`]: every reason an object (or a manifest file) is not used as written.

@@ -35,8 +35,10 @@ use sha2::Digest as _;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use super::secret_certificates::SecretCertificates;
+use super::watch_store::packed;
 use crate::error::SourceError;
-use crate::inputs::{CertCache, Inputs};
+use crate::inputs::Inputs;
 use crate::problem::{ObjectRef, Problem, Reason};
 
 /// How often the directory is read again even without a file-system event (volume mounts
@@ -161,7 +163,8 @@ pub enum ScanMode {
 pub struct ManifestDir {
     dir: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
-    certs: CertCache,
+    /// The certificates of the Secrets in `files`, which keep only their digests.
+    certs: SecretCertificates,
 }
 
 impl fmt::Debug for ManifestDir {
@@ -189,7 +192,7 @@ impl ManifestDir {
         ManifestDir {
             dir: dir.into(),
             files: BTreeMap::new(),
-            certs: CertCache::default(),
+            certs: SecretCertificates::default(),
         }
     }
 
@@ -208,9 +211,18 @@ impl ManifestDir {
                 seen.push(path);
             }
         }
-        let before = self.files.len();
-        self.files.retain(|p, _| seen.contains(p));
-        let mut changed = self.files.len() != before;
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !seen.contains(p))
+            .cloned()
+            .collect();
+        let mut changed = !gone.is_empty();
+        for path in gone {
+            if let Some(state) = self.files.remove(&path) {
+                release(&mut self.certs, &state.good);
+            }
+        }
         for path in seen {
             let stamp = Stamp::of(&path);
             if mode == ScanMode::Stat
@@ -239,7 +251,8 @@ impl ManifestDir {
                     if state.problem.take().is_some() {
                         info!(file = %file, "manifest file fixed");
                     }
-                    state.good = parsed;
+                    let parsed = keep(parsed, &mut self.certs);
+                    release(&mut self.certs, &std::mem::replace(&mut state.good, parsed));
                 }
                 Err(problem) => {
                     warn!(%problem, "manifest file not applied; its last good version keeps serving");
@@ -301,9 +314,55 @@ impl ManifestDir {
             inputs.problems.extend(state.good.warnings.iter().cloned());
             inputs.problems.extend(state.problem.clone());
         }
-        inputs.certificates = Arc::new(self.certs.certificates(&inputs.secrets));
+        inputs.certificates = Arc::new(
+            inputs
+                .secrets
+                .iter()
+                .map(|s| (crate::inputs::secret_key(s), self.certs.get(s)))
+                .collect(),
+        );
         inputs.ca_bundles = Arc::new(crate::inputs::ca_bundles(&inputs.secrets));
         inputs
+    }
+}
+
+/// A file's objects as the directory keeps them: each packed by a clone (see
+/// [`packed`]), each Secret's certificate parsed into `certs` and only its digest kept.
+fn keep(parsed: Parsed, certs: &mut SecretCertificates) -> Parsed {
+    let objects = parsed
+        .objects
+        .into_iter()
+        .map(|(document, object)| {
+            let object = match object {
+                Object::Secret(x) => {
+                    let mut secret = Arc::unwrap_or_clone(x);
+                    certs.admit(&mut secret);
+                    Object::Secret(packed(secret))
+                }
+                Object::Ingress(x) => Object::Ingress(packed(Arc::unwrap_or_clone(x))),
+                Object::IngressClass(x) => Object::IngressClass(packed(Arc::unwrap_or_clone(x))),
+                Object::Service(x) => Object::Service(packed(Arc::unwrap_or_clone(x))),
+                Object::EndpointSlice(x) => Object::EndpointSlice(packed(Arc::unwrap_or_clone(x))),
+                Object::RoutePolicy(x) => Object::RoutePolicy(packed(Arc::unwrap_or_clone(x))),
+                Object::IngressClassParameters(x) => {
+                    Object::IngressClassParameters(packed(Arc::unwrap_or_clone(x)))
+                }
+            };
+            (document, object)
+        })
+        .collect();
+    Parsed {
+        objects,
+        warnings: parsed.warnings,
+    }
+}
+
+/// A file's last good version is gone: its Secrets no longer hold their certificates.
+fn release(certs: &mut SecretCertificates, parsed: &Parsed) {
+    for (_, object) in &parsed.objects {
+        if let Object::Secret(secret) = object {
+            certs.release(secret);
+        }
     }
 }
 

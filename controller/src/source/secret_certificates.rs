@@ -28,6 +28,15 @@ pub struct SecretCertificates {
     by_digest: HashMap<[u8; 32], (ParsedCertificate, usize)>,
 }
 
+impl std::fmt::Debug for SecretCertificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never key material: how many, no more.
+        f.debug_struct("SecretCertificates")
+            .field("contents", &self.by_digest.len())
+            .finish()
+    }
+}
+
 /// Shared by the Secret watches (which add and release) and gathering (which reads).
 pub type Shared = Arc<Mutex<SecretCertificates>>;
 

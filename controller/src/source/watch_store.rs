@@ -99,7 +99,7 @@ impl<K: Resource> WatchStore<K> {
 /// of every `Vec` serde grew while reading it, and sits among the freed pieces of whatever the
 /// source stripped from it; its clone is allocated anew at exact sizes. At 10,000 objects a
 /// kind that is about 15 MB of resident memory.
-fn packed<K: Clone>(o: K) -> Arc<K> {
+pub fn packed<K: Clone>(o: K) -> Arc<K> {
     Arc::new(o.clone())
 }
 

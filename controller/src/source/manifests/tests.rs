@@ -270,30 +270,76 @@ fn an_object_defined_twice_is_taken_from_the_first_file() {
     );
 }
 
-#[test]
-fn secrets_become_certificates() {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["a.test".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
+fn tls_secret_yaml(name: &str, host: &str) -> String {
+    let (crt, key) = crate::inputs::tests::pem(host);
     let indent = |pem: String| {
         pem.lines()
             .map(|l| format!("    {l}\n"))
             .collect::<String>()
     };
-    let text = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: tls\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
-        indent(cert.pem()),
-        indent(key.serialize_pem())
-    );
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(crt),
+        indent(key)
+    )
+}
+
+#[test]
+fn secrets_become_certificates() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("s.yaml"), text).unwrap();
+    std::fs::write(dir.path().join("s.yaml"), tls_secret_yaml("tls", "a.test")).unwrap();
     let inputs = load_once(dir.path()).unwrap();
     let c = inputs.certificates[&("default".into(), "tls".into())]
         .as_ref()
         .unwrap();
     assert!(c.covers("a.test"));
+}
+
+#[test]
+fn the_directory_keeps_digests_and_lets_go_of_certificates_with_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut manifests = ManifestDir::new(dir.path());
+    let same = tls_secret_yaml("one", "a.test");
+    std::fs::write(dir.path().join("a.yaml"), &same).unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        same.replace("name: one", "name: two"),
+    )
+    .unwrap();
+    manifests.scan().unwrap();
+    let inputs = manifests.inputs();
+    let data = inputs.secrets[0].data.as_ref().unwrap();
+    assert!(
+        !data.contains_key(crate::inputs::TLS_KEY),
+        "no key material kept"
+    );
+    assert_eq!(manifests.certs.len(), 1, "one content, parsed once");
+    let one = inputs.certificates[&("default".into(), "one".into())].clone();
+    let two = inputs.certificates[&("default".into(), "two".into())].clone();
+    assert!(Arc::ptr_eq(one.as_ref().unwrap(), two.as_ref().unwrap()));
+
+    // A rotated file is parsed again; the other file still holds the first content.
+    std::fs::write(dir.path().join("a.yaml"), tls_secret_yaml("one", "b.test")).unwrap();
+    manifests.scan().unwrap();
+    let inputs = manifests.inputs();
+    assert!(inputs.certificates[&("default".into(), "one".into())]
+        .as_ref()
+        .unwrap()
+        .covers("b.test"));
+    assert_eq!(manifests.certs.len(), 2);
+
+    // A broken edit keeps the last good version and its certificate.
+    std::fs::write(dir.path().join("a.yaml"), "kind: [").unwrap();
+    manifests.scan().unwrap();
+    assert_eq!(manifests.certs.len(), 2);
+
+    std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
+    manifests.scan().unwrap();
+    assert_eq!(manifests.certs.len(), 1);
+    std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+    manifests.scan().unwrap();
+    assert!(manifests.certs.is_empty(), "nothing held for nothing");
+    assert!(manifests.inputs().certificates.is_empty());
 }
 
 /// Waits for the next inputs, at most `within`.

@@ -5,7 +5,6 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 
 use super::*;
-use crate::inputs::CertCache;
 use crate::problem::Problem;
 
 /// A `kubernetes.io/tls` Secret holding exactly these bytes.
@@ -370,7 +369,7 @@ fn each_bad_object_is_one_precise_problem_and_the_rest_serves() {
             .rule("good.com", "/", backend("web", 80))
             .build()]);
         (c.add)(&mut inputs);
-        inputs.certificates = Arc::new(CertCache::default().certificates(&inputs.secrets));
+        inputs.certificates = Arc::new(crate::inputs::tests::certificates_of(&inputs.secrets));
         let out = run(&inputs);
         let msgs: Vec<String> = out.problems.iter().map(|p| p.to_string()).collect();
         if out.problems.len() != 1 || !(c.want)(&out.problems[0]) {
