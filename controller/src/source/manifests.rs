@@ -204,6 +204,34 @@ impl ManifestDir {
 
     /// [`scan`](Self::scan), reading only what `mode` says.
     pub fn scan_with(&mut self, mode: ScanMode) -> std::io::Result<bool> {
+        let reading = self.read(mode, &Reading::default())?;
+        Ok(self.apply(reading))
+    }
+
+    /// Like [`scan`](Self::scan), but when something changed, reads again after
+    /// [`DEBOUNCE`] until nothing changes any more (at most a few times), and only then
+    /// takes what it read: a file caught half-written (`open` truncates before `write`) is
+    /// never taken, so it can neither be published alone nor replace a file's last good
+    /// version when the finished file does not parse. Blocks.
+    pub fn scan_settled(&mut self, mode: ScanMode) -> std::io::Result<bool> {
+        let mut pending = self.read(mode, &Reading::default())?;
+        if pending.is_empty() {
+            return Ok(false);
+        }
+        for _ in 0..SETTLE_ROUNDS {
+            std::thread::sleep(DEBOUNCE);
+            let newer = self.read(ScanMode::Full, &pending)?;
+            if newer.is_empty() {
+                break;
+            }
+            pending.merge(newer, &self.files);
+        }
+        Ok(self.apply(pending))
+    }
+
+    /// What the directory holds that differs from what is known: the files taken, with
+    /// `pending` (an earlier reading not taken yet) over them. Changes nothing.
+    fn read(&self, mode: ScanMode, pending: &Reading) -> std::io::Result<Reading> {
         let mut seen = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
@@ -211,24 +239,33 @@ impl ManifestDir {
                 seen.push(path);
             }
         }
-        let gone: Vec<PathBuf> = self
-            .files
-            .keys()
-            .filter(|p| !seen.contains(p))
-            .cloned()
-            .collect();
-        let mut changed = !gone.is_empty();
-        for path in gone {
-            if let Some(state) = self.files.remove(&path) {
-                release(&mut self.certs, &state.good);
-            }
-        }
+        let known = |p: &PathBuf| {
+            pending.changed.contains_key(p)
+                || (self.files.contains_key(p) && !pending.gone.contains(p))
+        };
+        let mut reading = Reading {
+            gone: self
+                .files
+                .keys()
+                .chain(pending.changed.keys())
+                .filter(|p| known(p) && !seen.contains(p))
+                .cloned()
+                .collect(),
+            changed: BTreeMap::new(),
+        };
+        reading.gone.sort();
+        reading.gone.dedup();
         for path in seen {
-            let stamp = Stamp::of(&path);
-            if mode == ScanMode::Stat
-                && stamp.is_some()
-                && self.files.get(&path).is_some_and(|f| f.stamp == stamp)
-            {
+            let (digest, stamp) = match pending.changed.get(&path) {
+                Some(c) => (Some(c.digest), c.stamp),
+                None if known(&path) => self
+                    .files
+                    .get(&path)
+                    .map_or((None, None), |f| (f.digest, f.stamp)),
+                None => (None, None),
+            };
+            let now = Stamp::of(&path);
+            if mode == ScanMode::Stat && now.is_some() && stamp == now {
                 continue;
             }
             let text = match std::fs::read(&path) {
@@ -238,15 +275,41 @@ impl ManifestDir {
                     continue;
                 }
             };
-            let state = self.files.entry(path.clone()).or_default();
-            state.stamp = stamp;
-            let digest: [u8; 32] = sha2::Sha256::digest(&text).into();
-            if state.digest == Some(digest) {
+            let new_digest: [u8; 32] = sha2::Sha256::digest(&text).into();
+            if digest == Some(new_digest) {
                 continue;
             }
+            let parsed = parse_file(&shown_name(&path), &String::from_utf8_lossy(&text));
+            reading.changed.insert(
+                path,
+                Changed {
+                    stamp: now,
+                    digest: new_digest,
+                    parsed,
+                },
+            );
+        }
+        Ok(reading)
+    }
+
+    /// Takes a reading: files gone are dropped, changed files that parse replace their last
+    /// good version, and those that do not keep it, with their problem. Whether anything
+    /// changed.
+    fn apply(&mut self, reading: Reading) -> bool {
+        let mut changed = false;
+        for path in reading.gone {
+            if let Some(state) = self.files.remove(&path) {
+                release(&mut self.certs, &state.good);
+                changed = true;
+            }
+        }
+        for (path, c) in reading.changed {
             changed = true;
             let file = shown_name(&path);
-            match parse_file(&file, &String::from_utf8_lossy(&text)) {
+            let state = self.files.entry(path).or_default();
+            state.stamp = c.stamp;
+            state.digest = Some(c.digest);
+            match c.parsed {
                 Ok(parsed) => {
                     if state.problem.take().is_some() {
                         info!(file = %file, "manifest file fixed");
@@ -259,25 +322,8 @@ impl ManifestDir {
                     state.problem = Some(*problem);
                 }
             }
-            state.digest = Some(digest);
         }
-        Ok(changed)
-    }
-
-    /// Like [`scan`](Self::scan), but when something changed, reads again after
-    /// [`DEBOUNCE`] until nothing changes any more (at most a few times): a file caught
-    /// half-written (`open` truncates before `write`) is never published alone. Blocks.
-    pub fn scan_settled(&mut self, mode: ScanMode) -> std::io::Result<bool> {
-        let changed = self.scan_with(mode)?;
-        let mut still_changing = changed;
-        for _ in 0..SETTLE_ROUNDS {
-            if !still_changing {
-                break;
-            }
-            std::thread::sleep(DEBOUNCE);
-            still_changing = self.scan()?;
-        }
-        Ok(changed)
+        changed
     }
 
     /// Everything the directory holds now, as translate takes it. An object defined in two
@@ -323,6 +369,40 @@ impl ManifestDir {
         );
         inputs.ca_bundles = Arc::new(crate::inputs::ca_bundles(&inputs.secrets));
         inputs
+    }
+}
+
+/// A reading of the directory not taken yet: files gone, and files whose bytes changed.
+#[derive(Default)]
+struct Reading {
+    gone: Vec<PathBuf>,
+    changed: BTreeMap<PathBuf, Changed>,
+}
+
+/// A file's new bytes: their digest, the file's stamp, and what they parse to.
+struct Changed {
+    stamp: Option<Stamp>,
+    digest: [u8; 32],
+    parsed: Result<Parsed, Box<Problem>>,
+}
+
+impl Reading {
+    fn is_empty(&self) -> bool {
+        self.gone.is_empty() && self.changed.is_empty()
+    }
+
+    /// A later reading over this one: its files gone and changed win.
+    fn merge(&mut self, later: Reading, taken: &BTreeMap<PathBuf, FileState>) {
+        for path in later.gone {
+            self.changed.remove(&path);
+            if taken.contains_key(&path) && !self.gone.contains(&path) {
+                self.gone.push(path);
+            }
+        }
+        for (path, c) in later.changed {
+            self.gone.retain(|p| *p != path);
+            self.changed.insert(path, c);
+        }
     }
 }
 

@@ -206,6 +206,50 @@ fn keeps_the_last_good_version_of_a_broken_file() {
 }
 
 #[test]
+fn a_half_written_file_seen_while_settling_never_replaces_the_last_good_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.yaml");
+    std::fs::write(&path, SVC).unwrap();
+    let mut m = ManifestDir::new(dir.path());
+    assert!(m.scan().unwrap());
+
+    // An editor truncates the file, then writes a version that does not parse; a file that
+    // appears and vanishes meanwhile leaves nothing behind.
+    std::fs::write(&path, "").unwrap();
+    std::fs::write(dir.path().join("tmp.yaml"), SVC).unwrap();
+    let mut pending = m.read(ScanMode::Full, &Reading::default()).unwrap();
+    assert_eq!(pending.changed.len(), 2);
+    assert!(
+        pending.changed[&path]
+            .parsed
+            .as_ref()
+            .unwrap()
+            .objects
+            .is_empty(),
+        "the truncated file parses, to nothing"
+    );
+    std::fs::write(&path, "kind: [").unwrap();
+    std::fs::remove_file(dir.path().join("tmp.yaml")).unwrap();
+    let newer = m.read(ScanMode::Full, &pending).unwrap();
+    pending.merge(newer, &m.files);
+    assert!(
+        m.read(ScanMode::Full, &pending).unwrap().is_empty(),
+        "settled"
+    );
+    assert!(pending.gone.is_empty() && pending.changed.len() == 1);
+
+    assert!(m.apply(pending));
+    let inputs = m.inputs();
+    assert_eq!(
+        inputs.services.len(),
+        1,
+        "the last good version still serves"
+    );
+    assert_eq!(inputs.problems.len(), 1, "{:?}", inputs.problems);
+    assert!(!m.scan().unwrap(), "nothing left to take");
+}
+
+#[test]
 fn a_file_broken_from_the_start_is_reported_and_others_still_count() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.yaml"), "kind: [").unwrap();
