@@ -63,40 +63,21 @@ pub struct Stores {
 impl Stores {
     /// Waits until every store has its first full list; `false` when a watch ended first.
     pub async fn wait_until_ready(&self) -> bool {
-        for s in &self.ingresses {
-            if !s.wait_until_synced().await {
-                return false;
+        async fn synced<K: Resource>(stores: &[WatchStore<K>]) -> bool {
+            for s in stores {
+                if !s.wait_until_synced().await {
+                    return false;
+                }
             }
+            true
         }
-        if !self.classes.wait_until_synced().await {
-            return false;
-        }
-        for s in &self.services {
-            if !s.wait_until_synced().await {
-                return false;
-            }
-        }
-        for s in &self.slices {
-            if !s.wait_until_synced().await {
-                return false;
-            }
-        }
-        for s in &self.secrets {
-            if !s.wait_until_synced().await {
-                return false;
-            }
-        }
-        for s in &self.route_policies {
-            if !s.wait_until_synced().await {
-                return false;
-            }
-        }
-        if let Some(s) = &self.class_parameters {
-            if !s.wait_until_synced().await {
-                return false;
-            }
-        }
-        true
+        synced(&self.ingresses).await
+            && synced(std::slice::from_ref(&self.classes)).await
+            && synced(&self.services).await
+            && synced(&self.slices).await
+            && synced(&self.secrets).await
+            && synced(&self.route_policies).await
+            && synced(self.class_parameters.as_slice()).await
     }
 
     /// The kinds whose first list has not arrived yet (for `/readyz`).
