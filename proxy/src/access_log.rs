@@ -420,6 +420,15 @@ impl LoggedBody {
     }
 }
 
+impl LoggedBody {
+    /// Records the end of an answer whose body went out without passing through this value
+    /// (Portico's own HTTP/1.1 path writes it itself): `sent` body bytes, whole or cut off.
+    pub(crate) fn written(mut self, sent: u64, complete: bool) {
+        self.sent = sent;
+        self.finish(complete);
+    }
+}
+
 impl Body for LoggedBody {
     type Data = Bytes;
     type Error = crate::body::BodyError;

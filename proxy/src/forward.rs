@@ -281,30 +281,12 @@ async fn route_and_forward(
             (resp, Some(target), addr)
         }
         Err((e, addr)) => {
-            shared.metrics.forward_error(&e);
+            report_failure(shared, &target, client, addr, &e);
             let mut resp = respond::status_page(e.status());
-            if e.side() == Side::Downstream {
-                // The client's own fault: the access log has the status, this is detail.
-                debug!(
-                    ingress = %format_args!("{}/{}", target.namespace, target.ingress),
-                    service = %target.service,
-                    client = %client,
-                    error = %e,
-                    "request refused"
-                );
-                // A body left unread (stalled, malformed) leaves the connection unusable.
-                if http1 {
-                    resp.headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                }
-            } else {
-                warn!(
-                    ingress = %format_args!("{}/{}", target.namespace, target.ingress),
-                    service = %target.service,
-                    upstream = ?addr,
-                    error = %e,
-                    "request not forwarded"
-                );
+            // A body left unread (stalled, malformed) leaves the connection unusable.
+            if e.side() == Side::Downstream && http1 {
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
             }
             (resp, Some(target), addr)
         }
@@ -348,26 +330,14 @@ async fn forward(
         && headers
             .get(http::header::TE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    headers::remove_hop_by_hop(&mut headers, websocket);
-    if te_trailers {
-        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
-    }
-    headers::set_forwarded(&mut headers, forwarded);
-    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
-    match &policy.upstream_vhost {
-        Some(vhost) => {
-            headers.insert(HOST, vhost.clone());
-        }
-        // The host that routed the request (an absolute URI's authority wins over `Host`,
-        // RFC 9112 §3.2.2), so the backend never sees another one.
-        None => {
-            headers.insert(HOST, forwarded.host.clone());
-        }
-    }
-    if let Some(prefix) = &policy.x_forwarded_prefix {
-        headers.insert(headers::X_FORWARDED_PREFIX.clone(), prefix.clone());
-    }
-    policy.request_headers.apply(&mut headers);
+    upstream_headers(
+        policy,
+        &mut headers,
+        forwarded,
+        request_id,
+        websocket,
+        te_trailers,
+    );
     let path_and_query = match &policy.rewrite {
         Some(rewrite) => rewrite
             .apply(parts.uri.path(), parts.uri.query())
@@ -633,6 +603,68 @@ async fn forward(
         }
     }
     Err(last.unwrap_or((ForwardError::NoEndpoint, None)))
+}
+
+/// Turns the client's headers into those the backend receives: hop-by-hop headers out
+/// (`Upgrade` kept for a WebSocket), forwarding headers, request id, `Host`, and the route's
+/// own changes.
+pub(crate) fn upstream_headers(
+    policy: &Policy,
+    headers: &mut http::HeaderMap,
+    forwarded: &Forwarded<'_>,
+    request_id: &HeaderValue,
+    websocket: bool,
+    te_trailers: bool,
+) {
+    headers::remove_hop_by_hop(headers, websocket);
+    if te_trailers {
+        headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
+    headers::set_forwarded(headers, forwarded);
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    match &policy.upstream_vhost {
+        Some(vhost) => {
+            headers.insert(HOST, vhost.clone());
+        }
+        // The host that routed the request (an absolute URI's authority wins over `Host`,
+        // RFC 9112 §3.2.2), so the backend never sees another one.
+        None => {
+            headers.insert(HOST, forwarded.host.clone());
+        }
+    }
+    if let Some(prefix) = &policy.x_forwarded_prefix {
+        headers.insert(headers::X_FORWARDED_PREFIX.clone(), prefix.clone());
+    }
+    policy.request_headers.apply(headers);
+}
+
+/// Counts and logs a request that could not be forwarded: the client's own faults at debug
+/// level (the access log has their status), the backend's as warnings.
+pub(crate) fn report_failure(
+    shared: &Shared,
+    target: &Target,
+    client: IpAddr,
+    addr: Option<SocketAddr>,
+    e: &ForwardError,
+) {
+    shared.metrics.forward_error(e);
+    if e.side() == Side::Downstream {
+        debug!(
+            ingress = %format_args!("{}/{}", target.namespace, target.ingress),
+            service = %target.service,
+            client = %client,
+            error = %e,
+            "request refused"
+        );
+    } else {
+        warn!(
+            ingress = %format_args!("{}/{}", target.namespace, target.ingress),
+            service = %target.service,
+            upstream = ?addr,
+            error = %e,
+            "request not forwarded"
+        );
+    }
 }
 
 /// What the error backend is told about the request it answers for.

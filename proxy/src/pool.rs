@@ -2,7 +2,9 @@
 //! per endpoint. Each backend holds its endpoints' pools, attached when a snapshot is
 //! published, so a request finds its pool by the endpoint's index: no key to hash, no map to
 //! search, no task to wake. Pools are shared across snapshots, so kept-alive connections
-//! survive configuration swaps.
+//! survive configuration swaps. Each pool keeps two kinds of idle connections: hyper's, for
+//! requests forwarded through hyper's client, and bare streams, for Portico's own HTTP/1.1
+//! path (`crate::h1`), which writes and reads them itself.
 
 use std::collections::HashMap;
 use std::io;
@@ -33,6 +35,8 @@ pub struct EndpointPool {
     idle_timeout: Duration,
     /// Most recently returned last: checkout takes the warmest connection.
     idle: Mutex<Vec<Idle>>,
+    /// Bare kept-alive streams of Portico's own HTTP/1.1 path, most recent last.
+    streams: Mutex<Vec<(TcpStream, Instant)>>,
     /// Whether the task closing connections idle for longer than `idle_timeout` runs.
     reaping: AtomicBool,
 }
@@ -79,6 +83,7 @@ impl EndpointPool {
             addr,
             idle_timeout,
             idle: Mutex::new(Vec::new()),
+            streams: Mutex::new(Vec::new()),
             reaping: AtomicBool::new(false),
         }
     }
@@ -161,12 +166,50 @@ impl EndpointPool {
             }
             idle.push(entry);
         }
+        self.ensure_reaper();
+    }
+
+    fn ensure_reaper(self: &Arc<Self>) {
         if !self.reaping.load(Ordering::Relaxed) && !self.reaping.swap(true, Ordering::AcqRel) {
             self.spawn_reaper();
         }
     }
 
-    async fn connect(&self, timeout: Duration) -> Result<SendRequest<ProxyBody>, UpstreamError> {
+    /// The most recently returned bare stream that has not expired. Whether the backend
+    /// closed it meanwhile shows only when it is used: the caller sends again on a new
+    /// stream when a reused one ends before any answer.
+    pub(crate) fn checkout_stream(&self) -> Option<TcpStream> {
+        let mut streams = self.streams.lock().ok()?;
+        while let Some((stream, since)) = streams.pop() {
+            if since.elapsed() < self.idle_timeout {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    /// Keeps a bare stream whose last answer was read to its end, nothing more pending.
+    pub(crate) fn checkin_stream(self: &Arc<Self>, stream: TcpStream) {
+        if self.idle_timeout.is_zero() {
+            return;
+        }
+        {
+            let Ok(mut streams) = self.streams.lock() else {
+                return;
+            };
+            if streams.len() >= MAX_IDLE {
+                return;
+            }
+            streams.push((stream, Instant::now()));
+        }
+        self.ensure_reaper();
+    }
+
+    /// A new bare stream to the endpoint.
+    pub(crate) async fn connect_stream(
+        &self,
+        timeout: Duration,
+    ) -> Result<TcpStream, UpstreamError> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
@@ -180,6 +223,11 @@ impl EndpointPool {
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        Ok(stream)
+    }
+
+    async fn connect(&self, timeout: Duration) -> Result<SendRequest<ProxyBody>, UpstreamError> {
+        let stream = self.connect_stream(timeout).await?;
         let (mut tx, conn) = Builder::new()
             .handshake::<_, ProxyBody>(TokioIo::new(stream))
             .await
@@ -224,29 +272,44 @@ impl EndpointPool {
 
     /// Drops expired and closed idle connections; returns how many are left.
     fn reap(&self) -> usize {
-        let Ok(mut idle) = self.idle.lock() else {
-            return 0;
-        };
         let now = Instant::now();
-        let mut expired = Vec::new();
-        let mut kept = Vec::with_capacity(idle.len());
-        for c in idle.drain(..) {
-            if c.tx.is_closed() || now.saturating_duration_since(c.since) >= self.idle_timeout {
-                expired.push(c);
-            } else {
-                kept.push(c);
-            }
+        let fresh = |since: Instant| now.saturating_duration_since(since) < self.idle_timeout;
+        let (mut expired, mut closed) = (Vec::new(), Vec::new());
+        let mut left = 0;
+        if let Ok(mut idle) = self.idle.lock() {
+            let (kept, gone) = idle
+                .drain(..)
+                .partition(|c| !c.tx.is_closed() && fresh(c.since));
+            *idle = kept;
+            expired = gone;
+            left += idle.len();
         }
-        *idle = kept;
-        let left = idle.len();
-        drop(idle);
+        if let Ok(mut streams) = self.streams.lock() {
+            // A bare stream the backend closed (or wrote to unasked) reads as ready.
+            let (kept, gone) = streams
+                .drain(..)
+                .partition(|(s, since)| fresh(*since) && still_quiet(s));
+            *streams = kept;
+            closed = gone;
+            left += streams.len();
+        }
+        // Closed outside the locks.
         drop(expired);
+        drop(closed);
         left
     }
 
     fn idle_count(&self) -> usize {
-        self.idle.lock().map(|i| i.len()).unwrap_or(0)
+        let hyper = self.idle.lock().map(|i| i.len()).unwrap_or(0);
+        hyper + self.streams.lock().map(|s| s.len()).unwrap_or(0)
     }
+}
+
+/// An idle stream with nothing to read: neither closed by the backend nor holding bytes
+/// nobody asked for.
+fn still_quiet(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 /// Every endpoint's pool, so that a new snapshot finds the pools (and their connections)

@@ -54,6 +54,9 @@ pub(crate) struct Shared {
     /// The next publish attaches every target (at start, and after a failed publish).
     attach_all: AtomicBool,
     http: auto::Builder<TokioExecutor>,
+    /// Turns true when the listeners close: idle connections of Portico's own HTTP/1.1
+    /// path close then (hyper's are told by the graceful-shutdown watcher).
+    pub(crate) closing: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -118,6 +121,7 @@ impl Proxy {
                 draining: AtomicBool::new(false),
                 attach_all: AtomicBool::new(true),
                 http,
+                closing: watch::Sender::new(false),
                 config,
             }),
         })
@@ -228,6 +232,7 @@ impl Proxy {
         info!(delay = ?drain.delay, grace = ?drain.grace, "shutting down: draining");
         tokio::time::sleep(drain.delay).await;
         let _ = stop_tx.send(true);
+        self.shared.closing.send_replace(true);
         for l in loops {
             let _ = l.await;
         }
@@ -363,8 +368,7 @@ async fn serve_connection(
     if tls {
         serve_tls(shared, stream, conn, watcher).await;
     } else {
-        let io = ClientIo::new(TokioIo::new(stream), shared.config.client_header_timeout);
-        serve_http(shared, io, conn, watcher, None, None).await;
+        crate::h1::serve(shared, stream, conn, watcher).await;
     }
 }
 
@@ -492,7 +496,7 @@ async fn terminate<S>(
     serve_http(shared, io, conn, watcher, Some(alpn_h2), Some(session)).await;
 }
 
-async fn serve_http<I>(
+pub(crate) async fn serve_http<I>(
     shared: &Arc<Shared>,
     io: I,
     conn: Arc<ConnInfo>,

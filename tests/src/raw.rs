@@ -258,6 +258,38 @@ pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(
     .expect("no response and no close within the limit")
 }
 
+/// Reads one request (its head and a Content-Length body) from `s`, leaving what follows
+/// in `buf` for the next; `None` when the connection ends first.
+pub async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let length: usize = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < end + length {
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = buf[end..end + length].to_vec();
+    buf.drain(..end + length);
+    Some((head, body))
+}
+
 /// Sends `bytes` on a new connection to `addr` and reads one response.
 pub async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Option<RawResponse> {
     let mut s = TcpStream::connect(addr).await.unwrap();
