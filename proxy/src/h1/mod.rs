@@ -16,6 +16,7 @@ mod head;
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tracing::debug;
 
 use crate::access_log::{self, Head};
@@ -90,9 +92,13 @@ pub(crate) async fn serve(
     let mut closing = shared.closing.subscribe();
     // One wait for the whole connection: registered once, not once per request.
     let mut closed = std::pin::pin!(closing.changed());
+    // One timer for the connection, moved forward for each wait (for the head, for the
+    // backend's answer): moving a deadline later costs no timer-wheel work.
+    let mut timer = std::pin::pin!(tokio::time::sleep(shared.config.client_header_timeout));
     loop {
         // The whole head, not each read, must arrive in time (slowloris).
         let deadline = tokio::time::Instant::now() + shared.config.client_header_timeout;
+        timer.as_mut().reset(deadline);
         let parsed = loop {
             if !c.buf.is_empty() {
                 let max_head = shared.config.max_header_bytes.max(8192);
@@ -110,7 +116,8 @@ pub(crate) async fn serve(
             }
             let read = tokio::select! {
                 biased;
-                r = tokio::time::timeout_at(deadline, c.stream.read_buf(&mut c.buf)) => r,
+                r = c.stream.read_buf(&mut c.buf) => Ok(r),
+                () = timer.as_mut() => Err(()),
                 // Shutdown: an idle connection closes now, a started head is dropped.
                 _ = &mut closed => return,
             };
@@ -127,7 +134,7 @@ pub(crate) async fn serve(
                 }
             }
         };
-        match request(shared, &conn, &mut c, parsed).await {
+        match request(shared, &conn, &mut c, parsed, timer.as_mut()).await {
             Next::KeepAlive => {}
             Next::Close => return,
             Next::HandOff(consumed) => return hand_off(shared, c, consumed, conn, watcher).await,
@@ -181,7 +188,13 @@ fn forward_only(target: &Target) -> bool {
 }
 
 /// One request whose head is at the start of the client buffer.
-async fn request(shared: &Shared, conn: &ConnInfo, c: &mut Client, parsed: RequestHead) -> Next {
+async fn request(
+    shared: &Shared,
+    conn: &ConnInfo,
+    c: &mut Client,
+    parsed: RequestHead,
+    timer: Pin<&mut Sleep>,
+) -> Next {
     let start = Instant::now();
     let head_bytes = c.buf.split_to(parsed.len).freeze();
     if shared.draining() {
@@ -191,9 +204,6 @@ async fn request(shared: &Shared, conn: &ConnInfo, c: &mut Client, parsed: Reque
     let Some(parts) = head::request_parts(&head_bytes, &parsed, &c.spans) else {
         return Next::HandOff(Some(head_bytes));
     };
-    let Some(live) = shared.live.load_full() else {
-        return Next::HandOff(Some(head_bytes));
-    };
     let Some(host_value) = parts.headers.get(HOST).cloned() else {
         return Next::HandOff(Some(head_bytes));
     };
@@ -201,9 +211,15 @@ async fn request(shared: &Shared, conn: &ConnInfo, c: &mut Client, parsed: Reque
         return Next::HandOff(Some(head_bytes));
     };
     let host = normalize_host(host);
-    let target = match live.snapshot.routes.find(&host, parts.uri.path()) {
-        Some(m) if m.canaries.is_empty() && forward_only(m.target) => m.target.clone(),
-        _ => return Next::HandOff(Some(head_bytes)),
+    let target = {
+        let live = shared.live.load();
+        let Some(live) = live.as_ref() else {
+            return Next::HandOff(Some(head_bytes));
+        };
+        match live.snapshot.routes.find(&host, parts.uri.path()) {
+            Some(m) if m.canaries.is_empty() && forward_only(m.target) => m.target.clone(),
+            _ => return Next::HandOff(Some(head_bytes)),
+        }
     };
     drop(host);
 
@@ -234,7 +250,7 @@ async fn request(shared: &Shared, conn: &ConnInfo, c: &mut Client, parsed: Reque
     drop(head_bytes);
 
     let to_head = parts.method == Method::HEAD;
-    let answer = exchange(shared, &target, &parts.method, c, to_head).await;
+    let answer = exchange(shared, &target, &parts.method, c, to_head, timer).await;
     let outcome = |status: StatusCode, upstream| access_log::Outcome {
         status: status.as_u16(),
         client,
@@ -337,6 +353,7 @@ async fn exchange(
     method: &Method,
     c: &mut Client,
     to_head: bool,
+    mut timer: Pin<&mut Sleep>,
 ) -> Attempts {
     let policy = &target.policy;
     let read_timeout = policy
@@ -365,19 +382,21 @@ async fn exchange(
             last = Some((ForwardError::Internal("endpoint pool missing"), Some(addr)));
             break;
         };
-        let sent_at = Instant::now();
-        let sent = tokio::time::timeout(
-            read_timeout,
-            send(
-                pool,
-                &c.out,
-                &mut c.up,
-                &mut c.spans,
-                to_head,
-                connect_timeout,
-            ),
-        )
-        .await;
+        let sent_at = tokio::time::Instant::now();
+        timer.as_mut().reset(sent_at + read_timeout);
+        let attempt = send(
+            pool,
+            &c.out,
+            &mut c.up,
+            &mut c.spans,
+            to_head,
+            connect_timeout,
+        );
+        let sent = tokio::select! {
+            biased;
+            r = attempt => Ok(r),
+            () = timer.as_mut() => Err(()),
+        };
         let (error, condition) = match sent {
             Ok(Ok((stream, len, head))) => {
                 if let Some(stats) = target.stats.get() {
