@@ -175,13 +175,15 @@ impl EndpointPool {
         }
     }
 
-    /// The most recently returned bare stream that has not expired. Whether the backend
-    /// closed it meanwhile shows only when it is used: the caller sends again on a new
-    /// stream when a reused one ends before any answer.
+    /// The most recently returned bare stream that has not expired and has nothing to read.
+    /// A backend may still close it just as it is used: the caller tries once more then.
     pub(crate) fn checkout_stream(&self) -> Option<TcpStream> {
         let mut streams = self.streams.lock().ok()?;
         while let Some((stream, since)) = streams.pop() {
-            if since.elapsed() < self.idle_timeout {
+            // A stream the backend closed or wrote to since is never lent: its bytes would
+            // be read as the next request's answer. (Costs a system call only when the
+            // reactor saw the stream turn readable.)
+            if since.elapsed() < self.idle_timeout && still_quiet(&stream) {
                 return Some(stream);
             }
         }

@@ -191,6 +191,10 @@ async fn site() -> Site {
             .annotation(&format!("{NGINX}/server-alias"), "on-alias.example.net")
             .yaml(),
         mtls("opt", "opt.example.com", Some("optional")).yaml(),
+        // No HTTPS redirect of its own: plain HTTP must still not reach it.
+        mtls("noredir", "noredir.example.com", Some("on"))
+            .annotation(&format!("{NGINX}/ssl-redirect"), "false")
+            .yaml(),
         mtls("noca", "noca.example.com", Some("optional_no_ca")).yaml(),
         mtls("page", "page.example.com", None)
             .annotation(
@@ -371,14 +375,13 @@ async fn host_must_match_sni_on_mtls_hosts() {
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
 
-    // Plain HTTP never reaches an mTLS host's backend.
-    let c = s.p.client(&["on.example.com"]);
-    let r = c
-        .get(s.p.http_url("on.example.com", "/x"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 308);
+    // Plain HTTP never reaches an mTLS host's backend, even where the route does not
+    // redirect to HTTPS itself.
+    for host in ["on.example.com", "noredir.example.com"] {
+        let c = s.p.client(&[host]);
+        let r = c.get(s.p.http_url(host, "/x")).send().await.unwrap();
+        assert_eq!(r.status(), 308, "{host}");
+    }
 }
 
 #[tokio::test]

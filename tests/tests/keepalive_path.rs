@@ -284,11 +284,23 @@ async fn malformed_answers_are_502_and_the_connection_goes_on() {
             r.head
         );
     }
+    // Portico's own 502 to a HEAD has its length and no body: the next answer is intact.
+    c.write_all(b"HEAD /bad HTTP/1.1\r\nHost: k.test\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, rest) = read_head(&mut c).await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert!(rest.is_empty(), "a body after a HEAD answer: {rest:?}");
+    c.write_all(get("/length").as_bytes()).await.unwrap();
+    let r = read_response(&mut c, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
     let metrics = p.metrics().await;
     assert!(
         metrics.lines().any(
             |l| l.starts_with("portico_upstream_errors_total{kind=\"upstream\"}")
-                && l.ends_with(" 2")
+                && l.ends_with(" 3")
         ),
         "{metrics}"
     );

@@ -7,6 +7,8 @@
 enum State {
     /// Hex digits of a chunk size.
     Size,
+    /// Whitespace after the size (RFC 9112 §7.1.1 allows it before an extension).
+    SizeSpace,
     /// A chunk extension, up to its CR.
     Extension,
     /// The LF ending a size line.
@@ -88,7 +90,12 @@ impl ChunkedEnd {
                 }
                 (State::Size, b';') if self.digits > 0 => State::Extension,
                 (State::Size, b'\r') if self.digits > 0 => State::SizeLf,
+                (State::Size, b' ' | b'\t') if self.digits > 0 => State::SizeSpace,
                 (State::Size, _) => return Err(Malformed("invalid chunk size")),
+                (State::SizeSpace, b' ' | b'\t') => State::SizeSpace,
+                (State::SizeSpace, b';') => State::Extension,
+                (State::SizeSpace, b'\r') => State::SizeLf,
+                (State::SizeSpace, _) => return Err(Malformed("invalid chunk size")),
                 (State::Extension, b'\r') => State::SizeLf,
                 (State::Extension, b'\n') => return Err(Malformed("bare LF in a chunk extension")),
                 (State::Extension, _) => State::Extension,
@@ -140,7 +147,7 @@ mod tests {
     #[test]
     fn the_end_is_found_wherever_the_body_is_cut() {
         let body =
-            b"5\r\nhello\r\n1;ext=\"x\"\r\n!\r\nA\r\n0123456789\r\n0\r\nx-sum: 1\r\n\r\nNEXT";
+            b"5\r\nhello\r\n1 ;ext=\"x\"\r\n!\r\nA \r\n0123456789\r\n0\r\nx-sum: 1\r\n\r\nNEXT";
         let end = body.len() - 4;
         for cut in 0..=body.len() {
             assert_eq!(walk(body, cut), Ok((end, 16, true)), "cut at {cut}");
@@ -168,6 +175,8 @@ mod tests {
             b"11111111111111111\r\n",
             b"5;a\nb\r\n",
             b" 5\r\n",
+            b"5 x\r\n",
+            b"5 5\r\n",
         ] {
             let mut c = ChunkedEnd::default();
             assert!(c.feed(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));

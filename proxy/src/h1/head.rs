@@ -42,9 +42,14 @@ pub enum Request {
     Other,
 }
 
+/// Where `part` lies in `base`; empty when it is not inside (httparse answers some reason
+/// phrases with a static empty string).
 fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - base.as_ptr() as usize;
-    start..start + part.len()
+    let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if end <= base.len() => start..end,
+        _ => 0..0,
+    }
 }
 
 /// Does a comma-separated header value list `token`?
@@ -221,7 +226,8 @@ impl ResponseHead {
             if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
                 || name.eq_ignore_ascii_case(b"x-request-id")
                 || (self.drop_length && name.eq_ignore_ascii_case(b"content-length"))
-                || named(name)
+                // The framing stays whatever `Connection` names.
+                || (named(name) && !name.eq_ignore_ascii_case(b"content-length"))
             {
                 continue;
             }
@@ -586,6 +592,41 @@ mod tests {
         let mut names: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["date", "x-a", "x-request-id"]);
+    }
+
+    #[test]
+    fn status_lines_without_a_reason_are_forwarded() {
+        for text in [
+            "HTTP/1.1 200\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 200 R\u{e9}ussi\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\ncontent-length: 0\n\n",
+        ] {
+            let mut spans = Vec::new();
+            let Ok(Response::Head { head, .. }) =
+                parse_response(text.as_bytes(), false, &mut spans)
+            else {
+                panic!("not parsed: {text:?}")
+            };
+            let mut out = Vec::new();
+            head.write_raw(&mut out, text.as_bytes(), &spans, b"id", false, false);
+            let out = String::from_utf8_lossy(&out).into_owned();
+            assert!(out.starts_with("HTTP/1.1 200 "), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn connection_cannot_name_the_framing_away() {
+        let text = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: Content-Length\r\n\r\n";
+        let mut spans = Vec::new();
+        let Ok(Response::Head { head, .. }) = parse_response(text.as_bytes(), false, &mut spans)
+        else {
+            panic!("not parsed")
+        };
+        let mut out = Vec::new();
+        head.write_raw(&mut out, text.as_bytes(), &spans, b"id", false, false);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("Content-Length: 5\r\n"));
     }
 
     #[test]

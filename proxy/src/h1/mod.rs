@@ -91,7 +91,7 @@ pub(crate) async fn serve(
     };
     let mut closing = shared.closing.subscribe();
     // One wait for the whole connection: registered once, not once per request.
-    let mut closed = std::pin::pin!(closing.changed());
+    let mut closed = std::pin::pin!(closing.wait_for(|closing| *closing));
     // One timer for the connection, moved forward for each wait (for the head, for the
     // backend's answer): moving a deadline later costs no timer-wheel work.
     let mut timer = std::pin::pin!(tokio::time::sleep(shared.config.client_header_timeout));
@@ -103,10 +103,10 @@ pub(crate) async fn serve(
             if !c.buf.is_empty() {
                 let max_head = shared.config.max_header_bytes.max(8192);
                 match head::parse_request(&c.buf, shared.config.max_headers, &mut c.spans) {
-                    Request::Head(h) => break h,
+                    Request::Head(h) if h.len <= max_head => break h,
                     Request::Partial if c.buf.len() < max_head => {}
                     // hyper answers what this path does not take, errors included.
-                    Request::Partial | Request::Other => {
+                    Request::Head(_) | Request::Partial | Request::Other => {
                         return hand_off(shared, c, None, conn, watcher).await;
                     }
                 }
@@ -216,6 +216,12 @@ async fn request(
         let Some(live) = live.as_ref() else {
             return Next::HandOff(Some(head_bytes));
         };
+        // A host asking for client certificates is never served over plain HTTP: hyper's
+        // path redirects it (`client_auth::guard`).
+        let client_auth = &live.snapshot.client_auth;
+        if !client_auth.is_empty() && client_auth.lookup(&host).is_some() {
+            return Next::HandOff(Some(head_bytes));
+        }
         match live.snapshot.routes.find(&host, parts.uri.path()) {
             Some(m) if m.canaries.is_empty() && forward_only(m.target) => m.target.clone(),
             _ => return Next::HandOff(Some(head_bytes)),
@@ -261,10 +267,18 @@ async fn request(
     };
     let close = parsed.close;
     match answer {
+        // As hyper drops a request whose client left: no answer, no log line.
+        Err(Failed::ClientGone) => Next::Close,
         Ok(answer) => {
             let addr = answer.addr;
+            let asked = Asked {
+                request_id: &request_id,
+                client,
+                close,
+                to_head,
+            };
             let (status, sent, next, complete) =
-                match relay(shared, &target, c, answer, &request_id, close).await {
+                match relay(shared, &target, c, answer, asked).await {
                     Ok((status, sent, next)) => (status, sent, next, true),
                     // Cut off mid-answer: the client can only learn it by the close.
                     Err((status, sent)) => (status, sent, Next::Close, false),
@@ -278,7 +292,7 @@ async fn request(
             body.written(sent, complete);
             next
         }
-        Err((e, addr)) => {
+        Err(Failed::Forward(e, addr)) => {
             forward::report_failure(shared, &target, client, addr, &e);
             let status = e.status();
             let body = logged.respond(
@@ -287,7 +301,8 @@ async fn request(
                 ProxyBody::empty(),
                 outcome(status, addr),
             );
-            let (sent, written) = status_page(c, status, &request_id, close).await;
+            let close = close || shared.draining();
+            let (sent, written) = status_page(c, status, &request_id, close, to_head).await;
             body.written(sent, written);
             if written && !close {
                 Next::KeepAlive
@@ -298,12 +313,14 @@ async fn request(
     }
 }
 
-/// Portico's own answer for a request that could not be forwarded (as `respond::status_page`).
+/// Portico's own answer for a request that could not be forwarded (as `respond::status_page`;
+/// an answer to `HEAD` has its length and no body).
 async fn status_page(
     c: &mut Client,
     status: StatusCode,
     request_id: &HeaderValue,
     close: bool,
+    to_head: bool,
 ) -> (u64, bool) {
     let text = format!(
         "{} {}\n",
@@ -319,6 +336,10 @@ async fn status_page(
     h.insert(CONTENT_LENGTH, HeaderValue::from(text.len()));
     c.out.clear();
     head::write_response(&mut c.out, status, b"", &h, false, close);
+    if to_head {
+        let written = c.stream.write_all(&c.out).await.is_ok();
+        return (0, written);
+    }
     c.out.extend_from_slice(text.as_bytes());
     let written = c.stream.write_all(&c.out).await.is_ok();
     (text.len() as u64, written)
@@ -337,13 +358,21 @@ struct Answer {
 /// Why one attempt failed.
 enum Failure {
     Connect(crate::upstream::UpstreamError),
-    /// The backend closed (or reset) the connection before answering anything.
+    /// A kept-alive stream ended (closed or reset) before any byte of an answer.
     Closed(io::Error),
     Io(io::Error),
     Bad(BadResponse),
+    /// The client closed its connection while the request waited for the backend.
+    ClientGone,
 }
 
-type Attempts = Result<Answer, (ForwardError, Option<SocketAddr>)>;
+/// Why a request got no answer from a backend.
+enum Failed {
+    Forward(ForwardError, Option<SocketAddr>),
+    ClientGone,
+}
+
+type Attempts = Result<Answer, Failed>;
 
 /// Sends the request in `c.out` to the route's endpoints, retrying as the route says
 /// (`proxy-next-upstream`), until an answer head arrives.
@@ -367,7 +396,7 @@ async fn exchange(
     let retry = policy.retry;
     let addrs = target.backend.pick();
     if addrs.len() == 0 {
-        return Err((ForwardError::NoEndpoint, None));
+        return Err(Failed::Forward(ForwardError::NoEndpoint, None));
     }
     // No body: every request here can be sent again.
     let resendable = retry.on.method(method);
@@ -376,7 +405,17 @@ async fn exchange(
         n => addrs.len().min(n as usize),
     };
     let mut last = None;
-    for (i, (index, addr, _)) in addrs.take(attempts).enumerate() {
+    // As nginx: a kept-alive stream that ends before answering gets one more try, on a new
+    // stream to the same endpoint, without using up one of the route's tries.
+    let mut kept_alive_retry = resendable && retry.on.contains(RetryOn::ERROR);
+    let max_head = shared.config.max_header_bytes.max(8192);
+    // Room to notice the client leaving (a read into no room would look like a close).
+    if c.buf.capacity() - c.buf.len() < READ_SIZE / 2 {
+        c.buf.reserve(READ_SIZE);
+    }
+    let mut endpoints = addrs.take(attempts).enumerate();
+    let mut again = None;
+    while let Some((i, (index, addr, _))) = again.take().or_else(|| endpoints.next()) {
         let more = i + 1 < attempts;
         let Some(pool) = target.backend.pool(index) else {
             last = Some((ForwardError::Internal("endpoint pool missing"), Some(addr)));
@@ -384,19 +423,28 @@ async fn exchange(
         };
         let sent_at = tokio::time::Instant::now();
         timer.as_mut().reset(sent_at + read_timeout);
-        let attempt = send(
+        let mut attempt = std::pin::pin!(send(
             pool,
             &c.out,
             &mut c.up,
             &mut c.spans,
             to_head,
             connect_timeout,
-        );
-        let sent = tokio::select! {
-            biased;
-            r = attempt => Ok(r),
-            () = timer.as_mut() => Err(()),
+        ));
+        let sent = loop {
+            tokio::select! {
+                biased;
+                r = &mut attempt => break Ok(r),
+                () = timer.as_mut() => break Err(()),
+                // A client that leaves is noticed; what it pipelines meanwhile is kept.
+                r = c.stream.read_buf(&mut c.buf),
+                    if c.buf.len() < max_head.min(c.buf.capacity()) => match r {
+                    Ok(0) | Err(_) => break Ok(Err(Failure::ClientGone)),
+                    Ok(_) => {}
+                },
+            }
         };
+        // The condition under which the route retries the failure; `None`: never.
         let (error, condition) = match sent {
             Ok(Ok((stream, len, head))) => {
                 if let Some(stats) = target.stats.get() {
@@ -414,38 +462,51 @@ async fn exchange(
                     head,
                 });
             }
-            Err(_) => (ForwardError::Timeout, RetryOn::TIMEOUT),
+            Ok(Err(Failure::ClientGone)) => return Err(Failed::ClientGone),
+            Err(()) => (ForwardError::Timeout, Some(RetryOn::TIMEOUT)),
             Ok(Err(Failure::Connect(e))) => {
                 debug!(upstream = %addr, error = %e, "connect failed");
                 if e.is_connect_timeout() {
-                    (ForwardError::ConnectTimeout, RetryOn::TIMEOUT)
+                    (ForwardError::ConnectTimeout, Some(RetryOn::TIMEOUT))
                 } else {
-                    (ForwardError::Connect(e.to_string()), RetryOn::ERROR)
+                    (ForwardError::Connect(e.to_string()), Some(RetryOn::ERROR))
                 }
             }
+            Ok(Err(Failure::Closed(e))) if kept_alive_retry => {
+                debug!(upstream = %addr, error = %e, "kept-alive backend connection closed; sending again");
+                kept_alive_retry = false;
+                shared.metrics.upstream_retry();
+                again = Some((i, (index, addr, None)));
+                continue;
+            }
             Ok(Err(Failure::Closed(e) | Failure::Io(e))) => {
-                (ForwardError::Upstream(e.to_string()), RetryOn::ERROR)
+                (ForwardError::Upstream(e.to_string()), Some(RetryOn::ERROR))
+            }
+            // As hyper's path: a protocol switch nobody asked for is not retried.
+            Ok(Err(Failure::Bad(e @ BadResponse::Switch))) => {
+                (ForwardError::Upstream(e.to_string()), None)
             }
             Ok(Err(Failure::Bad(e))) => (
                 ForwardError::Upstream(e.to_string()),
-                RetryOn::INVALID_HEADER,
+                Some(RetryOn::INVALID_HEADER),
             ),
         };
-        last = Some((error, Some(addr)));
         // A connection never made sent nothing: any request may go elsewhere.
-        let connect = matches!(last, Some((ForwardError::Connect(_), _)));
-        if more && (resendable || connect) && retry.on.contains(condition) {
+        let connect = matches!(error, ForwardError::Connect(_));
+        last = Some((error, Some(addr)));
+        if more && (resendable || connect) && condition.is_some_and(|c| retry.on.contains(c)) {
             shared.metrics.upstream_retry();
             continue;
         }
         break;
     }
-    Err(last.unwrap_or((ForwardError::NoEndpoint, None)))
+    let (e, addr) = last.unwrap_or((ForwardError::NoEndpoint, None));
+    Err(Failed::Forward(e, addr))
 }
 
 /// One attempt on one endpoint: a kept-alive stream or a new one, the request written, the
-/// answer head read. A kept-alive stream the backend closed while it was idle is replaced
-/// by a new one (nothing was answered, and requests here have no body).
+/// answer head read. A kept-alive stream that ends before answering is `Failure::Closed`
+/// (the caller may try once more); a new one that does is an ordinary failure.
 async fn send(
     pool: &Arc<EndpointPool>,
     request: &[u8],
@@ -454,24 +515,20 @@ async fn send(
     to_head: bool,
     connect_timeout: Duration,
 ) -> Result<(TcpStream, usize, ResponseHead), Failure> {
-    loop {
-        let (mut stream, reused) = match pool.checkout_stream() {
-            Some(s) => (s, true),
-            None => {
-                let s = Box::pin(pool.connect_stream(connect_timeout))
-                    .await
-                    .map_err(Failure::Connect)?;
-                (s, false)
-            }
-        };
-        up.clear();
-        match round_trip(&mut stream, request, up, spans, to_head).await {
-            Ok((len, head)) => return Ok((stream, len, head)),
-            Err(Failure::Closed(e)) if reused => {
-                debug!(error = %e, "kept-alive backend connection closed; sending again");
-            }
-            Err(e) => return Err(e),
+    let (mut stream, reused) = match pool.checkout_stream() {
+        Some(s) => (s, true),
+        None => {
+            let s = Box::pin(pool.connect_stream(connect_timeout))
+                .await
+                .map_err(Failure::Connect)?;
+            (s, false)
         }
+    };
+    up.clear();
+    match round_trip(&mut stream, request, up, spans, to_head).await {
+        Ok((len, head)) => Ok((stream, len, head)),
+        Err(Failure::Closed(e)) if !reused => Err(Failure::Io(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -524,6 +581,16 @@ async fn round_trip(
     }
 }
 
+/// What the answer's relay needs to know of its request.
+struct Asked<'a> {
+    request_id: &'a HeaderValue,
+    client: std::net::IpAddr,
+    /// The client asked to close after the answer.
+    close: bool,
+    /// The request was a `HEAD`.
+    to_head: bool,
+}
+
 /// Sends the answer to the client: its head, then its body as the backend delimits it.
 /// Returns the status, the body bytes sent and what the connection does next; on failure
 /// (either side broke off), the status and the bytes sent before.
@@ -532,9 +599,14 @@ async fn relay(
     target: &Target,
     c: &mut Client,
     answer: Answer,
-    request_id: &HeaderValue,
-    close: bool,
+    asked: Asked<'_>,
 ) -> Result<(StatusCode, u64, Next), (StatusCode, u64)> {
+    let Asked {
+        request_id,
+        client,
+        close,
+        to_head,
+    } = asked;
     let Answer {
         mut stream,
         pool,
@@ -563,14 +635,17 @@ async fn relay(
             Ok(h) => h,
             Err(e) => {
                 let e = ForwardError::Upstream(e.to_string());
-                debug!(upstream = %addr, error = %e, "answer head not forwarded");
-                shared.metrics.forward_error(&e);
-                let (sent, _) = status_page(c, e.status(), request_id, true).await;
+                forward::report_failure(shared, target, client, Some(addr), &e);
+                let (sent, _) = status_page(c, e.status(), request_id, true, to_head).await;
                 return Err((e.status(), sent));
             }
         };
         headers::remove_hop_by_hop(&mut headers, false);
         ops.apply(&mut headers);
+        // The framing is the backend's, whatever its `Connection` named or the route changed.
+        if let Framing::Length(n) = head.framing {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+        }
         headers.insert(X_REQUEST_ID.clone(), request_id.clone());
         let reason = &head_bytes[head.reason.clone()];
         head::write_response(&mut c.out, status, reason, &headers, chunked, close);
