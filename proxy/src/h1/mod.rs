@@ -784,3 +784,22 @@ async fn close_body(c: &mut Client, stream: &mut TcpStream, idle: Option<Duratio
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future an async fn taking four arguments returns.
+    fn future_size<A, B, C, D, R, F: FnOnce(A, B, C, D) -> R>(_: &F) -> usize {
+        std::mem::size_of::<R>()
+    }
+
+    /// A connection's whole state between requests is this future (the task holds it for
+    /// as long as the connection is open): it is what an idle client costs.
+    #[test]
+    fn a_connection_future_stays_small() {
+        let size = future_size(&serve);
+        eprintln!("connection future: {size} bytes");
+        assert!(size <= 4096, "the connection future grew to {size} bytes");
+    }
+}
