@@ -19,7 +19,7 @@ pub mod compress;
 pub mod config;
 pub mod error;
 mod forward;
-mod h1;
+pub mod h1;
 pub mod headers;
 pub mod limits;
 pub mod metrics;

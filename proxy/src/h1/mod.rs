@@ -11,8 +11,8 @@
 //! serves the rest of it. Both paths send the backend the same headers and count, log and
 //! answer failures the same way.
 
-mod chunked;
-mod head;
+pub mod chunked;
+pub mod head;
 
 use std::io;
 use std::net::SocketAddr;
