@@ -53,6 +53,19 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Room made before each read.
 const READ_SIZE: usize = 8 * 1024;
 
+/// Makes room for the next read (a read into no room would look like a close).
+fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_SIZE / 2 {
+        buf.reserve(READ_SIZE);
+    }
+}
+
+/// The largest request head this path reads before leaving it to hyper (as hyper's
+/// `max_buf_size`).
+fn max_head(shared: &Shared) -> usize {
+    shared.config.max_header_bytes.max(8192)
+}
+
 /// One client connection's buffers, kept from request to request.
 struct Client {
     stream: TcpStream,
@@ -101,19 +114,17 @@ pub(crate) async fn serve(
         timer.as_mut().reset(deadline);
         let parsed = loop {
             if !c.buf.is_empty() {
-                let max_head = shared.config.max_header_bytes.max(8192);
+                let limit = max_head(shared);
                 match head::parse_request(&c.buf, shared.config.max_headers, &mut c.spans) {
-                    Request::Head(h) if h.len <= max_head => break h,
-                    Request::Partial if c.buf.len() < max_head => {}
+                    Request::Head(h) if h.len <= limit => break h,
+                    Request::Partial if c.buf.len() < limit => {}
                     // hyper answers what this path does not take, errors included.
                     Request::Head(_) | Request::Partial | Request::Other => {
                         return hand_off(shared, c, None, conn, watcher).await;
                     }
                 }
             }
-            if c.buf.capacity() - c.buf.len() < READ_SIZE / 2 {
-                c.buf.reserve(READ_SIZE);
-            }
+            make_room(&mut c.buf);
             let read = tokio::select! {
                 biased;
                 r = c.stream.read_buf(&mut c.buf) => Ok(r),
@@ -408,11 +419,9 @@ async fn exchange(
     // As nginx: a kept-alive stream that ends before answering gets one more try, on a new
     // stream to the same endpoint, without using up one of the route's tries.
     let mut kept_alive_retry = resendable && retry.on.contains(RetryOn::ERROR);
-    let max_head = shared.config.max_header_bytes.max(8192);
-    // Room to notice the client leaving (a read into no room would look like a close).
-    if c.buf.capacity() - c.buf.len() < READ_SIZE / 2 {
-        c.buf.reserve(READ_SIZE);
-    }
+    let limit = max_head(shared);
+    // Room to notice the client leaving.
+    make_room(&mut c.buf);
     let mut endpoints = addrs.take(attempts).enumerate();
     let mut again = None;
     while let Some((i, (index, addr, _))) = again.take().or_else(|| endpoints.next()) {
@@ -438,7 +447,7 @@ async fn exchange(
                 () = timer.as_mut() => break Err(()),
                 // A client that leaves is noticed; what it pipelines meanwhile is kept.
                 r = c.stream.read_buf(&mut c.buf),
-                    if c.buf.len() < max_head.min(c.buf.capacity()) => match r {
+                    if c.buf.len() < limit.min(c.buf.capacity()) => match r {
                     Ok(0) | Err(_) => break Ok(Err(Failure::ClientGone)),
                     Ok(_) => {}
                 },
@@ -559,9 +568,7 @@ async fn round_trip(
                 Response::Partial => {}
             }
         }
-        if up.capacity() - up.len() < READ_SIZE / 2 {
-            up.reserve(READ_SIZE);
-        }
+        make_room(up);
         match stream.read_buf(up).await {
             Ok(0) => {
                 let e = io::Error::new(
@@ -688,9 +695,7 @@ async fn read_more(
     up: &mut BytesMut,
     idle: Option<Duration>,
 ) -> io::Result<usize> {
-    if up.capacity() - up.len() < READ_SIZE / 2 {
-        up.reserve(READ_SIZE);
-    }
+    make_room(up);
     let n = match idle {
         Some(limit) => tokio::time::timeout(limit, stream.read_buf(up))
             .await
