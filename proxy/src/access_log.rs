@@ -66,16 +66,15 @@ impl Default for Options {
 }
 
 impl Options {
-    fn excluded<B>(&self, req: &Request<B>) -> bool {
-        if self.exclude_paths.iter().any(|p| p == req.uri().path()) {
+    fn excluded(&self, req: &Seen<'_>) -> bool {
+        if self.exclude_paths.iter().any(|p| p == req.uri.path()) {
             return true;
         }
         if self.exclude_user_agents.is_empty() {
             return false;
         }
         let ua = req
-            .headers()
-            .get(USER_AGENT)
+            .user_agent
             .map(|v| String::from_utf8_lossy(v.as_bytes()));
         ua.is_some_and(|ua| {
             self.exclude_user_agents
@@ -86,6 +85,33 @@ impl Options {
 
     fn sampled(&self, status: u16) -> bool {
         status >= 500 || self.sample >= 1.0 || fastrand::f64() < self.sample
+    }
+}
+
+/// What the access log, the metrics and a span read of a request as it arrives.
+pub struct Seen<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub version: Version,
+    pub host: Option<&'a HeaderValue>,
+    pub referer: Option<&'a HeaderValue>,
+    pub user_agent: Option<&'a HeaderValue>,
+    /// The body's length as far as it is known.
+    pub bytes_in: u64,
+}
+
+impl<'a> Seen<'a> {
+    pub fn of<B: Body>(req: &'a Request<B>) -> Seen<'a> {
+        let headers = req.headers();
+        Seen {
+            method: req.method(),
+            uri: req.uri(),
+            version: req.version(),
+            host: headers.get(HOST),
+            referer: headers.get(REFERER),
+            user_agent: headers.get(USER_AGENT),
+            bytes_in: req.body().size_hint().lower(),
+        }
     }
 }
 
@@ -148,6 +174,18 @@ impl Head {
         start: Instant,
         trace: Trace,
     ) -> Head {
+        Head::capture_seen(enabled, options, tracing, &Seen::of(req), start, trace)
+    }
+
+    /// As [`Head::capture`], from the parts of the request it reads.
+    pub fn capture_seen(
+        enabled: bool,
+        options: &Options,
+        tracing: &Tracing,
+        req: &Seen<'_>,
+        start: Instant,
+        trace: Trace,
+    ) -> Head {
         let span = match &tracing.sink {
             Some(sink) if trace.sampled => Some(Box::new(PendingSpan {
                 sink: sink.clone(),
@@ -155,15 +193,14 @@ impl Head {
                     trace,
                     start_unix_nanos: unix_nanos(),
                     end_unix_nanos: 0,
-                    method: req.method().clone(),
+                    method: req.method.clone(),
                     host: req
-                        .headers()
-                        .get(HOST)
+                        .host
                         .and_then(|h| h.to_str().ok())
-                        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+                        .or_else(|| req.uri.authority().map(|a| a.as_str()))
                         .unwrap_or("")
                         .to_string(),
-                    path: req.uri().path().to_string(),
+                    path: req.uri.path().to_string(),
                     status: 0,
                     client: IpAddr::from([0, 0, 0, 0]),
                     upstream: None,
@@ -175,21 +212,21 @@ impl Head {
             _ => None,
         };
         let logged = (enabled && !options.excluded(req)).then(|| Logged {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            version: req.version(),
-            host: req.headers().get(HOST).cloned().or_else(|| {
-                req.uri()
+            method: req.method.clone(),
+            uri: req.uri.clone(),
+            version: req.version,
+            host: req.host.cloned().or_else(|| {
+                req.uri
                     .authority()
                     .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             }),
-            referer: req.headers().get(REFERER).cloned(),
-            user_agent: req.headers().get(USER_AGENT).cloned(),
+            referer: req.referer.cloned(),
+            user_agent: req.user_agent.cloned(),
         });
         Head {
             start,
-            method_index: metrics::method_index(req.method()),
-            bytes_in: req.body().size_hint().lower(),
+            method_index: metrics::method_index(req.method),
+            bytes_in: req.bytes_in,
             trace,
             logged,
             span,
@@ -498,10 +535,11 @@ mod tests {
             exclude_user_agents: vec!["kube-probe/".into()],
             ..Options::default()
         };
-        assert!(o.excluded(&request("/healthz", None)));
-        assert!(!o.excluded(&request("/healthz/deep", None)));
-        assert!(o.excluded(&request("/", Some("kube-probe/1.31"))));
-        assert!(!o.excluded(&request("/", Some("curl/8"))));
+        let excluded = |path, ua| o.excluded(&Seen::of(&request(path, ua)));
+        assert!(excluded("/healthz", None));
+        assert!(!excluded("/healthz/deep", None));
+        assert!(excluded("/", Some("kube-probe/1.31")));
+        assert!(!excluded("/", Some("curl/8")));
     }
 
     #[test]

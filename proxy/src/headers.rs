@@ -145,7 +145,12 @@ pub fn ip_value(ip: IpAddr) -> HeaderValue {
 /// The request's id: the client's `X-Request-ID` when it is a sane token, else a new random one
 /// (32 hex digits, as ingress-nginx's `$req_id`).
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
+    request_id_from(headers.get(&X_REQUEST_ID))
+}
+
+/// The request's id given its first `X-Request-ID` value.
+pub fn request_id_from(given: Option<&HeaderValue>) -> HeaderValue {
+    if let Some(v) = given {
         let b = v.as_bytes();
         if !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic()) {
             return v.clone();

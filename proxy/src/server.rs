@@ -90,6 +90,11 @@ pub struct Drain {
 }
 
 impl Proxy {
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     pub fn new(config: ProxyConfig) -> Result<Self, ServeError> {
         let upstreams = Upstreams::new(&config);
 

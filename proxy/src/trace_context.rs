@@ -80,8 +80,8 @@ impl TraceParent {
         })
     }
 
-    /// The header value (version `00`), built without intermediate strings.
-    pub fn to_header(&self) -> HeaderValue {
+    /// The header value's text (version `00`), built without intermediate strings.
+    pub fn encode(&self) -> [u8; 55] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut buf = [b'-'; 55];
         buf[0] = b'0';
@@ -95,7 +95,12 @@ impl TraceParent {
         put(3, &self.trace_id.0);
         put(36, &self.parent_id);
         put(53, &[self.flags]);
-        HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static(""))
+        buf
+    }
+
+    /// The header value (version `00`).
+    pub fn to_header(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.encode()).unwrap_or(HeaderValue::from_static(""))
     }
 }
 
@@ -181,10 +186,10 @@ fn new_trace_id() -> TraceId {
 }
 
 /// Is a whole `tracestate` (all its headers joined by commas) well formed?
-fn valid_tracestate<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> bool {
+fn valid_tracestate<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
     let mut members = 0;
     for value in values {
-        for member in value.as_bytes().split(|b| *b == b',') {
+        for member in value.split(|b| *b == b',') {
             let member = member.trim_ascii();
             if member.is_empty() {
                 continue;
@@ -244,22 +249,36 @@ pub fn apply(headers: &mut HeaderMap, sample_new: f64) -> Trace {
         (Some(v), None) => TraceParent::parse(v.as_bytes()),
         _ => None,
     };
+    let tracestate = headers
+        .get_all(&TRACESTATE)
+        .iter()
+        .map(HeaderValue::as_bytes);
+    let (outgoing, trace, keep_tracestate) = next_hop(incoming, tracestate, sample_new);
+    if !keep_tracestate {
+        headers.remove(&TRACESTATE);
+    }
+    headers.insert(TRACEPARENT.clone(), outgoing.to_header());
+    trace
+}
+
+/// The `traceparent` for the backend given the request's own (`None`: missing, invalid or
+/// repeated) and whether its `tracestate` (all its values) goes along.
+pub fn next_hop<'a>(
+    incoming: Option<TraceParent>,
+    tracestate: impl Iterator<Item = &'a [u8]>,
+    sample_new: f64,
+) -> (TraceParent, Trace, bool) {
     let span_id = new_span_id();
-    let (outgoing, parent_id) = match incoming {
-        Some(parent) => {
-            if !valid_tracestate(headers.get_all(&TRACESTATE).iter()) {
-                headers.remove(&TRACESTATE);
-            }
-            (
-                TraceParent {
-                    parent_id: span_id,
-                    ..parent
-                },
-                Some(parent.parent_id),
-            )
-        }
+    let (outgoing, parent_id, keep_tracestate) = match incoming {
+        Some(parent) => (
+            TraceParent {
+                parent_id: span_id,
+                ..parent
+            },
+            Some(parent.parent_id),
+            valid_tracestate(tracestate),
+        ),
         None => {
-            headers.remove(&TRACESTATE);
             let sampled = sample_new > 0.0 && fastrand::f64() < sample_new;
             (
                 TraceParent {
@@ -268,16 +287,17 @@ pub fn apply(headers: &mut HeaderMap, sample_new: f64) -> Trace {
                     flags: u8::from(sampled),
                 },
                 None,
+                false,
             )
         }
     };
-    headers.insert(TRACEPARENT.clone(), outgoing.to_header());
-    Trace {
+    let trace = Trace {
         trace_id: outgoing.trace_id,
         span_id,
         parent_id,
         sampled: outgoing.flags & 1 == 1,
-    }
+    };
+    (outgoing, trace, keep_tracestate)
 }
 
 #[cfg(test)]
@@ -402,7 +422,7 @@ mod tests {
 
     #[test]
     fn tracestate_grammar() {
-        let ok = |s: &str| valid_tracestate([HeaderValue::from_str(s).unwrap()].iter());
+        let ok = |s: &str| valid_tracestate([s.as_bytes()].into_iter());
         assert!(ok("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"));
         assert!(ok("tenant@vendor=x, other=y"));
         assert!(!ok("Upper=x"));

@@ -27,6 +27,8 @@ pub struct RequestHead {
     pub len: usize,
     pub method: Method,
     pub target: Range<usize>,
+    /// The value of its one `Host`.
+    pub host: Range<usize>,
     /// The client asked to close after the answer (`Connection: close`).
     pub close: bool,
 }
@@ -105,13 +107,14 @@ pub fn parse_request(buf: &[u8], max_headers: usize, spans: &mut Vec<Span>) -> R
         }
         spans.push((offset(buf, h.name.as_bytes()), offset(buf, h.value)));
     }
-    if host.is_none_or(|h| h.is_empty()) {
+    let Some(host) = host.filter(|h| !h.is_empty()) else {
         return Request::Other;
-    }
+    };
     Request::Head(RequestHead {
         len,
         method,
         target: offset(buf, path.as_bytes()),
+        host,
         close,
     })
 }
@@ -130,7 +133,8 @@ pub fn request_parts(
     Some(parts)
 }
 
-fn header_map(head: &Bytes, spans: &[Span]) -> Option<HeaderMap> {
+/// The request's headers, their values sharing `head`; `None` when one does not convert.
+pub fn header_map(head: &Bytes, spans: &[Span]) -> Option<HeaderMap> {
     // Room for what forwarding adds (forwarding headers, request id, traceparent).
     let mut map = HeaderMap::with_capacity(spans.len() + 8);
     for (name, value) in spans {

@@ -13,16 +13,18 @@
 
 pub mod chunked;
 pub mod head;
+pub mod upstream_head;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,7 +32,7 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tracing::debug;
 
-use crate::access_log::{self, Head};
+use crate::access_log::{self, Head, Seen};
 use crate::backend::{Endpoints, Target};
 use crate::balance::Balance;
 use crate::body::ProxyBody;
@@ -43,10 +45,12 @@ use crate::policy::RetryOn;
 use crate::pool::EndpointPool;
 use crate::routing::normalize_host;
 use crate::server::Shared;
+use crate::trace_context::{self, TraceParent};
 use crate::upstream::Protocol;
 
 use chunked::ChunkedEnd;
 use head::{BadResponse, Framing, Request, RequestHead, Response, ResponseHead, Span};
+use upstream_head::{Added, Scan};
 
 /// The largest answer head read from a backend.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -212,10 +216,11 @@ async fn request(
         // hyper closes each kept-alive connection after its answer while draining.
         return Next::HandOff(Some(head_bytes));
     }
-    let Some(parts) = head::request_parts(&head_bytes, &parsed, &c.spans) else {
+    let Ok(uri) = Uri::from_maybe_shared(head_bytes.slice(parsed.target.clone())) else {
         return Next::HandOff(Some(head_bytes));
     };
-    let Some(host_value) = parts.headers.get(HOST).cloned() else {
+    let Ok(host_value) = HeaderValue::from_maybe_shared(head_bytes.slice(parsed.host.clone()))
+    else {
         return Next::HandOff(Some(head_bytes));
     };
     let Ok(host) = host_value.to_str() else {
@@ -233,41 +238,39 @@ async fn request(
         if !client_auth.is_empty() && client_auth.lookup(&host).is_some() {
             return Next::HandOff(Some(head_bytes));
         }
-        match live.snapshot.routes.find(&host, parts.uri.path()) {
+        match live.snapshot.routes.find(&host, uri.path()) {
             Some(m) if m.canaries.is_empty() && forward_only(m.target) => m.target.clone(),
             _ => return Next::HandOff(Some(head_bytes)),
         }
     };
     drop(host);
 
-    let mut req = http::Request::from_parts(parts, http_body_util::Empty::<Bytes>::new());
-    let request_id = headers::request_id(req.headers());
-    let client = crate::client_addr::client_ip(conn.peer.ip(), req.headers(), &conn.trusted);
-    let tracing = &shared.config.tracing;
-    let trace = crate::trace_context::apply(req.headers_mut(), tracing.sample_new);
-    let log = &*conn.access_log;
-    let logged = Head::capture(shared.config.access_log, log, tracing, &req, start, trace);
-    let (parts, _) = req.into_parts();
-    let mut headers = parts.headers;
-    let forwarded = Forwarded {
-        peer: conn.peer.ip(),
-        peer_value: &conn.peer_value,
-        peer_trusted: conn.peer_trusted,
-        client,
-        scheme: "http",
+    let scan = Scan::new(&head_bytes, &c.spans);
+    let asked = Received {
+        head: &head_bytes,
+        spans: &c.spans,
+        method: &parsed.method,
+        uri: &uri,
         host: &host_value,
-        port: &conn.local_port,
     };
-    let policy = &target.policy;
-    forward::upstream_headers(policy, &mut headers, &forwarded, &request_id, false, false);
-    c.out.clear();
-    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    head::write_request(&mut c.out, &parts.method, pq.as_bytes(), &headers);
-    drop(headers);
-    drop(head_bytes);
+    // The backend's head is written from the client's unless the request needs the header
+    // map: both give it the same headers.
+    let prepared = if scan.plain && !conn.peer_trusted && target.policy.request_headers.is_empty() {
+        Some(prepare_plain(
+            shared, conn, &target, &asked, &scan, start, &mut c.out,
+        ))
+    } else {
+        prepare_mapped(shared, conn, &target, &asked, start, &mut c.out)
+    };
+    let Some((request_id, client, logged)) = prepared else {
+        return Next::HandOff(Some(head_bytes));
+    };
+    // Nothing keeps the head's bytes: the client buffer takes its room back for the next.
+    drop((uri, host_value, head_bytes));
+    let method = parsed.method;
 
-    let to_head = parts.method == Method::HEAD;
-    let answer = exchange(shared, &target, &parts.method, c, to_head, timer).await;
+    let to_head = method == Method::HEAD;
+    let answer = exchange(shared, &target, &method, c, to_head, timer).await;
     let outcome = |status: StatusCode, upstream| access_log::Outcome {
         status: status.as_u16(),
         client,
@@ -277,6 +280,7 @@ async fn request(
         tls: false,
     };
     let close = parsed.close;
+    let log = &*conn.access_log;
     match answer {
         // As hyper drops a request whose client left: no answer, no log line.
         Err(Failed::ClientGone) => Next::Close,
@@ -322,6 +326,143 @@ async fn request(
             }
         }
     }
+}
+
+/// A request as read: its head and the pieces already taken from it.
+struct Received<'a> {
+    head: &'a Bytes,
+    spans: &'a [Span],
+    method: &'a Method,
+    uri: &'a Uri,
+    host: &'a HeaderValue,
+}
+
+/// What writing the backend's head learnt: the request id, the client's address and what
+/// the log and metrics keep.
+type Prepared = (HeaderValue, IpAddr, Head);
+
+/// Writes the backend's head into `out` from the client's own ([`upstream_head`]).
+fn prepare_plain(
+    shared: &Shared,
+    conn: &ConnInfo,
+    target: &Target,
+    asked: &Received<'_>,
+    scan: &Scan,
+    start: Instant,
+    out: &mut Vec<u8>,
+) -> Prepared {
+    let head = asked.head;
+    let value = |at: &Option<Range<usize>>| {
+        at.as_ref()
+            .and_then(|r| HeaderValue::from_maybe_shared(head.slice(r.clone())).ok())
+    };
+    // The same order of random draws as the header-map path: the request id, then the trace.
+    let request_id = headers::request_id_from(value(&scan.request_id).as_ref());
+    // The peer is no trusted proxy: it is the client.
+    let client = conn.peer.ip();
+    let tracing = &shared.config.tracing;
+    let incoming = scan
+        .traceparent
+        .as_ref()
+        .and_then(|r| TraceParent::parse(&head[r.clone()]));
+    let tracestate = Scan::tracestate(head, asked.spans);
+    let (outgoing, trace, keep_tracestate) =
+        trace_context::next_hop(incoming, tracestate, tracing.sample_new);
+    let logging = shared.config.access_log;
+    let (referer, user_agent) = if logging {
+        (value(&scan.referer), value(&scan.user_agent))
+    } else {
+        (None, None)
+    };
+    let seen = Seen {
+        method: asked.method,
+        uri: asked.uri,
+        version: Version::HTTP_11,
+        host: Some(asked.host),
+        referer: referer.as_ref(),
+        user_agent: user_agent.as_ref(),
+        bytes_in: 0,
+    };
+    let logged = Head::capture_seen(logging, &conn.access_log, tracing, &seen, start, trace);
+    let policy = &target.policy;
+    let traceparent = outgoing.encode();
+    let added = Added {
+        host: policy
+            .upstream_vhost
+            .as_ref()
+            .unwrap_or(asked.host)
+            .as_bytes(),
+        traceparent: &traceparent,
+        keep_tracestate,
+        peer: conn.peer_value.as_bytes(),
+        scheme: b"http",
+        forwarded_host: asked.host.as_bytes(),
+        port: conn.local_port.as_bytes(),
+        request_id: request_id.as_bytes(),
+        prefix: policy
+            .x_forwarded_prefix
+            .as_ref()
+            .map(HeaderValue::as_bytes),
+    };
+    out.clear();
+    let target_bytes = path_and_query(asked.uri);
+    upstream_head::write(
+        out,
+        asked.method.as_str().as_bytes(),
+        target_bytes,
+        head,
+        asked.spans,
+        &added,
+    );
+    (request_id, client, logged)
+}
+
+/// Writes the backend's head into `out` through a header map, as hyper's path does
+/// (`forward::upstream_headers`); `None` when a header does not convert (hyper refuses it).
+fn prepare_mapped(
+    shared: &Shared,
+    conn: &ConnInfo,
+    target: &Target,
+    asked: &Received<'_>,
+    start: Instant,
+    out: &mut Vec<u8>,
+) -> Option<Prepared> {
+    let mut req = http::Request::new(http_body_util::Empty::<Bytes>::new());
+    *req.method_mut() = asked.method.clone();
+    *req.uri_mut() = asked.uri.clone();
+    *req.headers_mut() = head::header_map(asked.head, asked.spans)?;
+    let request_id = headers::request_id(req.headers());
+    let client = crate::client_addr::client_ip(conn.peer.ip(), req.headers(), &conn.trusted);
+    let tracing = &shared.config.tracing;
+    let trace = trace_context::apply(req.headers_mut(), tracing.sample_new);
+    let log = &*conn.access_log;
+    let logged = Head::capture(shared.config.access_log, log, tracing, &req, start, trace);
+    let mut headers = std::mem::take(req.headers_mut());
+    let forwarded = Forwarded {
+        peer: conn.peer.ip(),
+        peer_value: &conn.peer_value,
+        peer_trusted: conn.peer_trusted,
+        client,
+        scheme: "http",
+        host: asked.host,
+        port: &conn.local_port,
+    };
+    forward::upstream_headers(
+        &target.policy,
+        &mut headers,
+        &forwarded,
+        &request_id,
+        false,
+        false,
+    );
+    out.clear();
+    head::write_request(out, asked.method, path_and_query(asked.uri), &headers);
+    Some((request_id, client, logged))
+}
+
+/// The request target the backend gets (origin form).
+fn path_and_query(uri: &Uri) -> &[u8] {
+    uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes()
 }
 
 /// Portico's own answer for a request that could not be forwarded (as `respond::status_page`;
@@ -806,5 +947,142 @@ mod tests {
         let size = future_size(&serve);
         eprintln!("connection future: {size} bytes");
         assert!(size <= 4096, "the connection future grew to {size} bytes");
+    }
+
+    /// Header names and their values in order, names lowercased, and the request line.
+    fn fields(head: &[u8]) -> (String, std::collections::BTreeMap<String, Vec<String>>) {
+        let mut storage = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut storage);
+        assert!(req.parse(head).unwrap().is_complete());
+        let line = format!("{} {}", req.method.unwrap(), req.path.unwrap());
+        let mut map = std::collections::BTreeMap::<String, Vec<String>>::new();
+        for h in req.headers.iter() {
+            map.entry(h.name.to_ascii_lowercase())
+                .or_default()
+                .push(String::from_utf8_lossy(h.value).into_owned());
+        }
+        (line, map)
+    }
+
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// The backend's head written from the client's and through the header map (as hyper's
+    /// path writes it) agree: the same request line, the same names, each with the same
+    /// values in the same order.
+    #[test]
+    fn both_ways_of_writing_the_backends_head_agree() {
+        let proxy = crate::server::Proxy::new(crate::config::ProxyConfig::default()).unwrap();
+        let shared = proxy.shared();
+        let conn = ConnInfo {
+            peer: "10.1.2.3:4444".parse().unwrap(),
+            peer_value: HeaderValue::from_static("10.1.2.3"),
+            peer_trusted: false,
+            trusted: Arc::default(),
+            access_log: Arc::default(),
+            local_port: HeaderValue::from_static("80"),
+            tls: false,
+        };
+        let rewriting = crate::policy::Policy {
+            upstream_vhost: Some(HeaderValue::from_static("inside.svc")),
+            x_forwarded_prefix: Some(HeaderValue::from_static("/shop")),
+            ..crate::policy::Policy::default()
+        };
+        let policies = [crate::policy::Policy::default(), rewriting];
+        let heads = [
+            "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n".to_string(),
+            "HEAD /x?q=1#frag HTTP/1.1\r\nhOsT: A.Test:8080\r\nUser-Agent: curl/8\r\nReferer: http://r/\r\nAccept: a\r\nX-A: 1\r\nAccept: b\r\nX-Empty:\r\n\r\n".to_string(),
+            "GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: https\r\nX-Real-IP: 9.9.9.9\r\nX-Forwarded-Host: evil\r\nx-forwarded-port: 1\r\nX-Forwarded-Prefix: /client\r\n\r\n".to_string(),
+            "GET / HTTP/1.1\r\nConnection: keep-alive\r\nHost: a.test\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: x\r\n\r\n".to_string(),
+            "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close, Keep-Alive\r\n\r\n".to_string(),
+            format!("GET / HTTP/1.1\r\nHost: a.test\r\ntraceparent: {TRACEPARENT}\r\ntracestate: a=1\r\nX: y\r\nTraceState: b=2\r\n\r\n"),
+            format!("GET / HTTP/1.1\r\nHost: a.test\r\ntraceparent: {TRACEPARENT}\r\ntracestate: A=1\r\n\r\n"),
+            format!("GET / HTTP/1.1\r\nHost: a.test\r\ntraceparent: {TRACEPARENT}\r\ntraceparent: {TRACEPARENT}\r\ntracestate: a=1\r\n\r\n"),
+            "GET / HTTP/1.1\r\nHost: a.test\r\ntraceparent: 00-zz\r\ntracestate: a=1\r\n\r\n".to_string(),
+            "GET / HTTP/1.1\r\nHost: a.test\r\nX-Request-ID: abc-123\r\nX-Request-ID: second\r\n\r\n".to_string(),
+            "GET / HTTP/1.1\r\nHost: a.test\r\nx-request-id: has space\r\n\r\n".to_string(),
+        ];
+        let mut spans = Vec::new();
+        for policy in policies {
+            let target = Target::new(
+                "default",
+                "ing",
+                "svc:80",
+                Arc::new(crate::backend::Backend::new(
+                    "svc:80",
+                    Endpoints::Static(vec![]),
+                )),
+                false,
+            )
+            .with_policy(Arc::new(policy));
+            for head in &heads {
+                let bytes = Bytes::copy_from_slice(head.as_bytes());
+                let Request::Head(parsed) = head::parse_request(&bytes, 100, &mut spans) else {
+                    panic!("not taken: {head}");
+                };
+                let scan = Scan::new(&bytes, &spans);
+                assert!(scan.plain, "{head}");
+                let uri = Uri::from_maybe_shared(bytes.slice(parsed.target.clone())).unwrap();
+                let host =
+                    HeaderValue::from_maybe_shared(bytes.slice(parsed.host.clone())).unwrap();
+                let asked = Received {
+                    head: &bytes,
+                    spans: &spans,
+                    method: &parsed.method,
+                    uri: &uri,
+                    host: &host,
+                };
+                let start = Instant::now();
+                let (mut plain, mut mapped) = (Vec::new(), Vec::new());
+                fastrand::seed(7);
+                let a = prepare_plain(shared, &conn, &target, &asked, &scan, start, &mut plain);
+                fastrand::seed(7);
+                let b = prepare_mapped(shared, &conn, &target, &asked, start, &mut mapped).unwrap();
+                assert_eq!((&a.0, a.1), (&b.0, b.1), "{head}");
+                assert_eq!(
+                    fields(&plain),
+                    fields(&mapped),
+                    "{head}\n{}\n{}",
+                    String::from_utf8_lossy(&plain),
+                    String::from_utf8_lossy(&mapped)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn heads_the_writer_does_not_cover_go_through_the_map() {
+        let mut spans = Vec::new();
+        for head in [
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, x-secret\r\nX-Secret: 1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nClose: 1\r\n\r\n",
+        ] {
+            let Request::Head(_) = head::parse_request(head.as_bytes(), 100, &mut spans) else {
+                panic!("not taken: {head}");
+            };
+            assert!(!Scan::new(head.as_bytes(), &spans).plain, "{head}");
+        }
+    }
+
+    /// A head the parser takes has names and values the header map takes too: the writer,
+    /// which copies them, forwards nothing hyper's path would refuse.
+    #[test]
+    fn every_header_the_parser_takes_converts() {
+        let mut spans = Vec::new();
+        for b in 0..=255u8 {
+            for (name, value) in [
+                (vec![b'a', b, b'b'], b"v".to_vec()),
+                (b"x".to_vec(), vec![b'a', b, b'b']),
+            ] {
+                let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+                head.extend_from_slice(&name);
+                head.extend_from_slice(b": ");
+                head.extend_from_slice(&value);
+                head.extend_from_slice(b"\r\n\r\n");
+                let bytes = Bytes::from(head);
+                if let Request::Head(_) = head::parse_request(&bytes, 100, &mut spans) {
+                    assert!(head::header_map(&bytes, &spans).is_some(), "byte {b:#x}");
+                }
+            }
+        }
     }
 }
