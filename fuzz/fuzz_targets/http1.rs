@@ -1,11 +1,14 @@
 //! Portico's own HTTP/1.1 path: request and answer heads and chunked bodies from arbitrary
-//! bytes never panic, and where a chunked body ends does not depend on how it arrives.
+//! bytes never panic, a taken request head converts to a header map and is written for the
+//! backend as one well-formed head, and where a chunked body ends does not depend on how it
+//! arrives.
 #![no_main]
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use portico_proxy::h1::chunked::ChunkedEnd;
 use portico_proxy::h1::head::{self, Request, Response};
+use portico_proxy::h1::upstream_head::{self, Added, Scan};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&knob, data)) = data.split_first() else {
@@ -13,11 +16,41 @@ fuzz_target!(|data: &[u8]| {
     };
     let whole = Bytes::copy_from_slice(data);
 
-    // A request head: taken ones convert to `http` parts without a panic.
+    // A request head: taken ones convert to `http` parts without a panic; every header
+    // converts (what the backend's head copies, hyper's path would take), and the head
+    // written for the backend parses back whole.
     let mut spans = Vec::new();
     if let Request::Head(h) = head::parse_request(data, usize::from(knob % 130), &mut spans) {
         assert!(h.len <= data.len());
+        assert!(head::header_map(&whole, &spans).is_some());
         let _ = head::request_parts(&whole, &h, &spans);
+        std::hint::black_box(Scan::new(data, &spans));
+        let added = Added {
+            host: b"a.test",
+            traceparent: b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            keep_tracestate: knob & 8 == 8,
+            peer: b"10.0.0.1",
+            scheme: b"http",
+            forwarded_host: b"a.test",
+            port: b"80",
+            request_id: b"id",
+            prefix: (knob & 16 == 16).then_some(&b"/p"[..]),
+        };
+        let mut out = Vec::new();
+        upstream_head::write(
+            &mut out,
+            b"GET",
+            &data[h.target.clone()],
+            data,
+            &spans,
+            &added,
+        );
+        let mut headers = [httparse::EMPTY_HEADER; 256];
+        let mut again = httparse::Request::new(&mut headers);
+        assert_eq!(
+            again.parse(&out).ok(),
+            Some(httparse::Status::Complete(out.len()))
+        );
     }
 
     // An answer head: lengths stay inside the input, and it is written out both ways.
