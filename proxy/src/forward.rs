@@ -26,6 +26,7 @@ use crate::policy::{ErrorPages, Policy, Redirect, RetryOn};
 use crate::respond;
 use crate::routing::normalize_host;
 use crate::server::Shared;
+use crate::trace_context::TRACEPARENT;
 use crate::upstream::{Protocol, UpstreamError};
 
 /// What the proxy knows about the client connection a request came on.
@@ -616,7 +617,16 @@ pub(crate) fn upstream_headers(
     websocket: bool,
     te_trailers: bool,
 ) {
+    // The `traceparent` is Portico's own by now (`trace_context::apply` replaced the
+    // client's): a client's `Connection` naming it does not take it away from the next hop.
+    let traceparent = headers
+        .contains_key(CONNECTION)
+        .then(|| headers.get(&TRACEPARENT).cloned())
+        .flatten();
     headers::remove_hop_by_hop(headers, websocket);
+    if let Some(traceparent) = traceparent {
+        headers.insert(TRACEPARENT.clone(), traceparent);
+    }
     if te_trailers {
         headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
     }
@@ -863,6 +873,33 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_header_naming_traceparent_keeps_porticos_own() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_static("traceparent, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        let own =
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        h.insert(TRACEPARENT.clone(), own.clone());
+        let value = HeaderValue::from_static("10.0.0.1");
+        let forwarded = Forwarded {
+            peer: "10.0.0.1".parse().unwrap(),
+            peer_value: &value,
+            peer_trusted: false,
+            client: "10.0.0.1".parse().unwrap(),
+            scheme: "http",
+            host: &HeaderValue::from_static("a.test"),
+            port: &HeaderValue::from_static("80"),
+        };
+        let id = HeaderValue::from_static("id");
+        upstream_headers(&Policy::default(), &mut h, &forwarded, &id, false, false);
+        assert_eq!(h.get(&TRACEPARENT), Some(&own));
+        assert!(h.get("x-secret").is_none() && h.get(CONNECTION).is_none());
+    }
 
     /// The size of the future an async fn taking three arguments returns.
     fn future_size<A, B, C, R, F: FnOnce(A, B, C) -> R>(_: &F) -> usize {

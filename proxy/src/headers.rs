@@ -34,17 +34,17 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if !any && !keep_upgrade {
         return;
     }
-    if let Some(conn) = headers.get(CONNECTION) {
-        if let Ok(list) = conn.to_str() {
-            let named: Vec<HeaderName> = list
-                .split(',')
-                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-                .filter(|n| !(keep_upgrade && n == UPGRADE))
-                .collect();
-            for n in named {
-                headers.remove(n);
-            }
-        }
+    // Every `Connection` header counts, not only the first.
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && n == UPGRADE))
+        .collect();
+    for n in named {
+        headers.remove(n);
     }
     headers.remove(CONNECTION);
     headers.remove(&KEEP_ALIVE);
@@ -188,6 +188,16 @@ mod tests {
         assert!(h.get(UPGRADE).is_none());
         assert!(h.get(CONNECTION).is_none());
         assert!(h.get("x-kept").is_some());
+    }
+
+    #[test]
+    fn every_connection_header_names_hop_by_hop_ones() {
+        let mut h = HeaderMap::new();
+        h.append(CONNECTION, "keep-alive".parse().unwrap());
+        h.append(CONNECTION, "x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        remove_hop_by_hop(&mut h, false);
+        assert!(h.get("x-secret").is_none());
     }
 
     #[test]

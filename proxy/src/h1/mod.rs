@@ -265,7 +265,9 @@ async fn request(
     let Some((request_id, client, logged)) = prepared else {
         return Next::HandOff(Some(head_bytes));
     };
-    // Nothing keeps the head's bytes: the client buffer takes its room back for the next.
+    // Only the request id and the log line may still hold the head's bytes (a client's
+    // `X-Request-ID`, the logged URI and headers); when neither does, the client buffer
+    // takes its room back for the next read.
     drop((uri, host_value, head_bytes));
     let method = parsed.method;
 
@@ -1000,6 +1002,11 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a.test\r\ntraceparent: 00-zz\r\ntracestate: a=1\r\n\r\n".to_string(),
             "GET / HTTP/1.1\r\nHost: a.test\r\nX-Request-ID: abc-123\r\nX-Request-ID: second\r\n\r\n".to_string(),
             "GET / HTTP/1.1\r\nHost: a.test\r\nx-request-id: has space\r\n\r\n".to_string(),
+            "GET / HTTP/1.1\r\nHost: a.test\r\nX-Request-ID: bad id\r\nX-Request-ID: good\r\n\r\n".to_string(),
+            "GET / HTTP/1.1\r\nHost: a.test\r\ntracestate: a=1\r\n\r\n".to_string(),
+            format!("GET / HTTP/1.1\r\nHost: a.test\r\ntraceparent: {TRACEPARENT}\r\ntracestate:\r\n\r\n"),
+            "GET / HTTP/1.1\r\nHost: a.test\r\ntraceparent: 01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later\r\ntracestate: a=1\r\n\r\n".to_string(),
+            "GET / HTTP/1.1\r\nConnection: keep-alive\r\nHost: a.test\r\nConnection: close\r\n\r\n".to_string(),
         ];
         let mut spans = Vec::new();
         for policy in policies {
@@ -1055,6 +1062,8 @@ mod tests {
         for head in [
             "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, x-secret\r\nX-Secret: 1\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nClose: 1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nConnection: x-secret\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: traceparent\r\ntraceparent: x\r\n\r\n",
         ] {
             let Request::Head(_) = head::parse_request(head.as_bytes(), 100, &mut spans) else {
                 panic!("not taken: {head}");

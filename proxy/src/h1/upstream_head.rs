@@ -12,6 +12,9 @@ use std::ops::Range;
 
 use super::head::Span;
 
+/// The longest header name `http` takes.
+const MAX_NAME: usize = (1 << 16) - 1;
+
 /// What a header is to the writer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -87,7 +90,11 @@ impl Scan {
         };
         let mut traceparents = 0;
         for (name, value) in spans {
-            match kind(&head[name.clone()]) {
+            let name = &head[name.clone()];
+            // A name the header map cannot hold (64 KiB or more) sends the request there,
+            // to be refused as hyper refuses it.
+            scan.plain &= name.len() <= MAX_NAME;
+            match kind(name) {
                 Kind::Connection => scan.plain &= plain_connection(&head[value.clone()]),
                 Kind::Close => scan.plain = false,
                 Kind::RequestId => {
