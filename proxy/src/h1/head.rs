@@ -249,7 +249,7 @@ impl ResponseHead {
 }
 
 /// The hop-by-hop headers (RFC 9110 §7.6.1), as `headers::remove_hop_by_hop` removes them.
-const HOP_BY_HOP: [&[u8]; 7] = [
+pub(crate) const HOP_BY_HOP: [&[u8]; 7] = [
     b"connection",
     b"keep-alive",
     b"proxy-connection",

@@ -232,6 +232,15 @@ mod tests {
         }
     }
 
+    /// The answer writer's list and this one stay in step.
+    #[test]
+    fn every_hop_by_hop_header_is_left_out() {
+        for name in super::super::head::HOP_BY_HOP {
+            let k = kind(name);
+            assert!(matches!(k, Kind::HopByHop | Kind::Connection), "{k:?}");
+        }
+    }
+
     #[test]
     fn connection_may_name_only_keep_alive_and_close() {
         assert!(plain_connection(b"keep-alive"));
