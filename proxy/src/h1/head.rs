@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, DATE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 /// Headers per message this path parses at most; more goes to hyper, with its own limit.
 const MAX_HEADERS: usize = 128;
@@ -117,20 +117,6 @@ pub fn parse_request(buf: &[u8], max_headers: usize, spans: &mut Vec<Span>) -> R
         host,
         close,
     })
-}
-
-/// The request as `http` parts; `None` when a piece does not convert (hyper refuses it).
-pub fn request_parts(
-    head: &Bytes,
-    parsed: &RequestHead,
-    spans: &[Span],
-) -> Option<http::request::Parts> {
-    let (mut parts, ()) = http::Request::new(()).into_parts();
-    parts.method = parsed.method.clone();
-    parts.uri = Uri::from_maybe_shared(head.slice(parsed.target.clone())).ok()?;
-    parts.version = Version::HTTP_11;
-    parts.headers = header_map(head, spans)?;
-    Some(parts)
 }
 
 /// The request's headers, their values sharing `head`; `None` when one does not convert.
@@ -436,6 +422,7 @@ fn http_date(out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Uri;
 
     fn parse(text: &str) -> (Request, Vec<Span>) {
         let mut spans = Vec::new();
@@ -454,10 +441,11 @@ mod tests {
         assert!(h.close);
         assert_eq!(spans.len(), 3);
         let head = Bytes::copy_from_slice(text.as_bytes());
-        let parts = request_parts(&head, &h, &spans).unwrap();
-        assert_eq!(parts.uri, "/a?b=1");
-        assert_eq!(parts.headers["x-y"], "z");
-        assert_eq!(parts.headers["host"], "a.test");
+        let uri = Uri::from_maybe_shared(head.slice(h.target.clone())).unwrap();
+        let headers = header_map(&head, &spans).unwrap();
+        assert_eq!(uri, "/a?b=1");
+        assert_eq!(headers["x-y"], "z");
+        assert_eq!(headers["host"], "a.test");
         let (r, _) = parse("HEAD / HTTP/1.1\r\nhost: a\r\n\r\n");
         assert!(matches!(r, Request::Head(h) if h.method == Method::HEAD && !h.close));
     }
